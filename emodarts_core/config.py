@@ -1,0 +1,242 @@
+"""Typed configuration: features, search space, search, final training, and the named profiles.
+
+Every value the method fixes (see the book's "method" chapter) is a field here, and the three
+profiles bundle them:
+
+- ``smoke``: seconds on CPU; exercises every code path in tests and CI.
+- ``cpu``: a real search on a small real corpus (RAVDESS) in well under an hour on 2 cores.
+- ``paper``: the paper's features (32 750 Hz, 8 s, 128 MFCC, 128 x 128 input), search space and
+  budget; meant for a GPU.
+
+Configs are plain frozen dataclasses; :func:`to_dict` / :func:`from_dict` give the JSON round trip
+used by run directories.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------
+# Operation sets (names are registry keys in ``ops.py`` and appear unchanged in genotypes).
+# ``none`` is always last: the genotype rule skips the last column.
+CNN_PRIMITIVES: tuple[str, ...] = (
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+    "none",
+)
+
+SEQ_OP_SETS: dict[str, tuple[str, ...]] = {
+    "all": (
+        "lstm_att_1", "lstm_att_2", "lstm_1", "lstm_2", "lstm_3", "lstm_4",
+        "rnn_att_1", "rnn_att_2", "rnn_1", "rnn_2", "rnn_3", "rnn_4",
+        "skip_connect", "none",
+    ),
+    "lstm": ("lstm_1", "lstm_2", "lstm_3", "lstm_4", "skip_connect", "none"),
+    "rnn": ("rnn_1", "rnn_2", "rnn_3", "rnn_4", "skip_connect", "none"),
+    "lstm_att": ("lstm_att_1", "lstm_att_2", "skip_connect", "none"),
+    "rnn_att": ("rnn_att_1", "rnn_att_2", "skip_connect", "none"),
+    "attention": ("lstm_att_1", "lstm_att_2", "rnn_att_1", "rnn_att_2", "skip_connect", "none"),
+}
+
+
+def seq_primitives(seq_ops: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The SeqNN candidate list for a set name (``"all"``, ``"lstm"``, ...) or an explicit tuple."""
+    if isinstance(seq_ops, str):
+        if seq_ops not in SEQ_OP_SETS:
+            raise ValueError(f"unknown seq_ops set {seq_ops!r}; choose one of {sorted(SEQ_OP_SETS)}")
+        return SEQ_OP_SETS[seq_ops]
+    ops = tuple(seq_ops)
+    if not ops or ops[-1] != "none":
+        raise ValueError("an explicit seq_ops tuple must end with 'none'")
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Waveform -> MFCC image. Defaults are the paper profile (128 x 128)."""
+
+    sample_rate: int = 32750          # Hz; 32 750 makes 8 s / hop 512 = 512 frames -> 128 after pooling
+    duration_s: float = 8.0           # first ``duration_s`` seconds; shorter is zero-padded at the end
+    n_mfcc: int = 128
+    n_mels: int = 128
+    n_fft: int = 2048
+    hop_length: int = 512
+    fmin: float = 0.0
+    fmax: float | None = None         # None = sample_rate / 2
+    top_db: float | None = 80.0       # power_to_db clipping, as librosa
+    time_pool: int = 4                # max-pool factor along time (1 = none)
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.sample_rate * self.duration_s))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames after pooling (librosa ``center=True`` framing, then max-pool by ``time_pool``)."""
+        return (1 + self.n_samples // self.hop_length) // self.time_pool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_mfcc, self.n_frames)
+
+
+FEATURE_PROFILES: dict[str, FeatureConfig] = {
+    "paper": FeatureConfig(),
+    # 16 kHz, the corpora's own rate: 64 ms window, 16 ms hop, 4 s, 64 mel bands, 40 MFCC,
+    # pooled by 2 in time -> 40 x 125.
+    "16k": FeatureConfig(
+        sample_rate=16000, duration_s=4.0, n_mfcc=40, n_mels=64, n_fft=1024, hop_length=256,
+        time_pool=2,
+    ),
+    # A tiny 16 kHz variant for tests: 1 s, 20 MFCC, 16 frames.
+    "smoke": FeatureConfig(
+        sample_rate=16000, duration_s=1.0, n_mfcc=20, n_mels=40, n_fft=512, hop_length=256,
+        time_pool=4,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpaceConfig:
+    """The joint CNN + SeqNN search space (defaults: the method's)."""
+
+    cnn_layers: int = 4               # reduction cells at layers // 3 and 2 * layers // 3
+    cnn_nodes: int = 4
+    init_channels: int = 8
+    stem_multiplier: int = 3
+    cnn_ops: tuple[str, ...] = CNN_PRIMITIVES
+    seq_cells: int = 4
+    seq_nodes: int = 4
+    seq_ops: str | tuple[str, ...] = "all"
+    seq_hidden: int = 128
+    dropout: float = 0.3
+
+    @property
+    def seq_primitives(self) -> tuple[str, ...]:
+        return seq_primitives(self.seq_ops)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Bi-level DARTS search (method defaults)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    weight_fraction: float = 0.5      # share of the search data that trains w; the rest trains alpha
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_betas: tuple[float, float] = (0.5, 0.999)
+    alpha_weight_decay: float = 1e-3
+    order: str = "second"             # "first" (xi = 0) or "second" (unrolled, finite-difference HVP)
+    collapse_guard: str | None = None  # None or "darts+" (stop once the normal cell has >= max_skips skips)
+    max_skips: int = 2
+    alpha_log_every: int = 0          # also record alphas every N steps (0 = once per epoch)
+    memory_efficient: bool = False    # exact activation checkpointing and friends (issue 4)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Final training of the network derived from a genotype."""
+
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    drop_path: float = 0.2
+    aux_weight: float = 0.4
+    class_weighted: bool = True
+    patience: int = 50                # early stopping on validation UA (0 = off)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(name="paper"),
+    "cpu": Profile(
+        name="cpu",
+        features=FEATURE_PROFILES["16k"],
+        space=SearchSpaceConfig(
+            cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=3, seq_ops="all",
+            seq_hidden=32,
+        ),
+        search=SearchConfig(epochs=12, batch_size=32, order="first"),
+        train=TrainConfig(epochs=40, batch_size=32, patience=12),
+    ),
+    "smoke": Profile(
+        name="smoke",
+        features=FEATURE_PROFILES["smoke"],
+        space=SearchSpaceConfig(
+            cnn_layers=3, cnn_nodes=2, init_channels=2, seq_cells=1, seq_nodes=2, seq_ops="all",
+            seq_hidden=8,
+        ),
+        search=SearchConfig(epochs=2, batch_size=8, order="second"),
+        train=TrainConfig(epochs=2, batch_size=8, patience=0),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON round trip
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain JSON-ready data (tuples become lists)."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from :func:`to_dict` output; unknown keys are an error."""
+    if not is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def override(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that names the config in its error for an unknown field."""
+    names = {f.name for f in fields(cfg)}
+    unknown = set(changes) - names
+    if unknown:
+        raise ValueError(f"unknown {type(cfg).__name__} field(s): {sorted(unknown)}")
+    return replace(cfg, **changes)
