@@ -1,0 +1,209 @@
+"""Batch reproduction: a grid of corpora x folds x seeds, run locally or on a Ray cluster, and the
+tables (mean ± std over folds and seeds) gathered back from the run directories.
+
+Each grid job executes the experiment notebook (``notebooks/05_experiments.ipynb``) with papermill
+and that job's parameters, so a batch run is exactly what a reader runs by hand; the executed
+notebook is kept in the job's directory. The tables are built from the ``metrics.json`` files of
+the run directories alone, so they can be rebuilt at any time without re-running anything.
+
+Past one machine the same jobs go to Ray (``backend="ray"``): each job is one Ray task that asks
+for the CPUs / GPU it needs, and a cluster started with ``ray start`` is joined by address. Ray
+is an optional dependency (``pip install "emodarts-core[cluster]"``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .paper import PAPER_RESULTS
+
+DEFAULT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_experiments.ipynb"
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """One cell of the grid: one corpus, fold and seed, written under ``out_dir``."""
+
+    corpus: str
+    data_root: str
+    fold: int
+    seed: int
+    profile: str
+    out_dir: str
+    protocol: str | None = None
+    device: str = "auto"
+
+    @property
+    def name(self) -> str:
+        return f"{self.corpus}/fold{self.fold}/seed{self.seed}"
+
+    def parameters(self) -> dict[str, Any]:
+        """The notebook parameters of this job (the names of notebook 05's `parameters` cell)."""
+        params = asdict(self)
+        params["protocol"] = self.protocol or ""
+        params["progress"] = False
+        return params
+
+
+def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence[int]],
+              seeds: Sequence[int], profile: str, out_root: str | Path,
+              protocol: str | None = None, device: str = "auto") -> list[GridJob]:
+    """All jobs of ``corpora`` (name -> data root) x ``folds`` x ``seeds``.
+
+    ``folds`` is one list for every corpus or a dict giving each corpus its own list.
+    """
+    if not corpora:
+        raise ValueError("make_grid needs at least one corpus")
+    if not seeds:
+        raise ValueError("make_grid needs at least one seed")
+    jobs = []
+    for corpus, root in corpora.items():
+        corpus_folds = folds[corpus] if isinstance(folds, dict) else folds
+        for fold in corpus_folds:
+            for seed in seeds:
+                out = Path(out_root) / corpus / f"fold{fold}" / f"seed{seed}"
+                jobs.append(GridJob(corpus=corpus, data_root=str(root), fold=int(fold),
+                                    seed=int(seed), profile=profile, out_dir=str(out),
+                                    protocol=protocol, device=device))
+    return jobs
+
+
+def run_notebook_job(job: GridJob, notebook: str | Path = DEFAULT_NOTEBOOK,
+                     timeout_s: int | None = None) -> str:
+    """Execute the experiment notebook for one job; return the job's output directory."""
+    import papermill as pm
+
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(notebook), str(out / "executed.ipynb"), parameters=job.parameters(),
+                        kernel_name="python3", cwd=str(Path(notebook).parent),
+                        execution_timeout=timeout_s, progress_bar=False)
+    return str(out)
+
+
+def run_grid(jobs: Iterable[GridJob], job_fn: Callable[[GridJob], str] = run_notebook_job,
+             backend: str = "local", ray_address: str | None = None,
+             cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> list[str]:
+    """Run every job with ``job_fn``, in order (``local``) or as Ray tasks (``ray``).
+
+    Results come back in job order. A job that already finished is not redone by the
+    experiment notebook (its runs resume or skip from their checkpoints), so a stopped batch is
+    restarted with the same call.
+    """
+    jobs = list(jobs)
+    if backend == "local":
+        return [job_fn(job) for job in jobs]
+    if backend != "ray":
+        raise ValueError(f"unknown backend {backend!r}; use 'local' or 'ray'")
+    try:
+        import ray
+    except ImportError as exc:   # pragma: no cover - depends on the install
+        raise ImportError("backend='ray' needs Ray: pip install 'emodarts-core[cluster]'") from exc
+    started_here = not ray.is_initialized()
+    if started_here and ray_address is None:
+        # a private single-machine instance, reachable on the loopback interface only
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    elif started_here:
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job)(job_fn)
+        return ray.get([task.remote(job) for job in jobs])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering results
+@dataclass
+class ResultRow:
+    corpus: str
+    method: str            # "emodarts" (searched), "cnn_lstm", "random"
+    fold: int
+    seed: int
+    wa: float
+    ua: float
+    run_dir: str
+
+
+def _method_of(config: dict[str, Any]) -> str | None:
+    kind = config.get("kind")
+    if kind == "train":
+        return "emodarts"
+    if kind == "baseline":
+        return str(config.get("options", {}).get("baseline", config.get("options", {}).get("kind", "baseline")))
+    return None
+
+
+def collect(out_root: str | Path) -> list[ResultRow]:
+    """Every finished training / baseline run below ``out_root`` (searches have no test metrics)."""
+    rows = []
+    for metrics_path in sorted(Path(out_root).rglob("metrics.json")):
+        config_path = metrics_path.with_name("config.json")
+        if not config_path.exists():
+            continue
+        config = json.loads(config_path.read_text())
+        method = _method_of(config)
+        if method is None:
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        rows.append(ResultRow(corpus=config["corpus"], method=method, fold=int(config["fold"]),
+                              seed=int(config["seed"]), wa=float(metrics["wa"]),
+                              ua=float(metrics["ua"]), run_dir=str(metrics_path.parent)))
+    return rows
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+@dataclass
+class SummaryRow:
+    corpus: str
+    method: str
+    n_runs: int
+    folds: list[int] = field(default_factory=list)
+    wa_mean: float = 0.0
+    wa_std: float = 0.0
+    ua_mean: float = 0.0
+    ua_std: float = 0.0
+
+
+def summarize(rows: Sequence[ResultRow]) -> list[SummaryRow]:
+    """Mean ± sample standard deviation (in percent) per corpus and method over folds x seeds."""
+    groups: dict[tuple[str, str], list[ResultRow]] = {}
+    for r in rows:
+        groups.setdefault((r.corpus, r.method), []).append(r)
+    out = []
+    for (corpus, method), group in sorted(groups.items()):
+        wa_m, wa_s = _mean_std([100 * r.wa for r in group])
+        ua_m, ua_s = _mean_std([100 * r.ua for r in group])
+        out.append(SummaryRow(corpus=corpus, method=method, n_runs=len(group),
+                              folds=sorted({r.fold for r in group}), wa_mean=wa_m, wa_std=wa_s,
+                              ua_mean=ua_m, ua_std=ua_s))
+    return out
+
+
+def format_table(summary: Sequence[SummaryRow], with_paper: bool = True) -> str:
+    """A Markdown table of the summary, with the paper's reported figures beside ours."""
+    header = "| corpus | method | runs | folds | WA % (mean ± std) | UA % (mean ± std) |"
+    sep = "|---|---|---|---|---|---|"
+    if with_paper:
+        header += " paper WA % | paper UA % |"
+        sep += "---|---|"
+    lines = [header, sep]
+    for s in summary:
+        line = (f"| {s.corpus} | {s.method} | {s.n_runs} | {','.join(map(str, s.folds))} | "
+                f"{s.wa_mean:.2f} ± {s.wa_std:.2f} | {s.ua_mean:.2f} ± {s.ua_std:.2f} |")
+        if with_paper:
+            paper = PAPER_RESULTS.get(s.corpus, {}) if s.method == "emodarts" else {}
+            fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+            line += f" {fmt(paper.get('wa'))} | {fmt(paper.get('ua'))} |"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from emodarts_core.reproduce import (GridJob, collect, format_table, make_grid, run_grid,
+                                     summarize)
+
+
+def _fake_run(root: Path, corpus, kind, fold, seed, wa, ua, options=None):
+    d = root / corpus / f"fold{fold}" / f"seed{seed}" / kind
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(
+        {"kind": kind, "corpus": corpus, "fold": fold, "seed": seed, "options": options or {}}))
+    (d / "metrics.json").write_text(json.dumps({"wa": wa, "ua": ua}))
+
+
+def test_grid_covers_corpora_folds_seeds(tmp_path):
+    jobs = make_grid({"iemocap": "/d/i", "msp_improv": "/d/m"},
+                     {"iemocap": [0, 1, 2, 3, 4], "msp_improv": [0, 1, 2, 3]}, [0, 1, 2],
+                     "paper", tmp_path)
+    assert len(jobs) == (5 + 4) * 3
+    assert len({j.out_dir for j in jobs}) == len(jobs)
+    assert jobs[0].parameters()["progress"] is False
+
+
+def test_summary_is_mean_and_sample_std_over_runs(tmp_path):
+    _fake_run(tmp_path, "iemocap", "train", 0, 0, 0.70, 0.60)
+    _fake_run(tmp_path, "iemocap", "train", 1, 0, 0.80, 0.70)
+    _fake_run(tmp_path, "iemocap", "train", 2, 0, 0.90, 0.80)
+    _fake_run(tmp_path, "iemocap", "baseline", 0, 0, 0.5, 0.4, {"baseline": "cnn_lstm"})
+    (tmp_path / "iemocap" / "fold0" / "seed0" / "search").mkdir()   # searches are not results
+    rows = collect(tmp_path)
+    assert {r.method for r in rows} == {"emodarts", "cnn_lstm"}
+    summary = {s.method: s for s in summarize(rows)}
+    s = summary["emodarts"]
+    assert s.n_runs == 3 and s.folds == [0, 1, 2]
+    assert s.wa_mean == pytest.approx(80.0) and s.wa_std == pytest.approx(10.0)
+    assert s.ua_mean == pytest.approx(70.0) and s.ua_std == pytest.approx(10.0)
+    assert summary["cnn_lstm"].wa_std == 0.0
+    table = format_table(summarize(rows))
+    assert "80.00 ± 10.00" in table and "78.03" in table     # the paper's IEMOCAP WA beside ours
+
+
+def _square_job(job: GridJob) -> str:
+    # a module-level job function: Ray pickles it by reference
+    return f"{job.name}:{job.fold * job.fold + job.seed}"
+
+
+def test_ray_backend_gives_the_local_results_in_order(tmp_path):
+    ray = pytest.importorskip("ray")
+    import sys
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers cannot import tests/
+    jobs = make_grid({"generated": str(tmp_path)}, [0, 1, 2], [0, 1], "smoke", tmp_path)
+    local = run_grid(jobs, _square_job, backend="local")
+    on_ray = run_grid(jobs, _square_job, backend="ray", cpus_per_job=1)
+    assert on_ray == local
+    assert local[-1] == "generated/fold2/seed1:5"
+    with pytest.raises(ValueError, match="unknown backend"):
+        run_grid(jobs, _square_job, backend="slurm")
