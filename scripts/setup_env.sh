@@ -31,8 +31,14 @@ if [ ! -f "$VENV/.complete" ]; then
   echo "[setup] building the virtual environment $VENV (a few minutes: torch is large)"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
+  log="$(mktemp)"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip && \
+         "$VENV/bin/python" -m pip install -r "$ROOT/requirements.txt"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "[setup] pip failed; full log: $log" >&2
+    exit 1
+  fi
+  rm -f "$log"
   touch "$VENV/.complete"
 fi
 # The library is used from this checkout (no install into the shared cached venv, which several
