@@ -1,0 +1,290 @@
+"""The architect: the alpha half of DARTS' bi-level optimisation.
+
+DARTS alternates two updates on every search step. The network weights ``w`` follow the training
+loss (an ordinary SGD step, done by the search loop), and the architecture parameters ``alpha``
+follow the *validation* loss, done here. Ideally alpha would minimise ``L_val(w*(alpha), alpha)``
+where ``w*(alpha)`` is the weight optimum for that architecture. DARTS approximates ``w*`` by one
+virtual SGD step:
+
+    w' = w - xi * d_w,     d_w = mu * momentum_buffer + grad_w L_train(w, alpha) + lambda * w
+
+(``mu`` the SGD momentum, ``lambda`` its weight decay, ``xi`` the current weight learning rate)
+and differentiates through it. The chain rule gives
+
+    grad_alpha = dL_val(w', alpha)/dalpha - xi * H,
+    H = d^2 L_train(w, alpha) / (dalpha dw) . dw,      dw = dL_val(w', alpha)/dw'
+
+and the Hessian-vector product ``H`` is approximated by a central finite difference
+
+    H ~= (grad_alpha L_train(w + eps*dw) - grad_alpha L_train(w - eps*dw)) / (2 * eps),
+    eps = 0.01 / ||dw||.
+
+``search.order == "first"`` drops the unrolling (``xi = 0``): the alpha gradient is simply
+``grad_alpha L_val(w, alpha)``.
+
+Implementation notes
+
+- **No network copy.** The original code builds a full deep copy of the supernet for ``w'``.
+  Here the virtual step is applied to the network's own parameters in place, and the exact values
+  of ``w`` are copied back afterwards (a bitwise restore, not a subtraction). Peak extra memory is
+  three weight-sized buffers (the saved ``w``, ``dw`` and the transient training gradient), not a
+  second network with its activations.
+- **The architect only moves alpha.** Weights, buffers (BatchNorm running statistics, which the
+  extra forward passes would otherwise update) and the weights' ``.grad`` fields are left exactly
+  as they were.
+- **One dropout mask per step.** The three training-loss evaluations (at ``w``, ``w+`` and ``w-``)
+  replay the same random-number state, so a network with dropout sees the same mask in each. The
+  finite difference then measures the change due to ``eps*dw`` alone; with different masks it
+  would be dominated by mask noise divided by ``2*eps``. Afterwards the generator continues as if
+  only the two distinct forward passes (training and validation) had drawn from it. (Limit: on
+  CUDA, cuDNN draws the *inter-layer* dropout of stacked LSTM/RNN layers from its own internal
+  state, which torch's generators do not control, so those masks are not replayed.)
+- The virtual step reads the momentum buffer, momentum, dampening, Nesterov flag and weight decay
+  from ``w_optimizer`` itself, so it predicts the step that optimiser would really take (gradient
+  clipping, applied by the search loop, is not part of the prediction, as in DARTS).
+
+The architect works with any module that exposes ``weights()``, ``alphas()`` and
+``loss(x, y)``; the search network (:mod:`emodarts_core.supernet`) is one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .config import SearchConfig
+
+__all__ = ["Architect", "SearchableNet"]
+
+
+class SearchableNet(Protocol):
+    """What the architect needs from a network."""
+
+    def weights(self) -> Sequence[nn.Parameter]: ...
+
+    def alphas(self) -> Sequence[nn.Parameter]: ...
+
+    def loss(self, x: Tensor, y: Tensor) -> Tensor: ...
+
+
+@dataclass
+class _RngSnapshot:
+    """The torch CPU generator state, and every CUDA generator's if CUDA is in use."""
+
+    cpu: Tensor
+    cuda: list[Tensor] | None
+
+    @classmethod
+    def capture(cls) -> "_RngSnapshot":
+        cuda = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            cuda = torch.cuda.get_rng_state_all()
+        return cls(cpu=torch.get_rng_state(), cuda=cuda)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    """``d loss / d params`` without touching ``.grad``; unused parameters get zeros."""
+    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _global_norm(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class Architect:
+    """Alpha updates for a DARTS search.
+
+    Args:
+        net: the search network (anything with ``weights()``, ``alphas()`` and ``loss(x, y)``).
+        search: the search config; uses ``order`` ("first" or "second"), ``alpha_lr``,
+            ``alpha_betas`` and ``alpha_weight_decay``.
+
+    Attributes:
+        optimizer: the Adam optimiser over ``net.alphas()``; its state belongs in checkpoints
+            (see :meth:`state_dict`).
+        last_valid_loss: the validation loss of the latest :meth:`step`.
+    """
+
+    def __init__(self, net: SearchableNet, search: SearchConfig) -> None:
+        for name in ("weights", "alphas", "loss"):
+            if not callable(getattr(net, name, None)):
+                raise TypeError(f"Architect: net ({type(net).__name__}) has no method {name}()")
+        if search.order not in ("first", "second"):
+            raise ValueError(f"Architect: search.order must be 'first' or 'second', got {search.order!r}")
+        alphas = list(net.alphas())
+        if not alphas:
+            raise ValueError("Architect: net.alphas() is empty; there is nothing to search")
+        alpha_ids = {id(a) for a in alphas}
+        if any(id(w) in alpha_ids for w in net.weights()):
+            raise ValueError("Architect: net.weights() must not include the alphas")
+        self.net = net
+        self.search = search
+        self.order = search.order
+        self.optimizer = torch.optim.Adam(
+            alphas, lr=search.alpha_lr, betas=tuple(search.alpha_betas),
+            weight_decay=search.alpha_weight_decay,
+        )
+        self.last_valid_loss: float | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def step(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
+             w_lr: float, w_optimizer: torch.optim.SGD) -> float:
+        """One alpha update; returns the validation loss the gradient was taken from.
+
+        For ``order == "first"`` that is ``L_val(w, alpha)``; for ``"second"`` it is the loss at
+        the unrolled weights, ``L_val(w', alpha)``. ``w_lr`` is the weight learning rate currently
+        in use (``xi``); ``w_optimizer`` is the weights' SGD optimiser, read but never stepped.
+        """
+        grads, loss = self.alpha_gradients(x_train, y_train, x_valid, y_valid, w_lr, w_optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        for alpha, grad in zip(self.optimizer.param_groups[0]["params"], grads):
+            alpha.grad = grad.detach()
+        self.optimizer.step()
+        self.last_valid_loss = loss
+        return loss
+
+    def alpha_gradients(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
+                        w_lr: float, w_optimizer: torch.optim.Optimizer | None) -> tuple[list[Tensor], float]:
+        """The alpha gradient :meth:`step` would apply (one tensor per alpha), and the loss.
+
+        Nothing is updated; weights, buffers and generator states are restored on return.
+        """
+        if self.order == "first":
+            return self._first_order(x_valid, y_valid)
+        if w_lr < 0:
+            raise ValueError(f"Architect.step: w_lr must be >= 0, got {w_lr}")
+        if w_optimizer is None:
+            raise ValueError("Architect.step: second order needs the weights' optimiser (w_optimizer)")
+        return self._second_order(x_train, y_train, x_valid, y_valid, float(w_lr), w_optimizer)
+
+    # ------------------------------------------------------------------------------------------
+    def _first_order(self, x_valid: Tensor, y_valid: Tensor) -> tuple[list[Tensor], float]:
+        buffers = [b.detach().clone() for b in self._buffers()]
+        try:
+            loss = self.net.loss(x_valid, y_valid)
+            grads = _grads(loss, list(self.net.alphas()))
+        finally:
+            self._restore_buffers(buffers)
+        return grads, float(loss.detach())
+
+    def _second_order(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
+                      xi: float, w_optimizer: torch.optim.Optimizer) -> tuple[list[Tensor], float]:
+        weights = list(self.net.weights())
+        alphas = list(self.net.alphas())
+        coeffs, extras = self._sgd_terms(weights, w_optimizer)
+        saved_w = [w.detach().clone() for w in weights]
+        saved_b = [b.detach().clone() for b in self._buffers()]
+        rng_train = _RngSnapshot.capture()
+        try:
+            # (1) virtual step w' = w - xi * (SGD direction), applied in place.
+            g_train = _grads(self.net.loss(x_train, y_train), weights)
+            with torch.no_grad():
+                for w, g, c, extra in zip(weights, g_train, coeffs, extras):
+                    direction = c * (g + extra["wd"] * w) + extra["carry"]
+                    w.sub_(direction, alpha=xi)
+            del g_train
+
+            # (2) gradients of the validation loss at w'.
+            loss_val = self.net.loss(x_valid, y_valid)
+            rng_after = _RngSnapshot.capture()
+            grads = _grads(loss_val, alphas + weights)
+            d_alpha, dw = grads[: len(alphas)], grads[len(alphas):]
+            del grads
+
+            # (3) finite-difference Hessian-vector product around the *original* w.
+            norm = float(_global_norm(dw)) if dw else 0.0
+            if xi > 0 and norm > 0:
+                eps = 0.01 / norm
+                grad_pos = self._train_alpha_grad(weights, saved_w, dw, coeffs, eps, rng_train,
+                                                  x_train, y_train, alphas)
+                grad_neg = self._train_alpha_grad(weights, saved_w, dw, coeffs, -eps, rng_train,
+                                                  x_train, y_train, alphas)
+                # The correct divisor is (2 * eps). pt.darts (and the emoDARTS fork) write
+                # `(p - n) / 2. * eps`, which multiplies by eps / 2 and shrinks the second-order
+                # term by eps**2 (khanrc/pt.darts#43; fixed in microsoft/nni#3058).
+                d_alpha = [da - xi * (gp - gn) / (2.0 * eps)
+                           for da, gp, gn in zip(d_alpha, grad_pos, grad_neg)]
+            rng_after.restore()
+        finally:
+            with torch.no_grad():
+                for w, saved in zip(weights, saved_w):
+                    w.copy_(saved)
+            self._restore_buffers(saved_b)
+        return [d.detach() for d in d_alpha], float(loss_val.detach())
+
+    def _train_alpha_grad(self, weights: list[Tensor], saved_w: list[Tensor], dw: list[Tensor],
+                          coeffs: list[float], step: float, rng: _RngSnapshot,
+                          x_train: Tensor, y_train: Tensor, alphas: list[Tensor]) -> list[Tensor]:
+        """grad_alpha L_train at w + step * c * dw (same dropout mask as the virtual step)."""
+        with torch.no_grad():
+            for w, saved, d, c in zip(weights, saved_w, dw, coeffs):
+                w.copy_(saved).add_(d, alpha=step * c)
+        rng.restore()
+        return _grads(self.net.loss(x_train, y_train), alphas)
+
+    @staticmethod
+    def _sgd_terms(weights: list[Tensor], opt: torch.optim.Optimizer
+                   ) -> tuple[list[float], list[dict[str, Any]]]:
+        """Per weight: the coefficient ``c`` of the fresh gradient in the SGD update direction and
+        the alpha-independent rest, so that direction = c * (grad + wd * w) + carry.
+
+        With torch's SGD (momentum mu, dampening d, no Nesterov) and an existing momentum buffer b
+        the direction is ``mu * b + (1 - d) * (grad + wd * w)``; before the first step (no buffer)
+        it is ``grad + wd * w``. Nesterov uses ``(1 + mu (1 - d))`` and ``mu**2 * b``.
+        """
+        group_of: dict[int, dict[str, Any]] = {}
+        for group in opt.param_groups:
+            for p in group["params"]:
+                group_of[id(p)] = group
+        coeffs: list[float] = []
+        extras: list[dict[str, Any]] = []
+        for w in weights:
+            group = group_of.get(id(w))
+            if group is None:
+                raise ValueError("Architect.step: a tensor of net.weights() is not in w_optimizer")
+            mu = float(group.get("momentum", 0.0))
+            damp = float(group.get("dampening", 0.0))
+            nesterov = bool(group.get("nesterov", False))
+            wd = float(group.get("weight_decay", 0.0))
+            buf = opt.state.get(w, {}).get("momentum_buffer") if mu != 0 else None
+            if buf is None:
+                c, carry = ((1.0 + mu) if (nesterov and mu != 0) else 1.0), 0.0
+            elif nesterov:
+                c, carry = 1.0 + mu * (1.0 - damp), (mu * mu) * buf
+            else:
+                c, carry = 1.0 - damp, mu * buf
+            coeffs.append(c)
+            extras.append({"wd": wd, "carry": carry})
+        return coeffs, extras
+
+    # ------------------------------------------------------------------------------------------
+    def _buffers(self) -> list[Tensor]:
+        buffers = getattr(self.net, "buffers", None)
+        return list(buffers()) if callable(buffers) else []
+
+    def _restore_buffers(self, saved: list[Tensor]) -> None:
+        with torch.no_grad():
+            for b, s in zip(self._buffers(), saved):
+                b.copy_(s)
+
+    # ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointable state: the alpha optimiser (the alphas themselves live in the net)."""
+        return {"order": self.order, "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (for example from ``torch.load(weights_only=True)``)."""
+        if "optimizer" not in state:
+            raise ValueError("Architect.load_state_dict: state has no 'optimizer' entry")
+        if state.get("order", self.order) != self.order:
+            raise ValueError(f"Architect.load_state_dict: checkpoint is {state['order']}-order, "
+                             f"this architect is {self.order}-order")
+        self.optimizer.load_state_dict(state["optimizer"])
