@@ -1,0 +1,313 @@
+"""The command line: ``python -m emodarts_core search|train|evaluate|baseline ...``.
+
+Examples::
+
+    python -m emodarts_core search --corpus generated --profile smoke --out runs/s0
+    python -m emodarts_core train --genotype runs/s0 --corpus generated --profile smoke --out runs/t0
+    python -m emodarts_core evaluate --run runs/t0 --corpus generated --data-root DATA
+    python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
+    python -m emodarts_core search ... --set search.epochs=3 --set space.seq_ops=lstm
+
+Rerunning a command with the same ``--out`` resumes the run from its last checkpoint (a finished
+run is only re-summarised); a different configuration in an existing ``--out`` is refused.
+Bad arguments end with a one-line message and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import PROFILES, Profile, get_profile, override
+
+EXIT_USAGE = 2
+OVERRIDE_SECTIONS = ("features", "space", "search", "train")
+
+
+class UsageError(Exception):
+    """A problem with the command line; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# --set section.field=value
+def parse_value(text: str, hint: Any, where: str) -> Any:
+    """Convert ``text`` to the type ``hint`` of a config field (``where`` names it in errors).
+
+    Handles bool, int, float, str, ``X | None`` ("none"/"null" give None), and tuples (a JSON list
+    or comma-separated items); for ``str | tuple[str, ...]`` a comma or ``[`` means the tuple.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null") and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        looks_listy = "," in text or text.strip().startswith("[")
+        ordered = sorted(options, key=lambda a: (a is str, not (typing.get_origin(a) is tuple
+                                                                 and looks_listy)))
+        errors = []
+        for opt in ordered:
+            if typing.get_origin(opt) is tuple and not looks_listy:
+                continue
+            try:
+                return parse_value(text, opt, where)
+            except UsageError as e:
+                errors.append(str(e))
+        raise UsageError(errors[-1] if errors else f"{where}: cannot parse {text!r}")
+    if origin is tuple:
+        s = text.strip()
+        if s.startswith("["):
+            try:
+                items = [str(v) if not isinstance(v, str) else v for v in json.loads(s)]
+            except json.JSONDecodeError:
+                raise UsageError(f"{where}: {text!r} is not a JSON list") from None
+        else:
+            items = [t.strip() for t in s.split(",") if t.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(parse_value(t, args[0], where) for t in items)
+        if args and len(args) != len(items):
+            raise UsageError(f"{where}: expected {len(args)} comma-separated values, got {text!r}")
+        return tuple(parse_value(t, a, where) for t, a in zip(items, args or [str] * len(items)))
+    if hint is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{where}: expected true or false, got {text!r}")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise UsageError(f"{where}: expected {hint.__name__}, got {text!r}") from None
+    if hint is str:
+        return text
+    raise UsageError(f"{where}: fields of type {hint} cannot be set from the command line")
+
+
+def apply_overrides(profile: Profile, items: Sequence[str]) -> Profile:
+    """``["search.epochs=3", "space.seq_ops=lstm"]`` applied to ``profile`` (typed per field)."""
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--set {item!r}: expected SECTION.FIELD=VALUE, "
+                             f"SECTION one of {', '.join(OVERRIDE_SECTIONS)}")
+        if section not in OVERRIDE_SECTIONS:
+            raise UsageError(f"--set {item!r}: unknown section {section!r}; "
+                             f"choose one of {', '.join(OVERRIDE_SECTIONS)}")
+        sub = getattr(profile, section)
+        hints = typing.get_type_hints(type(sub))
+        if name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(sub))
+            raise UsageError(f"--set {item!r}: {type(sub).__name__} has no field {name!r} "
+                             f"(fields: {known})")
+        parsed = parse_value(value, hints[name], f"--set {key}")
+        try:
+            profile = dataclasses.replace(profile, **{section: override(sub, **{name: parsed})})
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--set {item!r}: {e}") from None
+    return profile
+
+
+# ---------------------------------------------------------------------------------------------
+def known_corpora() -> tuple[str, ...]:
+    """Corpus names ``load_corpus`` accepts (from the corpora package's registry)."""
+    from . import corpora
+
+    for attr in ("CORPORA", "LOADERS", "CORPUS_NAMES"):
+        names = getattr(corpora, attr, None)
+        if names:
+            return tuple(sorted(names))
+    return ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m emodarts_core",
+                     description="emoDARTS: joint CNN + SeqNN DARTS search for speech emotion "
+                                 "recognition (search, train, evaluate, baselines)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser, out: bool = True) -> None:
+        p.add_argument("--corpus", default="generated", help="corpus name (default: generated)")
+        p.add_argument("--data-root", default=None,
+                       help="corpus root directory (the generated corpus is created there)")
+        p.add_argument("--protocol", default=None, help="the corpus protocol (default: standard)")
+        p.add_argument("--profile", default="smoke", help=f"one of {', '.join(sorted(PROFILES))}")
+        p.add_argument("--fold", type=int, default=0, help="fold index (default 0)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--cache-dir", default=None, help="feature cache directory")
+        p.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "off"),
+                       help="mixed precision on CUDA (ignored on CPU)")
+        p.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="SECTION.FIELD=VALUE", help="override a profile field, repeatable")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        if out:
+            p.add_argument("--out", default=None, help="run directory (default runs/<kind>-...)")
+
+    p = sub.add_parser("search", help="search a genotype (DARTS)")
+    common(p)
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also checkpoint every N search steps (0: once per epoch)")
+
+    p = sub.add_parser("train", help="train the network of a genotype and test it")
+    common(p)
+    p.add_argument("--genotype", required=True,
+                   help="a genotype JSON file or a search run directory")
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a corpus")
+    p.add_argument("--run", required=True, help="a training or baseline run directory")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--protocol", default=None)
+    p.add_argument("--fold", type=int, default=None,
+                   help="evaluate this fold's test side (default: every utterance)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json-out", default=None, help="where to write the metrics JSON")
+
+    p = sub.add_parser("baseline", help="the CNN-LSTM baseline or random search")
+    common(p)
+    p.add_argument("--kind", required=True, choices=("cnn_lstm", "random"))
+    p.add_argument("--k", type=int, default=8, help="random search: number of sampled genotypes")
+    p.add_argument("--brief-epochs", type=int, default=None,
+                   help="random search: epochs per candidate (default max(1, train.epochs // 10))")
+    return parser
+
+
+def load_genotype(source: str):
+    """A genotype from a JSON file or a search run directory (its genotype.json)."""
+    from .genotype import Genotype
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "genotype.json"
+        if not path.exists():
+            raise UsageError(f"--genotype {source}: the directory holds no genotype.json "
+                             f"(is the search finished?)")
+    if not path.exists():
+        raise UsageError(f"--genotype {source}: no such file or directory")
+    try:
+        return Genotype.load(path)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise UsageError(f"--genotype {path}: not a valid genotype ({e})") from None
+
+
+def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
+    """A :class:`~emodarts_core.runs.RunConfig` from parsed arguments (validated)."""
+    from .runs import RunConfig
+    from .train import resolve_device
+
+    try:
+        profile = get_profile(args.profile)
+    except ValueError as e:
+        raise UsageError(f"--profile: {e}") from None
+    profile = apply_overrides(profile, args.overrides)
+    corpora = known_corpora()
+    if corpora and args.corpus not in corpora:
+        raise UsageError(f"--corpus: unknown corpus {args.corpus!r}; choose one of "
+                         f"{', '.join(corpora)}")
+    if args.data_root is None and args.corpus != "generated":
+        raise UsageError(f"--data-root is required for corpus {args.corpus!r}")
+    if args.data_root is not None and args.corpus != "generated" and not Path(args.data_root).is_dir():
+        raise UsageError(f"--data-root {args.data_root}: no such directory")
+    if args.fold < 0:
+        raise UsageError(f"--fold must be >= 0, got {args.fold}")
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+    if device.startswith("cuda"):
+        options = {**options, "amp": None if args.amp == "off" else args.amp}
+    data_root = args.data_root
+    if data_root is None:
+        from .datasets import default_cache_dir
+
+        data_root = str(default_cache_dir() / "generated")
+    out = args.out or f"runs/{kind}-{args.corpus}-{profile.name}-fold{args.fold}-seed{args.seed}"
+    return RunConfig(kind=kind, corpus=args.corpus, data_root=str(Path(data_root).resolve()),
+                     out_dir=str(out), protocol=args.protocol, fold=args.fold, seed=args.seed,
+                     profile=profile, device=device, overrides=tuple(args.overrides),
+                     options=options, cache_dir=args.cache_dir)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    progress = not getattr(args, "no_progress", False)
+    if args.command == "search":
+        from .search import run_search
+
+        cfg = make_run_config(args, "search", {"checkpoint_every": args.checkpoint_every}
+                              if args.checkpoint_every else {})
+        res = run_search(cfg, progress=progress)
+        print(f"search finished: {res.run_dir}; best epoch {res.best_epoch} "
+              f"(valid WA {_pct(res.best_valid_wa)}, UA {_pct(res.best_valid_ua)}); "
+              f"genotype -> {Path(res.run_dir) / 'genotype.json'}")
+    elif args.command == "train":
+        from .train import run_train
+
+        genotype = load_genotype(args.genotype)
+        cfg = make_run_config(args, "train", {})
+        res = run_train(cfg, genotype, progress=progress)
+        print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
+              f"(best epoch {res.best_epoch}, valid UA {_pct(res.best_valid_ua)})")
+    elif args.command == "evaluate":
+        from .train import run_evaluate
+
+        if not Path(args.run).is_dir() or not (Path(args.run) / "config.json").exists():
+            raise UsageError(f"--run {args.run}: not a run directory")
+        if args.data_root is not None and not Path(args.data_root).is_dir():
+            raise UsageError(f"--data-root {args.data_root}: no such directory")
+        m = run_evaluate(args.run, args.corpus, args.data_root, protocol=args.protocol,
+                         fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
+                         device=args.device)
+        print(json.dumps({k: m[k] for k in ("wa", "ua", "n", "classes", "confusion",
+                                            "written_to")}))
+    elif args.command == "baseline":
+        from .baselines import run_baseline
+
+        if args.k < 1:
+            raise UsageError(f"--k must be >= 1, got {args.k}")
+        opts: dict[str, Any] = {"baseline": args.kind}
+        if args.kind == "random":
+            opts.update(k=args.k, brief_epochs=args.brief_epochs)
+        cfg = make_run_config(args, "baseline", opts)
+        res = run_baseline(cfg, progress=progress)
+        print(f"baseline {args.kind} finished: {res.run_dir}; test WA {_pct(res.wa)}, "
+              f"UA {_pct(res.ua)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad arguments or data)."""
+    from .datasets import DataError
+    from .runs import RunConfigMismatch
+
+    try:
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except (UsageError, DataError, RunConfigMismatch) as e:
+        msg = " ".join(str(e).split())
+        print(f"emodarts: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("emodarts: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

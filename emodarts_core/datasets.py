@@ -1,0 +1,207 @@
+"""From a corpus on disk to normalised tensors for one fold, and the batches the loops draw.
+
+The chain is ``load_corpus`` -> ``make_folds`` -> ``extract_features`` (cached) -> a
+``Normalizer`` fitted on the fold's training side only -> :class:`FoldData`. MFCC images are small
+(the paper's 128 x 128 float32 is 64 KiB per utterance), so a fold lives in memory as tensors and
+batching is a seeded index permutation: no DataLoader, no worker processes, and an exact resume
+only needs the state of one ``torch.Generator``.
+
+For a search, the training side is split once more, by a seeded generator, into the part that
+trains the weights ``w`` and the part that trains the architecture ``alpha``
+(``SearchConfig.weight_fraction``, default 0.5 as in DARTS; the public emoDARTS code used 0.2).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import FeatureConfig
+from .corpora.record import LoadReport
+
+
+class DataError(ValueError):
+    """A problem with the data the user asked for (unknown corpus, missing root, bad fold)."""
+
+
+GENERATED = "generated"
+
+
+def default_cache_dir() -> Path:
+    """``$EMODARTS_CACHE`` or ``~/.cache/emodarts`` (features, generated corpora)."""
+    return Path(os.environ.get("EMODARTS_CACHE", Path.home() / ".cache" / "emodarts"))
+
+
+@dataclass
+class FoldData:
+    """One fold as tensors: ``x_*`` are ``(N, 1, n_mfcc, n_frames)`` float32, ``y_*`` int64."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_valid: torch.Tensor
+    y_valid: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    speakers_train: list[str]
+    speakers_valid: list[str]
+    speakers_test: list[str]
+    fold_name: str = ""
+    n_folds: int = 1
+    report: LoadReport = field(default_factory=LoadReport)
+    test_ids: list[str] = field(default_factory=list)
+    norm_stats: dict[str, Any] | None = None   # Normalizer.state_dict() of the training side
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (int(self.x_train.shape[-2]), int(self.x_train.shape[-1]))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights on the training side, mean 1 over the present classes."""
+        counts = torch.bincount(self.y_train, minlength=self.n_classes).float()
+        w = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+        present = counts > 0
+        return w / w[present].mean()
+
+    def summary(self) -> dict[str, Any]:
+        return {"fold": self.fold_name, "n_folds": self.n_folds, "classes": list(self.classes),
+                "n_train": len(self.y_train), "n_valid": len(self.y_valid),
+                "n_test": len(self.y_test), "input_shape": list(self.input_shape),
+                "speakers_test": self.speakers_test, "skipped": len(self.report)}
+
+
+def _resolve_root(corpus: str, root: str | Path | None) -> Path:
+    if root is None:
+        if corpus != GENERATED:
+            raise DataError(f"corpus {corpus!r} needs a data root (--data-root)")
+        root = default_cache_dir() / "generated"
+    root = Path(root).expanduser()
+    if corpus == GENERATED:
+        if not root.exists() or not any(root.iterdir()):
+            from .corpora.generated import generate_corpus
+
+            generate_corpus(root, seed=0)
+    elif not root.exists():
+        raise DataError(f"data root {root} for corpus {corpus!r} does not exist")
+    return root
+
+
+def load_records(corpus: str, root: str | Path | None, protocol: str | None = None):
+    """The corpus (``generated`` is created under ``root`` when absent); errors as DataError."""
+    from .corpora import load_corpus
+
+    root = _resolve_root(corpus, root)
+    try:
+        return load_corpus(corpus, root, protocol=protocol or "standard")
+    except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        raise DataError(f"cannot load corpus {corpus!r} from {root}: {_msg(e)}") from e
+
+
+def _msg(e: BaseException) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def features_for(records, features: FeatureConfig, cache_dir: str | Path | None,
+                 progress: bool = False, report: LoadReport | None = None):
+    """Features ``(N_kept, n_mfcc, n_frames)`` for ``records`` and the kept positions.
+
+    Files that cannot be read are skipped and listed in ``report``; the cache lives in
+    ``cache_dir`` (default ``<default_cache_dir()>/features``).
+    """
+    from .features import extract_features
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
+    out = extract_features(records, features, cache_dir=cache, skip_bad=True, report=report,
+                           progress=progress)
+    return out.tensor.to(torch.float32), [int(i) for i in out.kept]
+
+
+def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig,
+                   protocol: str | None = None, fold: int = 0,
+                   cache_dir: str | Path | None = None, progress: bool = False) -> FoldData:
+    """Load, split, featurise and normalise one fold (see the module docstring)."""
+    from .features import Normalizer
+    from .folds import make_folds
+
+    crp = load_records(corpus, root, protocol)
+    try:
+        folds = make_folds(crp, protocol=protocol or "standard")
+    except ValueError as e:
+        raise DataError(f"cannot split corpus {corpus!r} into folds: {e}") from e
+    if not 0 <= fold < len(folds):
+        raise DataError(f"fold {fold} is out of range: corpus {corpus!r} has {len(folds)} "
+                        f"fold(s) (0..{len(folds) - 1})")
+    f = folds[fold]
+    feats, kept = features_for(crp.records, features, cache_dir, progress, crp.report)
+    # map corpus index -> row in feats (a record whose audio was skipped has no row)
+    row = {idx: r for r, idx in enumerate(kept)}
+    labels = torch.tensor(crp.label_indices(), dtype=torch.int64)
+
+    def rows(indices) -> list[int]:
+        return [int(i) for i in indices if int(i) in row]
+
+    tr, va, te = rows(f.train), rows(f.valid), rows(f.test)
+    if not tr:
+        raise DataError(f"fold {fold} of corpus {corpus!r} has no training utterances")
+    norm = Normalizer.fit(feats[[row[i] for i in tr]])
+
+    def take(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = feats[[row[i] for i in idx]] if idx else feats[:0]
+        return norm(x).unsqueeze(1).contiguous(), labels[idx] if idx else labels[:0]
+
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = take(tr), take(va), take(te)
+    spk = lambda idx: sorted({crp.records[i].speaker for i in idx})  # noqa: E731
+    return FoldData(
+        x_train=x_tr, y_train=y_tr, x_valid=x_va, y_valid=y_va, x_test=x_te, y_test=y_te,
+        classes=tuple(crp.classes), speakers_train=spk(tr), speakers_valid=spk(va),
+        speakers_test=spk(te), fold_name=str(getattr(f, "name", fold)), n_folds=len(folds),
+        report=crp.report, test_ids=[crp.records[i].utt_id for i in te],
+        norm_stats=norm.state_dict(),
+    )
+
+
+def load_all_data(corpus: str, root: str | Path | None, features: FeatureConfig,
+                  protocol: str | None = None, cache_dir: str | Path | None = None):
+    """Every utterance of a corpus as ``(x (N, n_mfcc, n_frames) unnormalised, y, classes, ids)``."""
+    crp = load_records(corpus, root, protocol)
+    feats, kept = features_for(crp.records, features, cache_dir, report=crp.report)
+    labels = torch.tensor(crp.label_indices(), dtype=torch.int64)[kept]
+    return feats, labels, tuple(crp.classes), [crp.records[i].utt_id for i in kept]
+
+
+def split_search(x: torch.Tensor, y: torch.Tensor, weight_fraction: float, seed: int):
+    """Split the search data into the ``w`` part and the ``alpha`` part by a seeded permutation.
+
+    Returns ``(x_w, y_w, x_alpha, y_alpha)``; each part keeps at least one utterance.
+    """
+    if not 0.0 < weight_fraction < 1.0:
+        raise ValueError(f"SearchConfig.weight_fraction must lie in (0, 1), got {weight_fraction}")
+    n = len(y)
+    if n < 2:
+        raise DataError(f"a search needs at least 2 training utterances, got {n}")
+    g = torch.Generator().manual_seed(int(seed) + 7919)
+    perm = torch.randperm(n, generator=g)
+    n_w = min(max(1, int(round(weight_fraction * n))), n - 1)
+    w, a = perm[:n_w].sort().values, perm[n_w:].sort().values
+    return x[w], y[w], x[a], y[a]
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None,
+                  shuffle: bool = True) -> list[torch.Tensor]:
+    """Index batches over ``n`` items; a trailing batch of one item joins the previous batch
+    (BatchNorm cannot train on a single example)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        last = chunks.pop()
+        chunks[-1] = torch.cat([chunks[-1], last])
+    return chunks

@@ -1,0 +1,379 @@
+"""Run directories: the unit every loop, notebook, plot and reproduction exchanges.
+
+A run directory holds
+
+- ``config.json``: the :class:`RunConfig` (kind, corpus, data root, protocol, fold, seed, the
+  profile's name and its full dataclass, device, overrides and extra options);
+- ``environment.json``: library, torch, Python, NumPy and librosa versions, the device, the git
+  commit when there is one, and the start time (plus the times of any resumes);
+- ``history.json``: one record per epoch (and, for searches, optionally per step);
+- ``genotype.json`` (searches), ``metrics.json`` (trainings), ``best.pt`` (best weights);
+- ``checkpoint.pt``: the latest full state for an exact resume.
+
+Every file is written atomically (a temporary file in the same directory, then ``os.replace``), so
+a run killed at any moment leaves either the old or the new version of a file, never half of one.
+Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
+``torch.load(weights_only=True)``: nothing in them can run code when read.
+
+Resuming never mixes runs: opening an existing directory with a *different* configuration is
+refused with :class:`RunConfigMismatch`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Profile, from_dict, get_profile, to_dict
+
+RUN_KINDS = ("search", "train", "baseline")
+
+# Fields of RunConfig that may differ between an interrupted run and its resume.
+_RESUME_FREE_FIELDS = ("out_dir", "cache_dir")
+
+
+class RunConfigMismatch(ValueError):
+    """An existing run directory holds a different configuration than the one asked for."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (and nothing that merely describes where it ran).
+
+    ``profile`` is the full (possibly overridden) profile; ``overrides`` records the
+    ``section.field=value`` strings that changed it, for the reader. ``options`` holds
+    kind-specific extras that are part of the run's identity (the genotype of a training, the
+    baseline kind, random-search settings, AMP choice), all JSON-ready. ``out_dir`` and
+    ``cache_dir`` (the feature cache) do not change results and may differ on resume.
+    """
+
+    kind: str
+    corpus: str
+    data_root: str
+    out_dir: str
+    protocol: str | None = None
+    fold: int = 0
+    seed: int = 0
+    profile: Profile = field(default_factory=lambda: get_profile("smoke"))
+    device: str = "cpu"
+    overrides: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in RUN_KINDS:
+            raise ValueError(f"RunConfig.kind must be one of {RUN_KINDS}, got {self.kind!r}")
+        if self.fold < 0:
+            raise ValueError(f"RunConfig.fold must be >= 0, got {self.fold}")
+        self.overrides = tuple(self.overrides)
+
+    @property
+    def profile_name(self) -> str:
+        return self.profile.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "corpus": self.corpus, "data_root": str(self.data_root),
+            "out_dir": str(self.out_dir), "protocol": self.protocol, "fold": int(self.fold),
+            "seed": int(self.seed), "profile_name": self.profile.name,
+            "profile": to_dict(self.profile), "device": self.device,
+            "overrides": list(self.overrides), "options": _jsonable(self.options),
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        data.pop("profile_name", None)
+        profile = from_dict(Profile, data.pop("profile"))
+        return cls(profile=profile, **data)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resume must match (everything except the output location)."""
+        d = self.to_dict()
+        for k in _RESUME_FREE_FIELDS:
+            d.pop(k, None)
+        return json.loads(json.dumps(d))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Tuples to lists, Paths to strings, recursively (JSON has no tuple)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """JSON-dump ``obj`` (tuples as lists, NaN refused) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, naming it in the error when it is missing or malformed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment and RNG state
+def _version(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+        return str(getattr(mod, "__version__", "unknown"))
+    except Exception:  # an optional library that fails to import is simply absent
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def device_name(device: str | torch.device) -> str:
+    """A readable name for a device (the GPU model on CUDA, the processor on CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Versions, device, git commit and start time of the current process."""
+    from . import __version__
+
+    return {
+        "emodarts_core": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "librosa": _version("librosa"),
+        "torchaudio": _version("torchaudio"),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "cuda": torch.version.cuda,
+        "git_commit": _git_commit(),
+        "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every random state a loop depends on, as tensors (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_gauss": float(np_state[4]),
+        "python_version": int(py_state[0]),
+        "python_state": torch.tensor(py_state[1], dtype=torch.int64),
+        "python_gauss": py_state[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state((
+        "MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]),
+        int(state["numpy_has_gauss"]), float(state["numpy_gauss"]),
+    ))
+    random.setstate((int(state["python_version"]),
+                     tuple(int(v) for v in state["python_state"].tolist()),
+                     state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"])
+
+
+# ---------------------------------------------------------------------------------------------
+class RunDir:
+    """One run directory on disk.
+
+    Use :meth:`create` to start or resume a run (it writes ``config.json`` and
+    ``environment.json`` and refuses a different existing config) and :meth:`open` to read a
+    finished or running one.
+    """
+
+    CONFIG = "config.json"
+    ENVIRONMENT = "environment.json"
+    HISTORY = "history.json"
+    GENOTYPE = "genotype.json"
+    METRICS = "metrics.json"
+    CHECKPOINT = "checkpoint.pt"
+    BEST = "best.pt"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- creation ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, cfg: RunConfig, path: str | Path | None = None) -> "RunDir":
+        """Start a run in ``path`` (default ``cfg.out_dir``), or reopen it to resume.
+
+        A directory that already holds a ``config.json`` must hold the same configuration
+        (apart from ``out_dir``); otherwise :class:`RunConfigMismatch` names the differing fields.
+        """
+        run = cls(path if path is not None else cfg.out_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg_file = run.file(cls.CONFIG)
+        if cfg_file.exists():
+            old = RunConfig.from_dict(read_json(cfg_file))
+            diff = _diff(old.identity(), cfg.identity())
+            if diff:
+                raise RunConfigMismatch(
+                    f"{run.path} already holds a different run ({'; '.join(diff[:5])}); "
+                    f"choose another output directory or delete it"
+                )
+            env = read_json(run.file(cls.ENVIRONMENT)) if run.file(cls.ENVIRONMENT).exists() \
+                else environment_info(cfg.device)
+            env.setdefault("resumed", []).append(
+                _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            atomic_write_json(run.file(cls.ENVIRONMENT), env)
+        else:
+            atomic_write_json(run.file(cls.ENVIRONMENT), environment_info(cfg.device))
+            atomic_write_json(cfg_file, cfg.to_dict())
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run directory (it must hold ``config.json``)."""
+        run = cls(path)
+        if not run.file(cls.CONFIG).exists():
+            raise FileNotFoundError(f"{run.path} is not a run directory (no {cls.CONFIG})")
+        return run
+
+    # -- JSON files ----------------------------------------------------------------------------
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(read_json(self.file(self.CONFIG)))
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        atomic_write_json(self.file(name), obj)
+        return self.file(name)
+
+    def read_json(self, name: str) -> Any:
+        return read_json(self.file(name))
+
+    def history(self) -> dict[str, list]:
+        """``{"epochs": [...], "steps": [...]}`` (empty lists for a run that has not started)."""
+        if not self.file(self.HISTORY).exists():
+            return {"epochs": [], "steps": []}
+        hist = self.read_json(self.HISTORY)
+        hist.setdefault("epochs", [])
+        hist.setdefault("steps", [])
+        return hist
+
+    def write_history(self, history: dict[str, list]) -> None:
+        atomic_write_json(self.file(self.HISTORY), history)
+
+    def append_epoch(self, record: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> None:
+        """Append one epoch record (and that epoch's step records) to ``history.json``."""
+        hist = self.history()
+        hist["epochs"].append(record)
+        if steps:
+            hist["steps"].extend(steps)
+        self.write_history(hist)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
+        atomic_torch_save(state, self.file(name))
+
+    def load_checkpoint(self, name: str = CHECKPOINT, map_location: str | torch.device = "cpu"
+                        ) -> dict[str, Any] | None:
+        """The saved state, or ``None`` when there is none; always ``weights_only=True``."""
+        path = self.file(name)
+        if not path.exists():
+            return None
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON-like values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a or k not in b:
+                out.append(f"{key}: {a.get(k, '<absent>')!r} vs {b.get(k, '<absent>')!r}")
+            else:
+                out.extend(_diff(a[k], b[k], key))
+        return out
+    return [] if a == b else [f"{prefix}: {a!r} (existing) vs {b!r} (requested)"]

@@ -1,0 +1,242 @@
+"""The search loop: DARTS' bi-level optimisation of the supernet, with a run directory and resume.
+
+Every step takes one batch from each half of the fold's training side (split once, by a seeded
+generator, ``SearchConfig.weight_fraction`` for the weights and the rest for the alphas):
+
+1. **alpha step** (:class:`~emodarts_core.architect.Architect`): Adam on the alphas from the
+   alpha-batch's loss (first order, or second order unrolled through one virtual weight step);
+2. **weight step**: SGD (momentum, weight decay, gradient clipping) on the weights from the
+   w-batch's loss; the learning rate is cosine-annealed from ``w_lr`` to ``w_lr_min`` over the
+   epochs.
+
+After each epoch the history records losses, WA and UA on the alpha split (the search's
+validation data: the weights never train on it; it is an utterance-level split of the training
+speakers, and the fold's validation and test speakers are never seen by the search), the softmaxed alphas, the derived genotype, the
+number of ``skip_connect`` (and parameter-free) edges in each derived cell and the entropy of each
+alpha matrix (:mod:`emodarts_core.guards`). With ``collapse_guard="darts+"`` the search stops
+early once the normal cell holds ``max_skips`` or more skip connections (DARTS+); the genotype of
+that epoch is still recorded. The guard's state is part of the checkpoint.
+
+**The final genotype** is the genotype of the epoch with the best validation UA (ties: the lower
+validation loss, then the earlier epoch), not simply the last epoch's. Long DARTS searches drift
+towards parameter-free cells (skip-connect collapse) while the supernet's validation accuracy
+falls, so the best-UA epoch is the natural early-stopping point; every epoch's genotype stays in
+``history.json`` for anyone who prefers another rule.
+
+A checkpoint after every epoch (and every ``options["checkpoint_every"]`` steps) holds the
+weights and alphas, both optimisers, the scheduler, the gradient scaler, the step and epoch
+counters, the batch order of the current epoch, every RNG state and the history; rerunning the
+same command resumes exactly (bit-identical on CPU).
+
+On CUDA the weight step and the evaluations run under ``torch.autocast`` (``options["amp"]``:
+bf16 by default, fp16 with a GradScaler, or off) with channels_last images; the architect's step
+stays in float32, since the finite-difference Hessian-vector product does not survive half
+precision. Nothing CUDA-specific happens on CPU.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .datasets import FoldData, batch_indices, split_search
+from .genotype import Genotype
+from .guards import collapse_stats, make_guard
+from .metrics import ua as ua_score, wa as wa_score
+from .progress import progress as progress_bar
+from .runs import RunConfig, RunDir, rng_state, set_rng_state
+from .seeding import seed_everything
+from .train import autocast_context, load_data, make_scaler, predict, resolve_device, to_device
+
+
+@dataclass
+class SearchResult:
+    """What a finished search produced (everything is also in its run directory)."""
+
+    run_dir: Path
+    genotype: Genotype
+    best_epoch: int
+    best_valid_wa: float
+    best_valid_ua: float
+    epochs_run: int
+    stopped_early: bool
+    history: dict[str, list]
+
+
+# ---------------------------------------------------------------------------------------------
+def _select_best(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch record with the best valid UA (ties: lower valid loss, then earlier)."""
+    return min(epochs, key=lambda r: (-r["valid_ua"], r["valid_loss"], r["epoch"]))
+
+
+def _alphas_json(net: nn.Module) -> dict[str, list]:
+    return {k: v.detach().float().cpu().tolist() for k, v in net.alpha_weights().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = None) -> SearchResult:
+    """Run (or resume) the search that ``cfg`` describes; see the module docstring.
+
+    ``data`` can be passed to reuse an already loaded fold (notebooks); by default the fold is
+    loaded from ``cfg``. Returns a :class:`SearchResult`; writes ``genotype.json`` (the final
+    genotype), ``metrics.json`` (its selection: epoch, validation WA / UA), ``history.json`` and
+    ``checkpoint.pt`` to the run directory.
+    """
+    from .architect import Architect
+    from .supernet import SuperNet
+
+    if cfg.kind != "search":
+        raise ValueError(f"run_search needs a RunConfig of kind 'search', got {cfg.kind!r}")
+    scfg, space = cfg.profile.search, cfg.profile.space
+    device = resolve_device(cfg.device)
+    amp = cfg.options.get("amp") if device.type == "cuda" else None
+    ckpt_every = int(cfg.options.get("checkpoint_every", 0) or 0)
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    run = RunDir.create(cfg)
+    x_w, y_w, x_a, y_a = split_search(data.x_train, data.y_train, scfg.weight_fraction, cfg.seed)
+
+    gen = seed_everything(cfg.seed)
+    net = SuperNet(space, data.n_classes, data.input_shape).to(device)
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+    w_opt = torch.optim.SGD(net.weights(), lr=scfg.w_lr, momentum=scfg.w_momentum,
+                            weight_decay=scfg.w_weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(1, scfg.epochs),
+                                                       eta_min=scfg.w_lr_min)
+    architect = Architect(net, scfg)
+    scaler = make_scaler(device, amp)
+    guard = make_guard(scfg)
+
+    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "stopped": False,
+                             "stop_reason": None}
+    partial: dict[str, Any] = {}
+    history: dict[str, list] = {"epochs": [], "steps": []}
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        net.load_state_dict(ckpt["net"])
+        w_opt.load_state_dict(ckpt["w_optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        architect.load_state_dict(ckpt["architect"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if guard is not None:
+            guard.load_state_dict(json.loads(ckpt["guard"]))
+        state = dict(ckpt["state"])
+        partial = dict(ckpt.get("partial") or {})
+        history = json.loads(ckpt["history"])
+        set_rng_state(ckpt["rng"], gen)
+    run.write_history(history)
+
+    def checkpoint(partial_epoch: dict[str, Any] | None) -> None:
+        run.save_checkpoint({
+            "net": net.state_dict(), "w_optimizer": w_opt.state_dict(),
+            "scheduler": sched.state_dict(), "architect": architect.state_dict(),
+            "scaler": scaler.state_dict(), "state": state, "partial": partial_epoch or {},
+            "history": json.dumps(history), "rng": rng_state(gen),
+            "guard": json.dumps(guard.state_dict() if guard is not None else None),
+        })
+
+    epochs = range(int(state["epoch"]), scfg.epochs) if not state["stopped"] else range(0)
+    for epoch in progress_bar(epochs, desc=f"search {cfg.corpus} fold {cfg.fold}",
+                              enabled=progress, initial=int(state["epoch"]), total=scfg.epochs):
+        t0 = time.perf_counter()
+        if partial:                                  # resuming in the middle of this epoch
+            w_batches = list(partial["w_order"])
+            a_batches = list(partial["a_order"])
+            acc = dict(partial["acc"])
+            steps_log = json.loads(partial["steps_log"])
+            t0 -= float(acc.get("seconds", 0.0))
+        else:
+            w_batches = batch_indices(len(y_w), scfg.batch_size, gen)
+            a_batches = batch_indices(len(y_a), scfg.batch_size, gen)
+            acc = {"loss": 0.0, "n": 0, "correct": 0, "valid_loss": 0.0, "n_alpha": 0,
+                   "seconds": 0.0}
+            steps_log = []
+        partial = {}
+        lr = sched.get_last_lr()[0]
+        net.train()
+        n_steps = len(w_batches)
+        for step in range(int(state["step_in_epoch"]), n_steps):
+            wi, ai = w_batches[step], a_batches[step % len(a_batches)]
+            xw, yw = to_device(x_w[wi], device), y_w[wi].to(device)
+            xa, ya = to_device(x_a[ai], device), y_a[ai].to(device)
+            acc["valid_loss"] += architect.step(xw, yw, xa, ya, lr, w_opt) * len(ai)
+            acc["n_alpha"] += len(ai)
+            with autocast_context(device, amp):
+                logits = net(xw)
+                loss = F.cross_entropy(logits.float(), yw)
+            w_opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(w_opt)
+            nn.utils.clip_grad_norm_(net.weights(), scfg.grad_clip)
+            scaler.step(w_opt)
+            scaler.update()
+            acc["loss"] += float(loss.detach()) * len(wi)
+            acc["n"] += len(wi)
+            acc["correct"] += int((logits.argmax(1) == yw).sum())
+            state["global_step"] += 1
+            state["step_in_epoch"] = step + 1
+            if scfg.alpha_log_every and state["global_step"] % scfg.alpha_log_every == 0:
+                steps_log.append({"step": state["global_step"], "epoch": epoch,
+                                  "alphas": _alphas_json(net)})
+            if ckpt_every and state["global_step"] % ckpt_every == 0 and step + 1 < n_steps:
+                acc["seconds"] = time.perf_counter() - t0
+                checkpoint({"w_order": w_batches, "a_order": a_batches, "acc": acc,
+                            "steps_log": json.dumps(steps_log)})
+        sched.step()
+
+        logits_a = predict(net, x_a, scfg.batch_size, device, amp)
+        pred = logits_a.argmax(1).numpy()
+        geno = net.genotype()
+        weights = {k: v.detach().float().cpu() for k, v in net.alpha_weights().items()}
+        stats = collapse_stats(geno, weights)
+        record = {
+            "epoch": epoch, "lr": lr,
+            "train_loss": acc["loss"] / max(1, acc["n"]),
+            "train_wa": acc["correct"] / max(1, acc["n"]),
+            "valid_loss": float(F.cross_entropy(logits_a, y_a)),
+            "valid_wa": wa_score(y_a.numpy(), pred),
+            "valid_ua": ua_score(y_a.numpy(), pred, data.n_classes),
+            "alpha_step_loss": acc["valid_loss"] / max(1, acc["n_alpha"]),
+            "seconds": time.perf_counter() - t0,
+            "alphas": {k: v.tolist() for k, v in weights.items()},
+            "genotype": geno.to_dict(),
+            "skip_count": stats.skip_count,
+            "param_free_count": stats.param_free_count,
+            "alpha_entropy": stats.alpha_entropy,
+        }
+        history["epochs"].append(record)
+        history["steps"].extend(steps_log)
+        run.write_history(history)
+        state["epoch"] = epoch + 1
+        state["step_in_epoch"] = 0
+        if guard is not None and guard.update(epoch, geno):
+            state["stopped"] = True
+            state["stop_reason"] = f"{scfg.collapse_guard} after epoch {epoch}: {guard.reason}"
+        checkpoint(None)
+        if state["stopped"]:
+            break
+
+    if not history["epochs"]:
+        raise RuntimeError(f"{run.path}: the search ran no epoch (search.epochs = {scfg.epochs})")
+    best = _select_best(history["epochs"])
+    genotype = Genotype.from_dict(best["genotype"])
+    run.write_json(RunDir.GENOTYPE, genotype.to_dict())
+    run.write_json(RunDir.METRICS, {
+        "kind": "search", "selection": "best validation UA (alpha split); ties: lower loss",
+        "best_epoch": best["epoch"], "valid_wa": best["valid_wa"], "valid_ua": best["valid_ua"],
+        "valid_loss": best["valid_loss"], "epochs_run": len(history["epochs"]),
+        "stopped_early": bool(state["stopped"]), "stop_reason": state["stop_reason"],
+        "final_epoch_genotype": history["epochs"][-1]["genotype"], "genotype": genotype.to_dict(),
+        "classes": list(data.classes), "n_w": int(len(y_w)), "n_alpha": int(len(y_a)),
+        "fold": data.fold_name,
+    })
+    return SearchResult(run_dir=run.path, genotype=genotype, best_epoch=int(best["epoch"]),
+                        best_valid_wa=float(best["valid_wa"]), best_valid_ua=float(best["valid_ua"]),
+                        epochs_run=len(history["epochs"]), stopped_early=bool(state["stopped"]),
+                        history=history)

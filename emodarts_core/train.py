@@ -1,0 +1,359 @@
+"""Final training of a network derived from a genotype, its evaluation, and exact resume.
+
+:func:`fit` is the one training loop. The searched network (:func:`run_train`) and the
+hand-designed CNN-LSTM baseline (:mod:`emodarts_core.baselines`) both go through it, so they share
+the loss, the head, the optimiser and the budget:
+
+- SGD (``TrainConfig.lr``, momentum, weight decay), learning rate cosine-annealed over the epochs
+  to ``lr_min``, gradients clipped to ``grad_clip``;
+- drop-path probability ramped linearly from 0 to ``drop_path`` over the epochs (set on the model
+  as ``drop_path_prob`` before each epoch);
+- cross-entropy weighted by inverse class frequency on the training side
+  (``class_weighted``), plus ``aux_weight`` times the same loss on the auxiliary head's logits
+  when the model has one;
+- after every epoch: loss, WA and UA on the validation speakers (whole speakers from the training
+  side, disjoint from the test speakers); ``best.pt`` keeps the weights of the best validation UA;
+  training stops after ``patience`` epochs without a better validation UA (0 = never);
+- at the end: the best weights are evaluated once on the test speakers -> ``metrics.json``.
+
+The test fold never chooses anything: the epoch is chosen on validation UA (the public emoDARTS code
+picked the best epoch on the fold it reported). A checkpoint after every epoch holds the weights,
+optimiser, scheduler, RNG states (torch, NumPy, Python and the batch generator), the early-stopping
+state and the history, so a killed run resumed with the same command ends in the same numbers
+(bit-identical on CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .datasets import DataError, FoldData, batch_indices, load_fold_data
+from .genotype import Genotype
+from .metrics import Metrics, evaluate_predictions, ua as ua_score, wa as wa_score
+from .progress import progress as progress_bar
+from .runs import RunConfig, RunDir, rng_state, set_rng_state
+from .seeding import seed_everything
+
+
+@dataclass
+class TrainResult:
+    """What a finished training produced (everything is also in its run directory)."""
+
+    run_dir: Path
+    metrics: dict[str, Any]          # test metrics (see metrics.json)
+    best_epoch: int
+    best_valid_ua: float
+    epochs_run: int
+    stopped_early: bool
+
+    @property
+    def wa(self) -> float:
+        return float(self.metrics["wa"])
+
+    @property
+    def ua(self) -> float:
+        return float(self.metrics["ua"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and precision
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError("device 'cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def autocast_context(device: torch.device, amp: str | None):
+    """``torch.autocast`` on CUDA with ``amp`` in {"bf16", "fp16"}; a no-op context otherwise."""
+    if device.type != "cuda" or not amp or amp == "off":
+        return torch.autocast(device_type="cpu", enabled=False)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def make_scaler(device: torch.device, amp: str | None) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 on CUDA (bf16 needs none)."""
+    return torch.amp.GradScaler("cuda", enabled=(device.type == "cuda" and amp == "fp16"))
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a batch; 4-D images go channels_last on CUDA."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
+            amp: str | None = None) -> torch.Tensor:
+    """Logits (float32, on CPU) of ``model`` in eval mode, in batches, in input order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for idx in batch_indices(len(x), batch_size, shuffle=False):
+        with autocast_context(device, amp):
+            out.append(model(to_device(x[idx], device)).float().cpu())
+    model.train(was_training)
+    if not out:
+        return torch.zeros(0, 0)
+    return torch.cat(out)
+
+
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int,
+                   batch_size: int, device: torch.device, weight: torch.Tensor | None = None,
+                   amp: str | None = None) -> dict[str, float]:
+    """Loss, WA and UA of ``model`` on one split."""
+    logits = predict(model, x, batch_size, device, amp)
+    loss = F.cross_entropy(logits, y, weight=weight).item()
+    pred = logits.argmax(1).numpy()
+    return {"loss": float(loss), "wa": wa_score(y.numpy(), pred),
+            "ua": ua_score(y.numpy(), pred, n_classes)}
+
+
+def _forward_train(model: nn.Module, x: torch.Tensor):
+    fwa = getattr(model, "forward_with_aux", None)
+    if fwa is not None:
+        return fwa(x)
+    return model(x), None
+
+
+# ---------------------------------------------------------------------------------------------
+def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device: torch.device,
+        seed: int, progress: bool = True, amp: str | None = None, desc: str = "train",
+        extra_metrics: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``model`` on ``data`` as the module docstring describes; resume from ``run``'s
+    checkpoint when there is one. Writes history.json, best.pt, checkpoint.pt and metrics.json.
+    """
+    if len(data.y_valid) == 0:
+        raise DataError(f"fold {data.fold_name!r} has no validation utterances to choose epochs on")
+    if len(data.y_test) == 0:
+        raise DataError(f"fold {data.fold_name!r} has no test utterances")
+    gen = seed_everything(seed)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
+                          weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, tcfg.epochs),
+                                                       eta_min=tcfg.lr_min)
+    scaler = make_scaler(device, amp)
+    weight = data.class_weights() if tcfg.class_weighted else None
+    weight_dev = weight.to(device) if weight is not None else None
+    state = {"epoch": 0, "best_ua": -1.0, "best_epoch": -1, "bad_epochs": 0, "stopped": False,
+             "finished": False}
+    history: dict[str, list] = {"epochs": [], "steps": []}
+
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = dict(ckpt["state"])
+        history = json.loads(ckpt["history"])
+        set_rng_state(ckpt["rng"], gen)
+        run.write_history(history)
+    else:
+        run.write_history(history)
+
+    epochs = range(int(state["epoch"]), tcfg.epochs)
+    if state["stopped"] or state["finished"]:
+        epochs = range(0)
+    for epoch in progress_bar(epochs, desc=desc, enabled=progress, initial=int(state["epoch"]),
+                              total=tcfg.epochs):
+        t0 = time.perf_counter()
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = tcfg.drop_path * epoch / max(1, tcfg.epochs)
+        lr = opt.param_groups[0]["lr"]
+        model.train()
+        tot_loss, n_seen, correct = 0.0, 0, 0
+        for idx in batch_indices(len(data.y_train), tcfg.batch_size, gen):
+            x, y = to_device(data.x_train[idx], device), data.y_train[idx].to(device)
+            with autocast_context(device, amp):
+                logits, aux = _forward_train(model, x)
+                loss = F.cross_entropy(logits.float(), y, weight=weight_dev)
+                if aux is not None and tcfg.aux_weight > 0:
+                    loss = loss + tcfg.aux_weight * F.cross_entropy(aux.float(), y, weight=weight_dev)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            tot_loss += float(loss.detach()) * len(idx)
+            n_seen += len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+        sched.step()
+        val = evaluate_split(model, data.x_valid, data.y_valid, data.n_classes, tcfg.batch_size,
+                             device, weight, amp)
+        record = {"epoch": epoch, "lr": lr, "train_loss": tot_loss / max(1, n_seen),
+                  "train_wa": correct / max(1, n_seen), "valid_loss": val["loss"],
+                  "valid_wa": val["wa"], "valid_ua": val["ua"],
+                  "drop_path_prob": float(getattr(model, "drop_path_prob", 0.0)),
+                  "seconds": time.perf_counter() - t0}
+        if val["ua"] > state["best_ua"]:
+            state.update(best_ua=val["ua"], best_epoch=epoch, bad_epochs=0)
+            run.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
+                                 "valid_ua": val["ua"]}, RunDir.BEST)
+        else:
+            state["bad_epochs"] += 1
+        history["epochs"].append(record)
+        run.write_history(history)
+        state["epoch"] = epoch + 1
+        if tcfg.patience and state["bad_epochs"] >= tcfg.patience:
+            state["stopped"] = True
+        run.save_checkpoint({
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "state": state,
+            "history": json.dumps(history), "rng": rng_state(gen),
+        })
+        if state["stopped"]:
+            break
+
+    # final evaluation with the best weights on the test speakers
+    best = run.load_checkpoint(RunDir.BEST)
+    if best is None:
+        raise RuntimeError(f"{run.path} has no {RunDir.BEST}: no epoch was trained")
+    model.load_state_dict(best["model"])
+    logits = predict(model, data.x_test, tcfg.batch_size, device, amp)
+    m: Metrics = evaluate_predictions(data.y_test.numpy(), logits.argmax(1).numpy(), data.classes)
+    metrics = m.to_dict()
+    metrics.update({"split": "test", "fold": data.fold_name, "best_epoch": int(state["best_epoch"]),
+                    "best_valid_ua": float(state["best_ua"]),
+                    "epochs_run": len(history["epochs"]), "stopped_early": bool(state["stopped"]),
+                    "speakers_test": data.speakers_test,
+                    "n_parameters": int(sum(p.numel() for p in model.parameters()))})
+    metrics.update(extra_metrics or {})
+    run.write_json(RunDir.METRICS, metrics)
+    return TrainResult(run_dir=run.path, metrics=metrics, best_epoch=int(state["best_epoch"]),
+                       best_valid_ua=float(state["best_ua"]), epochs_run=len(history["epochs"]),
+                       stopped_early=bool(state["stopped"]))
+
+
+# ---------------------------------------------------------------------------------------------
+def load_data(cfg: RunConfig, progress: bool = False) -> FoldData:
+    """The fold a run config names (features from its profile, cached)."""
+    return load_fold_data(cfg.corpus, cfg.data_root, cfg.profile.features, cfg.protocol, cfg.fold,
+                          cache_dir=cfg.cache_dir, progress=progress)
+
+
+def save_normalizer(run: RunDir, data: FoldData) -> None:
+    """Keep the training-side normalisation with the run, so :func:`run_evaluate` can reuse it."""
+    if data.norm_stats is not None:
+        run.save_checkpoint(dict(data.norm_stats), "normalizer.pt")
+
+
+def run_train(cfg: RunConfig, genotype: Genotype, progress: bool = True,
+              data: FoldData | None = None) -> TrainResult:
+    """Train the network of ``genotype`` on the fold ``cfg`` names; see :func:`fit`.
+
+    The genotype becomes part of the run's identity (``cfg.options["genotype"]``) and is written
+    to the run directory's ``genotype.json``.
+    """
+    from .network import Network
+
+    options = dict(cfg.options)
+    options["genotype"] = genotype.to_dict()
+    cfg = dataclasses.replace(cfg, options=options)
+    device = resolve_device(cfg.device)
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    run = RunDir.create(cfg)
+    run.write_json(RunDir.GENOTYPE, genotype.to_dict())
+    save_normalizer(run, data)
+    seed_everything(cfg.seed)
+    model = Network(genotype, cfg.profile.space, data.n_classes, data.input_shape,
+                    aux=cfg.profile.train.aux_weight > 0)
+    return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
+               amp=cfg.options.get("amp"), desc=f"train {cfg.corpus} fold {cfg.fold}",
+               extra_metrics={"corpus": cfg.corpus, "kind": cfg.kind})
+
+
+def build_model(run: RunDir, n_classes: int, input_shape: tuple[int, int]) -> nn.Module:
+    """The model a finished training or baseline run trained (architecture only)."""
+    cfg = run.config
+    if cfg.kind == "baseline" and cfg.options.get("baseline") == "cnn_lstm":
+        from .baselines import CNNLSTM
+
+        return CNNLSTM(n_classes, input_shape, **cfg.options.get("cnn_lstm", {}))
+    from .network import Network
+
+    genotype = Genotype.load(run.file(RunDir.GENOTYPE))
+    return Network(genotype, cfg.profile.space, n_classes, input_shape,
+                   aux=cfg.profile.train.aux_weight > 0)
+
+
+def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
+                 protocol: str | None = None, fold: int | None = None,
+                 cache_dir: str | Path | None = None, out: str | Path | None = None,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Evaluate a trained run's best weights on a corpus with the same label set.
+
+    ``fold=None`` evaluates every utterance of the corpus; an integer evaluates that fold's test
+    side. Features use the run's profile and the normalisation fitted on the run's own training
+    side. The metrics are written to ``out`` (default ``<run>/evaluate-<corpus>[-fold<k>].json``)
+    and returned.
+    """
+    from .datasets import features_for, load_records
+
+    run = RunDir.open(run_dir)
+    cfg = run.config
+    best = run.load_checkpoint(RunDir.BEST)
+    if best is None:
+        hint = (f"; evaluate its final model, {run.path / 'final'}"
+                if cfg.options.get("baseline") == "random" else "; train it first")
+        raise DataError(f"{run.path} holds no trained weights ({RunDir.BEST}){hint}")
+    norm = run.load_checkpoint("normalizer.pt")
+    if norm is None:
+        raise DataError(f"{run.path} holds no normalizer.pt; it was not written by run_train")
+    run_classes = tuple(json.loads(json.dumps(run.read_json(RunDir.METRICS)["classes"])))
+    crp = load_records(corpus, root, protocol)
+    if set(crp.classes) != set(run_classes):
+        raise DataError(f"corpus {corpus!r} has classes {list(crp.classes)} but the run was "
+                        f"trained on {list(run_classes)}")
+    indices = list(range(len(crp.records)))
+    if fold is not None:
+        from .folds import make_folds
+
+        folds = make_folds(crp, protocol=protocol or "standard")
+        if not 0 <= fold < len(folds):
+            raise DataError(f"fold {fold} is out of range: corpus {corpus!r} has {len(folds)} fold(s)")
+        indices = [int(i) for i in folds[fold].test]
+    records = [crp.records[i] for i in indices]
+    feats, kept = features_for(records, cfg.profile.features, cache_dir)
+    from .features import Normalizer
+
+    x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
+    remap = {c: i for i, c in enumerate(run_classes)}
+    y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
+    dev = resolve_device(device)
+    model = build_model(run, len(run_classes), (x.shape[-2], x.shape[-1]))
+    model.load_state_dict(best["model"])
+    model.to(dev)
+    logits = predict(model, x, cfg.profile.train.batch_size, dev)
+    metrics = evaluate_predictions(y.numpy(), logits.argmax(1).numpy(), run_classes).to_dict()
+    metrics.update({"run": str(run.path), "corpus": corpus, "data_root": str(root),
+                    "protocol": protocol, "fold": fold,
+                    "split": "all" if fold is None else "test"})
+    out = Path(out) if out is not None else run.file(
+        f"evaluate-{corpus}" + ("" if fold is None else f"-fold{fold}") + ".json")
+    from .runs import atomic_write_json
+
+    atomic_write_json(out, metrics)
+    metrics["written_to"] = str(out)
+    return metrics

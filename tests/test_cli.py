@@ -1,0 +1,126 @@
+"""The command line: typed --set overrides and one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from emodarts_core.cli import UsageError, apply_overrides, main
+from emodarts_core.config import get_profile
+
+
+def test_overrides_are_typed_by_the_dataclass_field():
+    p = apply_overrides(get_profile("smoke"), [
+        "search.epochs=3", "search.weight_fraction=0.25", "search.collapse_guard=darts+",
+        "search.alpha_betas=0.6,0.9", "space.seq_ops=lstm", "features.fmax=none",
+        "train.class_weighted=false", "space.cnn_ops=max_pool_3x3,skip_connect,none",
+    ])
+    assert p.search.epochs == 3 and isinstance(p.search.epochs, int)
+    assert p.search.weight_fraction == 0.25
+    assert p.search.collapse_guard == "darts+"
+    assert p.search.alpha_betas == (0.6, 0.9)
+    assert p.space.seq_ops == "lstm"
+    assert p.features.fmax is None
+    assert p.train.class_weighted is False
+    assert p.space.cnn_ops == ("max_pool_3x3", "skip_connect", "none")
+    assert apply_overrides(p, ["search.collapse_guard=none"]).search.collapse_guard is None
+    # the original profile is untouched
+    assert get_profile("smoke").search.epochs == 2
+
+
+@pytest.mark.parametrize("item, match", [
+    ("search.epochs=three", "expected int"),
+    ("search.nope=1", "no field 'nope'"),
+    ("model.epochs=1", "unknown section"),
+    ("epochs=1", "SECTION.FIELD=VALUE"),
+    ("train.class_weighted=maybe", "true or false"),
+    ("search.alpha_betas=0.1", "2 comma-separated"),
+])
+def test_bad_overrides_are_usage_errors(item, match):
+    with pytest.raises(UsageError, match=match):
+        apply_overrides(get_profile("smoke"), [item])
+
+
+def _err(capsys, argv) -> str:
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 2, out
+    lines = [ln for ln in out.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("emodarts: error:"), out.err
+    assert "Traceback" not in out.err
+    return lines[0]
+
+
+def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
+    assert "profile" in _err(capsys, ["search", "--profile", "huge", "--no-progress"])
+    assert "corpus" in _err(capsys, ["search", "--corpus", "nocorpus", "--data-root", str(tmp_path),
+                                     "--out", str(tmp_path / "r")])
+    assert "data-root" in _err(capsys, ["search", "--corpus", "ravdess",
+                                        "--data-root", str(tmp_path / "missing")])
+    assert "fold" in _err(capsys, ["search", "--fold", "-1"])
+    assert "required" in _err(capsys, ["train"])                    # no --genotype
+    assert "invalid choice" in _err(capsys, ["fly"])
+    assert "--set" in _err(capsys, ["search", "--set", "search.epochs=x"])
+    assert "--run" in _err(capsys, ["evaluate", "--run", str(tmp_path), "--corpus", "generated"])
+
+
+def test_genotype_file_errors(capsys, tmp_path):
+    msg = _err(capsys, ["train", "--genotype", str(tmp_path / "none.json")])
+    assert "no such file" in msg
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "not a valid genotype" in _err(capsys, ["train", "--genotype", str(bad)])
+    bad.write_text(json.dumps({"normal": {"nodes": [], "concat": []}}))
+    assert "missing cell" in _err(capsys, ["train", "--genotype", str(bad)])
+    assert "genotype.json" in _err(capsys, ["train", "--genotype", str(tmp_path)])
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "emodarts_core", "search", "--profile", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown profile" in proc.stderr
+
+
+def test_fold_out_of_range_and_bad_data_make_no_run_dir(capsys, tmp_path):
+    from emodarts_core.corpora import generate_corpus
+
+    generate_corpus(tmp_path / "data", n_speakers=4, per_class=1, seed=0)
+    base = ["search", "--corpus", "generated", "--data-root", str(tmp_path / "data"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--out", str(tmp_path / "r")]
+    msg = _err(capsys, base + ["--fold", "4"])
+    assert "fold 4 is out of range" in msg and "4 fold(s)" in msg
+    assert not (tmp_path / "r").exists()
+    # a folder that is not a generated corpus (no manifest)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.txt").write_text("x")
+    msg = _err(capsys, ["search", "--corpus", "generated", "--data-root", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "r2")])
+    assert "manifest" in msg and not (tmp_path / "r2").exists()
+
+
+def test_baseline_and_evaluate_commands(capsys, tmp_path):
+    import torch
+
+    from emodarts_core.corpora import generate_corpus
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generate_corpus(tmp_path / "data", n_speakers=4, per_class=2, seed=0)
+        common = ["--corpus", "generated", "--data-root", str(tmp_path / "data"),
+                  "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+        assert main(["baseline", "--kind", "cnn_lstm", *common, "--out", str(tmp_path / "b"),
+                     "--set", "train.epochs=1"]) == 0
+        out = capsys.readouterr().out
+        assert "baseline cnn_lstm finished" in out and "UA" in out
+        metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+        assert main(["evaluate", "--run", str(tmp_path / "b"), "--corpus", "generated",
+                     "--data-root", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+                     "--fold", "0", "--device", "cpu"]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed["confusion"] == metrics["confusion"] and printed["n"] == metrics["n"]
+    finally:
+        torch.set_num_threads(n)

@@ -1,0 +1,133 @@
+"""Final training, evaluation and baselines on a tiny generated corpus and tiny in-memory folds."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emodarts_core.baselines import CNNLSTM, run_baseline, sample_genotype
+from emodarts_core.config import get_profile, override
+from emodarts_core.corpora import generate_corpus
+from emodarts_core.genotype import Genotype
+from emodarts_core.runs import RunConfig, RunDir
+from emodarts_core.train import run_evaluate, run_train
+
+from test_search import tiny_fold
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    generate_corpus(root / "data", n_speakers=4, per_class=2, seed=1)
+    return root
+
+
+def small_profile(epochs: int = 2):
+    p = get_profile("smoke")
+    return dataclasses.replace(p, space=override(p.space, seq_ops="lstm_att"),
+                               train=override(p.train, epochs=epochs))
+
+
+def test_train_from_genotype_then_evaluate(corpus, tmp_path):
+    prof = small_profile(epochs=2)
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
+    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
+                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
+                    cache_dir=str(corpus / "cache"))
+    res = run_train(cfg, geno, progress=False)
+    run = RunDir.open(res.run_dir)
+    for name in ("config.json", "environment.json", "history.json", "genotype.json",
+                 "metrics.json", "checkpoint.pt", "best.pt", "normalizer.pt"):
+        assert run.file(name).exists(), name
+    assert Genotype.load(run.file("genotype.json")) == geno
+    assert run.config.options["genotype"] == geno.to_dict()
+    m = run.read_json("metrics.json")
+    assert m["classes"] == ["neutral", "happy", "sad", "angry"]
+    assert m["n"] == 8 and np.array(m["confusion"]).sum() == 8     # one test speaker x 8 files
+    assert len(m["speakers_test"]) == 1 and 0.0 <= m["ua"] <= 1.0
+    recalls = [r for r in m["per_class_recall"].values() if r is not None]
+    assert m["ua"] == pytest.approx(np.mean(recalls))
+    hist = run.history()["epochs"]
+    # drop-path ramps 0 -> drop_path over the epochs
+    assert [h["drop_path_prob"] for h in hist] == pytest.approx([0.0, prof.train.drop_path / 2])
+    assert m["best_valid_ua"] == max(h["valid_ua"] for h in hist)
+
+    # evaluating the same fold's test side reproduces the metrics; all utterances: n = 32
+    ev = run_evaluate(run.path, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
+    assert ev["confusion"] == m["confusion"] and ev["ua"] == pytest.approx(m["ua"])
+    ev_all = run_evaluate(run.path, "generated", corpus / "data", cache_dir=corpus / "cache",
+                          out=tmp_path / "all.json")
+    assert ev_all["n"] == 32 and json.loads((tmp_path / "all.json").read_text())["n"] == 32
+
+
+def test_class_weights_balance_the_training_side():
+    data = tiny_fold(16)
+    data.y_train = torch.tensor([0] * 8 + [1] * 4 + [2] * 2 + [3] * 2)
+    w = data.class_weights()
+    counts = torch.tensor([8.0, 4, 2, 2])
+    assert torch.allclose(w * counts, (w * counts)[0].expand(4))      # weight x count constant
+    assert w.mean().item() == pytest.approx(1.0)
+
+
+def test_cnn_lstm_keeps_time_and_batches_independent():
+    torch.manual_seed(0)
+    model = CNNLSTM(4, (20, 16), hidden=8, fc=8).eval()
+    x = torch.randn(5, 1, 20, 16)
+    with torch.no_grad():
+        alone = model(x[:1])
+        together = model(x)
+        other = model(torch.cat([x[:1], torch.randn(3, 1, 20, 16)]))
+        reversed_time = model(x[:1].flip(-1))
+    assert torch.allclose(alone, together[:1], atol=1e-6)
+    assert torch.allclose(alone, other[:1], atol=1e-6)
+    assert not torch.allclose(alone, reversed_time, atol=1e-4)       # frame order matters
+    assert model.lstm.input_size == 1 * 6       # C x F' per frame: (20 + 4 - 2) // 2 + 1 = 12 -> 6
+
+
+def test_sample_genotype_is_seeded_and_valid():
+    space = get_profile("smoke").space
+    a = [sample_genotype(space, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert a[0] == a[1]
+    g = sample_genotype(space, torch.Generator().manual_seed(4))
+    assert g != a[0]
+    for cell in (g.normal, g.reduce, g.seq):
+        Genotype.from_dict(g.to_dict())
+        assert "none" not in cell.ops()
+        for node in cell.nodes:
+            assert len({src for _, src in node}) == 2
+
+
+def test_baselines_run(tmp_path):
+    prof = small_profile(epochs=2)
+    data = tiny_fold()
+    base = dict(kind="baseline", corpus="generated", data_root=str(tmp_path / "d"), profile=prof)
+    res = run_baseline(RunConfig(out_dir=str(tmp_path / "b"), options={"baseline": "cnn_lstm"},
+                                 **base), progress=False, data=data)
+    m = RunDir.open(res.run_dir).read_json("metrics.json")
+    assert m["baseline"] == "cnn_lstm" and m["n"] == 8 and len(m["confusion"]) == 4
+
+    res = run_baseline(RunConfig(out_dir=str(tmp_path / "r"),
+                                 options={"baseline": "random", "k": 2, "brief_epochs": 1}, **base),
+                       progress=False, data=data)
+    run = RunDir.open(res.run_dir)
+    cands = run.read_json("candidates.json")
+    assert len(cands["candidates"]) == 2
+    best = max(cands["candidates"], key=lambda c: (c["valid_ua"], -c["index"]))
+    assert cands["best_index"] == best["index"]
+    assert Genotype.load(run.file("genotype.json")) == Genotype.from_dict(best["genotype"])
+    assert len(RunDir.open(run.path / "final").history()["epochs"]) == 2   # the full budget
+    assert len(RunDir.open(best["run_dir"]).history()["epochs"]) == 1      # the brief one
+    with pytest.raises(ValueError, match="unknown baseline"):
+        run_baseline(RunConfig(out_dir=str(tmp_path / "x"), options={"baseline": "svm"}, **base),
+                     data=data)
