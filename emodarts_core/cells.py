@@ -1,0 +1,214 @@
+"""DARTS cells: CNN cells and SeqNN cells, for the search (mixed edges) and fixed (from a genotype).
+
+A cell is a small directed acyclic graph. It has two input states (state 0 = the output of the
+cell before the previous one, ``c_{k-2}``; state 1 = the previous cell's output, ``c_{k-1}``) and
+``n_nodes`` intermediate nodes; node ``j`` is state ``2 + j`` and is the sum of one operation
+applied to each of its inputs. In a search cell node ``j`` reads *every* earlier state through a
+mixed op (``2 + j`` edges, in the edge order of :mod:`emodarts_core.genotype`); in a fixed cell it
+reads the two states the genotype kept, each through one discrete op.
+
+The cells compute one node at a time (:meth:`SearchCell.node`, :meth:`SeqSearchCell.node`), so a
+memory-saving mode can checkpoint nodes individually.
+
+- CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
+  ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
+  when the previous cell halved the size). A reduction cell applies stride 2 on the edges leaving
+  its two inputs, doubling nothing itself: the caller passes the doubled ``C``. Output: the
+  concatenation of the nodes (``n_nodes * C`` channels), then dropout (the emoDARTS addition).
+- SeqNN cells work on ``(B, T, H)`` sequences, with no input preprocessing. Output: the
+  concatenation of the nodes ``(B, T, n * H)``, reduced back to ``H`` features by averaging each
+  group of ``n`` adjacent features (feature ``i`` of the output is the mean of concatenated
+  features ``n*i .. n*i + n - 1``). That is exactly what the public code's
+  ``AdaptiveAvgPool1d(128)`` did to its ``n * 128``-wide concatenation. Then dropout.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .genotype import CellGenotype, edges_of_node, n_edges
+from .ops import FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, cnn_op, drop_path, seq_op
+
+
+def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``(..., n * H) -> (..., H)``: the mean of each group of ``n`` adjacent features.
+
+    Equal to ``AdaptiveAvgPool1d(H)`` over the last axis (its bins are exactly these groups).
+    """
+    if x.shape[-1] % n:
+        raise ValueError(f"average_groups: {x.shape[-1]} features do not split into groups of {n}")
+    return x.reshape(*x.shape[:-1], x.shape[-1] // n, n).mean(dim=-1)
+
+
+def _preprocess(C_pp: int, C_p: int, C: int, reduction_p: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+    pre0 = FactorizedReduce(C_pp, C, affine) if reduction_p else ReLUConvBN(C_pp, C, 1, 1, 0, affine)
+    pre1 = ReLUConvBN(C_p, C, 1, 1, 0, affine)
+    return pre0, pre1
+
+
+def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
+    if weights.shape != (rows, cols):
+        raise ValueError(f"{who}: weights of shape {tuple(weights.shape)}, expected ({rows}, {cols}) "
+                         f"(edges x primitives)")
+
+
+# ---------------------------------------------------------------------------------------------
+class SearchCell(nn.Module):
+    """A CNN cell of the supernet: every edge is a :class:`MixedOp` over ``primitives``.
+
+    ``forward(s0, s1, weights)`` takes the softmaxed alpha matrix of this cell type, shape
+    ``(n_edges(n_nodes), len(primitives))``; BN is non-affine throughout (DARTS search).
+    """
+
+    def __init__(self, n_nodes: int, C_pp: int, C_p: int, C: int, reduction_p: bool,
+                 reduction: bool, primitives: Sequence[str], dropout: float = 0.0) -> None:
+        super().__init__()
+        if n_nodes < 1:
+            raise ValueError(f"SearchCell: n_nodes must be >= 1, got {n_nodes}")
+        self.n_nodes, self.reduction, self.C = n_nodes, reduction, C
+        self.primitives = tuple(primitives)
+        self.pre0, self.pre1 = _preprocess(C_pp, C_p, C, reduction_p, affine=False)
+        self.edges = nn.ModuleList()
+        for j in range(n_nodes):
+            for src in range(2 + j):
+                stride = 2 if reduction and src < 2 else 1
+                self.edges.append(MixedOp(C, stride, self.primitives, affine=False))
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def out_channels(self) -> int:
+        return self.n_nodes * self.C
+
+    def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges."""
+        rows = edges_of_node(j)
+        out = self.edges[rows[0]](states[0], weights[rows[0]])
+        for src, e in enumerate(rows[1:], start=1):
+            out = out + self.edges[e](states[src], weights[e])
+        return out
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SearchCell")
+        states = [self.pre0(s0), self.pre1(s1)]
+        for j in range(self.n_nodes):
+            states.append(self.node(j, states, weights))
+        return self.dropout(torch.cat(states[2:], dim=1))
+
+
+class FixedCell(nn.Module):
+    """A CNN cell of the final network, built from a :class:`CellGenotype`.
+
+    Each node applies the genotype's ops to its chosen input states and sums them; BN is affine.
+    ``forward(s0, s1, drop_prob)`` applies drop-path with probability ``drop_prob`` (in training
+    only) to the output of every op except the identity (``skip_connect`` at stride 1).
+    """
+
+    def __init__(self, genotype: CellGenotype, C_pp: int, C_p: int, C: int, reduction_p: bool,
+                 reduction: bool, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_concat(genotype, "FixedCell")
+        self.genotype, self.reduction, self.C = genotype, reduction, C
+        self.pre0, self.pre1 = _preprocess(C_pp, C_p, C, reduction_p, affine=True)
+        self.ops = nn.ModuleList()
+        self.sources: list[list[int]] = []
+        for node in genotype.nodes:
+            ops = nn.ModuleList()
+            for name, src in node:
+                stride = 2 if reduction and src < 2 else 1
+                ops.append(cnn_op(name, C, stride, affine=True))
+            self.ops.append(ops)
+            self.sources.append([src for _, src in node])
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.genotype.concat) * self.C
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for ops, sources in zip(self.ops, self.sources):
+            out = None
+            for op, src in zip(ops, sources):
+                h = op(states[src])
+                if not isinstance(op, Identity):
+                    h = drop_path(h, drop_prob, self.training)
+                out = h if out is None else out + h
+            states.append(out)
+        return self.dropout(torch.cat([states[i] for i in self.genotype.concat], dim=1))
+
+
+def _check_concat(genotype: CellGenotype, who: str) -> None:
+    n = genotype.n_nodes
+    if n < 1:
+        raise ValueError(f"{who}: the genotype has no nodes")
+    for j, node in enumerate(genotype.nodes):
+        if not node:
+            raise ValueError(f"{who}: node {j} of the genotype has no incoming edge")
+    bad = [c for c in genotype.concat if not 2 <= c < 2 + n]
+    if bad or not genotype.concat:
+        raise ValueError(f"{who}: concat {genotype.concat} must list node states 2..{n + 1}")
+
+
+# ---------------------------------------------------------------------------------------------
+class SeqSearchCell(nn.Module):
+    """A SeqNN cell of the supernet: every edge is a :class:`SeqMixedOp`, ``(B, T, H)`` in and out.
+
+    ``forward(s0, s1, weights)`` takes the softmaxed alpha_seq, shape
+    ``(n_edges(n_nodes), len(primitives))``; the output is the nodes' concatenation averaged back
+    to ``H`` features in groups of ``n_nodes`` (see :func:`average_groups`), then dropout.
+    """
+
+    def __init__(self, n_nodes: int, H: int, primitives: Sequence[str], dropout: float = 0.0) -> None:
+        super().__init__()
+        if n_nodes < 1:
+            raise ValueError(f"SeqSearchCell: n_nodes must be >= 1, got {n_nodes}")
+        self.n_nodes, self.H = n_nodes, H
+        self.primitives = tuple(primitives)
+        self.edges = nn.ModuleList(SeqMixedOp(H, self.primitives) for _ in range(n_edges(n_nodes)))
+        self.dropout = nn.Dropout(dropout)
+
+    def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it."""
+        rows = edges_of_node(j)
+        out = self.edges[rows[0]](states[0], weights[rows[0]])
+        for src, e in enumerate(rows[1:], start=1):
+            out = out + self.edges[e](states[src], weights[e])
+        return out
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SeqSearchCell")
+        states = [s0, s1]
+        for j in range(self.n_nodes):
+            states.append(self.node(j, states, weights))
+        return self.dropout(average_groups(torch.cat(states[2:], dim=-1), self.n_nodes))
+
+
+class FixedSeqCell(nn.Module):
+    """A SeqNN cell of the final network, built from the genotype's ``seq`` cell.
+
+    Node ``j`` sums the genotype's sequence ops on its chosen states; the output concatenates the
+    ``concat`` states and averages them back to ``H`` features in groups of ``len(concat)``, then
+    dropout. No drop-path (the public code disabled it for sequence ops too).
+    """
+
+    def __init__(self, genotype: CellGenotype, H: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_concat(genotype, "FixedSeqCell")
+        self.genotype, self.H = genotype, H
+        self.ops = nn.ModuleList(nn.ModuleList(seq_op(name, H) for name, _ in node)
+                                 for node in genotype.nodes)
+        self.sources = [[src for _, src in node] for node in genotype.nodes]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [s0, s1]
+        for ops, sources in zip(self.ops, self.sources):
+            out = None
+            for op, src in zip(ops, sources):
+                h = op(states[src])
+                out = h if out is None else out + h
+            states.append(out)
+        concat = torch.cat([states[i] for i in self.genotype.concat], dim=-1)
+        return self.dropout(average_groups(concat, len(self.genotype.concat)))

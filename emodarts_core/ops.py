@@ -1,0 +1,320 @@
+"""The operation registry: every candidate operation of the search space, CNN and sequential.
+
+Two registries map an operation's name (the name that appears unchanged in configs, genotypes,
+graphs and the book) to a constructor:
+
+- ``CNN_OPS[name](C, stride, affine) -> nn.Module`` maps ``(B, C, F, T)`` to
+  ``(B, C, ceil(F / stride), ceil(T / stride))``. ``affine`` is the BatchNorm flag: ``False`` in
+  the supernet (as in DARTS, so that the alphas and not BN scales decide an op's strength),
+  ``True`` in the fixed network.
+- ``SEQ_OPS[name](H) -> nn.Module`` maps ``(B, T, H)`` to ``(B, T, H)``: a sequence of ``T``
+  frames of ``H`` features per utterance, batch first. Every sequence op treats each utterance of
+  a batch on its own (no op mixes utterances), so predictions never depend on batch-mates.
+
+Every strided op rounds up (``ceil``), so inputs of any size work, odd ones included (the 16 kHz
+profile has 125 frames). :class:`MixedOp` and :class:`SeqMixedOp` are the DARTS relaxation of an
+edge: the softmax-weighted sum of all candidates.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------
+# CNN building blocks (DARTS). Convolutions have no bias: a BatchNorm always follows them.
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> ``k x k`` conv -> BN; with ``k = 1`` the cell-input preprocessing of DARTS."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class PoolBN(nn.Module):
+    """3 x 3 max or average pooling (padding 1; average ignores the padding) followed by BN."""
+
+    def __init__(self, kind: str, C: int, stride: int, affine: bool = True) -> None:
+        super().__init__()
+        if kind == "max":
+            self.pool: nn.Module = nn.MaxPool2d(3, stride=stride, padding=1)
+        elif kind == "avg":
+            self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        else:
+            raise ValueError(f"PoolBN: kind must be 'max' or 'avg', got {kind!r}")
+        self.bn = nn.BatchNorm2d(C, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pool(x))
+
+
+class DilConv(nn.Module):
+    """ReLU -> depthwise ``k x k`` conv with dilation -> pointwise 1 x 1 conv -> BN.
+
+    ``dil_conv_3x3`` uses dilation 2 and padding 2 (a 5 x 5 receptive field), ``dil_conv_5x5``
+    dilation 2 and padding 4 (9 x 9).
+    """
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int, affine: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class SepConv(nn.Module):
+    """Two stacked DilConv blocks with dilation 1 (the stride applies to the first only)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            DilConv(C_in, C_in, kernel_size, stride, padding, dilation=1, affine=affine),
+            DilConv(C_in, C_out, kernel_size, 1, padding, dilation=1, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Identity(nn.Module):
+    """``skip_connect`` at stride 1. Drop-path is never applied to it (as in DARTS)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """``none``: an all-zero output (strided like the other ops of its edge).
+
+    Works for CNN maps ``(B, C, F, T)`` (stride on both spatial axes) and, at stride 1, for any
+    tensor, sequences included. Mixed ops never evaluate it: its contribution is exactly zero.
+    """
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the spatial size without losing every other pixel: ``skip_connect`` at stride 2.
+
+    ReLU, then two 1 x 1 stride-2 convolutions, the second on the input shifted by one pixel in
+    both directions; their outputs (``C_out // 2`` and ``C_out - C_out // 2`` channels) are
+    concatenated and batch-normalised. The shifted copy is zero-padded at the end first, so odd
+    sizes give ``ceil(n / 2)`` like every other strided op (for even sizes this is exactly the
+    DARTS operation: the padded zeros are never sampled).
+    """
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], dim=1))
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Drop whole samples of an op's output with probability ``p`` (scaled by ``1 / (1 - p)``).
+
+    The mask is drawn on ``x``'s own device and dtype, so it works on CPU and CUDA alike; outside
+    training or with ``p == 0`` the input is returned unchanged. Not in-place.
+    """
+    if not training or p <= 0.0:
+        return x
+    if p >= 1.0:
+        raise ValueError(f"drop_path: probability must be < 1, got {p}")
+    keep = 1.0 - p
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype)
+    return x * mask.bernoulli_(keep) / keep
+
+
+CnnOpFactory = Callable[[int, int, bool], nn.Module]
+
+CNN_OPS: dict[str, CnnOpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda C, stride, affine: PoolBN("max", C, stride, affine),
+    "avg_pool_3x3": lambda C, stride, affine: PoolBN("avg", C, stride, affine),
+    "skip_connect": lambda C, stride, affine: (
+        Identity() if stride == 1 else FactorizedReduce(C, C, affine)),
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence operations: (B, T, H) -> (B, T, H), batch first, each utterance on its own.
+
+
+class Recurrent(nn.Module):
+    """``lstm_k`` / ``rnn_k``: ``k`` stacked unidirectional LSTM or tanh-RNN layers.
+
+    Hidden size = input size = ``H``, batch first, no dropout between layers; the op's output is
+    the last layer's output sequence (the final hidden/cell states are discarded).
+    """
+
+    def __init__(self, kind: str, H: int, layers: int) -> None:
+        super().__init__()
+        self.rnn = _recurrent(kind, H, H, layers, bidirectional=False, dropout=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return out
+
+
+class AttentiveRecurrent(nn.Module):
+    """``lstm_att_L`` / ``rnn_att_L``: a bidirectional recurrent stack with attention over time.
+
+    With ``o_t`` (``2H`` features) the bidirectional output at frame ``t`` of an utterance of
+    ``T`` frames, the op computes
+
+    - scores ``e_t = v^T tanh(W_a o_t + b_a)`` (additive attention with a learned query ``v``),
+    - weights ``a_t = exp(e_t) / sum_{s=1..T} exp(e_s)``: a softmax over the frames of that
+      utterance only,
+    - the context ``c = sum_t a_t o_t`` (``2H``), a summary of the whole utterance,
+    - the output ``y_t = W_o [o_t ; c] + b_o`` (``4H -> H``): every frame combined with the
+      utterance's context and projected back to ``H``, so the op maps ``(B, T, H) -> (B, T, H)``.
+
+    ``L`` layers with dropout 0.3 between them (only when ``L > 1``, as PyTorch applies it). It
+    works at any batch size and sequence length: nothing depends on ``B`` or ``T``. (The public
+    code instead gated features with weights whose width fixed the batch size at 16.)
+    """
+
+    def __init__(self, kind: str, H: int, layers: int, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.rnn = _recurrent(kind, H, H, layers, bidirectional=True,
+                              dropout=dropout if layers > 1 else 0.0)
+        self.score = nn.Sequential(nn.Linear(2 * H, H), nn.Tanh(), nn.Linear(H, 1, bias=False))
+        self.out = nn.Linear(4 * H, H)
+
+    def attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrent outputs ``o`` ``(B, T, 2H)`` and attention weights ``a`` ``(B, T)``
+        (each row sums to 1); useful for plotting where an utterance's attention falls."""
+        o, _ = self.rnn(x)
+        return o, torch.softmax(self.score(o).squeeze(-1), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o, a = self.attend(x)                                        # (B, T, 2H), (B, T)
+        context = torch.einsum("bt,btf->bf", a, o)                   # (B, 2H)
+        context = context.unsqueeze(1).expand_as(o)                  # (B, T, 2H)
+        return self.out(torch.cat([o, context], dim=-1))             # (B, T, H)
+
+
+def _recurrent(kind: str, input_size: int, hidden: int, layers: int, bidirectional: bool,
+               dropout: float) -> nn.Module:
+    if kind == "lstm":
+        return nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True,
+                       bidirectional=bidirectional, dropout=dropout)
+    if kind == "rnn":
+        return nn.RNN(input_size, hidden, num_layers=layers, nonlinearity="tanh",
+                      batch_first=True, bidirectional=bidirectional, dropout=dropout)
+    raise ValueError(f"recurrent kind must be 'lstm' or 'rnn', got {kind!r}")
+
+
+SeqOpFactory = Callable[[int], nn.Module]
+
+SEQ_OPS: dict[str, SeqOpFactory] = {
+    "none": lambda H: Zero(1),
+    "skip_connect": lambda H: Identity(),
+    **{f"lstm_{k}": (lambda H, k=k: Recurrent("lstm", H, k)) for k in range(1, 5)},
+    **{f"rnn_{k}": (lambda H, k=k: Recurrent("rnn", H, k)) for k in range(1, 5)},
+    **{f"lstm_att_{k}": (lambda H, k=k: AttentiveRecurrent("lstm", H, k)) for k in (1, 2)},
+    **{f"rnn_att_{k}": (lambda H, k=k: AttentiveRecurrent("rnn", H, k)) for k in (1, 2)},
+}
+
+
+def cnn_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
+    """Build the CNN op ``name``; a clear error for a name not in :data:`CNN_OPS`."""
+    if name not in CNN_OPS:
+        raise ValueError(f"unknown CNN op {name!r}; known: {sorted(CNN_OPS)}")
+    return CNN_OPS[name](C, stride, affine)
+
+
+def seq_op(name: str, H: int) -> nn.Module:
+    """Build the sequence op ``name``; a clear error for a name not in :data:`SEQ_OPS`."""
+    if name not in SEQ_OPS:
+        raise ValueError(f"unknown sequence op {name!r}; known: {sorted(SEQ_OPS)}")
+    return SEQ_OPS[name](H)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed operations (the continuous relaxation of one edge)
+
+
+class _Mixed(nn.Module):
+    """Shared logic: the weighted sum over candidates, with ``none`` never evaluated."""
+
+    primitives: tuple[str, ...]
+
+    def _setup(self, primitives: Sequence[str], build: Callable[[str], nn.Module]) -> None:
+        self.primitives = tuple(primitives)
+        if len(set(self.primitives)) != len(self.primitives):
+            raise ValueError(f"{type(self).__name__}: duplicate op names in {self.primitives}")
+        self.indices = [i for i, name in enumerate(self.primitives) if name != "none"]
+        if not self.indices:
+            raise ValueError(f"{type(self).__name__}: needs at least one op besides 'none'")
+        self.ops = nn.ModuleList(build(self.primitives[i]) for i in self.indices)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_o weights[o] * o(x)`` over the candidates; ``weights`` has one entry per primitive
+        (``none`` included: its share of the softmax simply contributes nothing)."""
+        if weights.shape != (len(self.primitives),):
+            raise ValueError(f"{type(self).__name__}: weights of shape {tuple(weights.shape)} do "
+                             f"not match {len(self.primitives)} primitives")
+        out = None
+        for i, op in zip(self.indices, self.ops):
+            term = weights[i] * op(x)
+            out = term if out is None else out + term
+        return out
+
+
+class MixedOp(_Mixed):
+    """A CNN edge of the supernet: ``sum_o softmax(alpha)_o * o(x)`` over ``primitives``.
+
+    ``forward(x, weights)`` takes the already softmaxed weights of this edge. The ``none``
+    candidate is not evaluated (its output is exactly zero), which saves its strided copy.
+    """
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str], affine: bool = False) -> None:
+        super().__init__()
+        self._setup(primitives, lambda name: cnn_op(name, C, stride, affine))
+
+
+class SeqMixedOp(_Mixed):
+    """A SeqNN edge of the supernet: the weighted sum of sequence ops, ``(B, T, H) -> (B, T, H)``."""
+
+    def __init__(self, H: int, primitives: Sequence[str]) -> None:
+        super().__init__()
+        self._setup(primitives, lambda name: seq_op(name, H))
