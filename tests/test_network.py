@@ -14,14 +14,6 @@ from emodarts_core.network import Network
 from emodarts_core.supernet import SuperNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one intra-op thread is fastest, and on a busy 2-core machine two
-    spinning OpenMP threads made the tests ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 NORMAL = CellGenotype(nodes=((("sep_conv_3x3", 0), ("skip_connect", 1)),

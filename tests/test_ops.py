@@ -12,14 +12,6 @@ from emodarts_core.ops import (CNN_OPS, SEQ_OPS, AttentiveRecurrent, FactorizedR
                                MixedOp, SeqMixedOp, drop_path)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one intra-op thread is fastest, and on a busy 2-core machine two
-    spinning OpenMP threads made the tests ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 ALL_SEQ = SEQ_OP_SETS["all"]

@@ -16,13 +16,6 @@ from emodarts_core.search import run_search
 CLASSES = ("neutral", "happy", "sad", "angry")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two cores shared by many jobs: one torch thread is faster and repeatable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_fold(n_train: int = 16, seed: int = 0) -> FoldData:

@@ -15,14 +15,6 @@ from emodarts_core.ops import CNN_OPS, SEQ_OPS
 from emodarts_core.supernet import SuperNet, reduction_indices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one intra-op thread is fastest, and on a busy 2-core machine two
-    spinning OpenMP threads made the tests ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 TINY = SearchSpaceConfig(cnn_layers=3, cnn_nodes=2, init_channels=2, seq_cells=2, seq_nodes=2,

@@ -18,12 +18,6 @@ from emodarts_core.train import run_evaluate, run_train
 from test_search import tiny_fold
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
