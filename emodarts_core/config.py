@@ -96,7 +96,7 @@ FEATURE_PROFILES: dict[str, FeatureConfig] = {
         sample_rate=16000, duration_s=4.0, n_mfcc=40, n_mels=64, n_fft=1024, hop_length=256,
         time_pool=2,
     ),
-    # A tiny 16 kHz variant for tests: 1 s, 20 MFCC, 16 frames.
+    # A tiny 16 kHz variant for tests: 1 s, 20 MFCC, 15 frames.
     "smoke": FeatureConfig(
         sample_rate=16000, duration_s=1.0, n_mfcc=20, n_mels=40, n_fft=512, hop_length=256,
         time_pool=4,
