@@ -1,4 +1,4 @@
-"""The command line: ``python -m emodarts_core search|train|evaluate|baseline ...``.
+"""The command line: ``python -m emodarts_core search|train|evaluate|baseline|reproduce ...``.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     python -m emodarts_core evaluate --run runs/t0 --corpus generated --data-root DATA
     python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
     python -m emodarts_core search ... --set search.epochs=3 --set space.seq_ops=lstm
+    python -m emodarts_core reproduce --corpus iemocap=/data/IEMOCAP --protocol paper \\
+        --profile paper --seeds 0,1,2 --out runs/batch --backend ray
 
 Rerunning a command with the same ``--out`` resumes the run from its last checkpoint (a finished
 run is only re-summarised); a different configuration in an existing ``--out`` is refused.
@@ -183,7 +185,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=8, help="random search: number of sampled genotypes")
     p.add_argument("--brief-epochs", type=int, default=None,
                    help="random search: epochs per candidate (default max(1, train.epochs // 10))")
+
+    p = sub.add_parser("reproduce", help="a batch over corpora x folds x seeds (notebook 05 via "
+                                         "papermill, locally or on Ray), then the results table")
+    p.add_argument("--corpus", dest="corpora", action="append", default=[], metavar="NAME=ROOT",
+                   help="a corpus and its data root, repeatable")
+    p.add_argument("--folds", default="all", help="comma-separated fold indices, or 'all'")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--profile", default="paper", help=f"one of {', '.join(sorted(PROFILES))}")
+    p.add_argument("--protocol", default=None, help="corpus protocol (default: standard)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", required=True, help="root directory of the batch's runs")
+    p.add_argument("--backend", default="local", choices=("local", "ray"))
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: local)")
+    p.add_argument("--gpus-per-job", type=float, default=0.0)
+    p.add_argument("--cpus-per-job", type=float, default=1.0)
+    p.add_argument("--table-only", action="store_true",
+                   help="do not run anything: build the table from the runs already under --out")
     return parser
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise UsageError(f"{flag}: expected non-negative integers, got {text!r}")
+    return values
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    """``reproduce``: run the grid (unless --table-only), then print and save the table."""
+    from . import reproduce
+
+    out = Path(args.out)
+    if not args.table_only:
+        try:
+            get_profile(args.profile)
+        except ValueError as e:
+            raise UsageError(f"--profile: {e}") from None
+        if not args.corpora:
+            raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
+        corpora: dict[str, str] = {}
+        for item in args.corpora:
+            name, sep, root = item.partition("=")
+            if not sep or not name or not root:
+                raise UsageError(f"--corpus {item!r}: expected NAME=ROOT")
+            if known_corpora() and name not in known_corpora():
+                raise UsageError(f"--corpus: unknown corpus {name!r}; choose one of "
+                                 f"{', '.join(known_corpora())}")
+            if name != "generated" and not Path(root).is_dir():
+                raise UsageError(f"--corpus {item}: no such directory {root}")
+            corpora[name] = str(Path(root).resolve())
+        seeds = _int_list(args.seeds, "--seeds")
+        if args.folds == "all":
+            folds: Any = {name: list(range(reproduce.count_folds(name, root, args.protocol)))
+                          for name, root in corpora.items()}
+        else:
+            folds = _int_list(args.folds, "--folds")
+        jobs = reproduce.make_grid(corpora, folds, seeds, args.profile, out,
+                                   protocol=args.protocol, device=args.device)
+        print(f"reproduce: {len(jobs)} jobs ({args.backend})")
+        reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
+                           cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
+    rows = reproduce.collect(out)
+    if not rows:
+        raise UsageError(f"--out {out}: no finished training or baseline runs found")
+    table = reproduce.format_table(reproduce.summarize(rows))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    return 0
 
 
 def load_genotype(source: str):
@@ -277,6 +350,8 @@ def run_command(args: argparse.Namespace) -> int:
                          device=args.device)
         print(json.dumps({k: m[k] for k in ("wa", "ua", "n", "classes", "confusion",
                                             "written_to")}))
+    elif args.command == "reproduce":
+        return run_reproduce(args)
     elif args.command == "baseline":
         from .baselines import run_baseline
 

@@ -48,6 +48,14 @@ class GridJob:
         return params
 
 
+def count_folds(corpus: str, root: str | Path, protocol: str | None = None) -> int:
+    """How many folds the corpus's default scheme has for this protocol (reads the label files)."""
+    from .datasets import load_records
+    from .folds import make_folds
+
+    return len(make_folds(load_records(corpus, root, protocol), protocol=protocol or "standard"))
+
+
 def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence[int]],
               seeds: Sequence[int], profile: str, out_root: str | Path,
               protocol: str | None = None, device: str = "auto") -> list[GridJob]:
@@ -138,12 +146,25 @@ def _method_of(config: dict[str, Any]) -> str | None:
     return None
 
 
+def _inside_another_run(run_dir: Path, root: Path) -> bool:
+    """True for the sub-runs a run keeps inside itself (random search's candidates and final
+    training): the enclosing run's own metrics stand for them."""
+    for parent in run_dir.parents:
+        if parent == root or root not in parent.parents:
+            return False
+        if (parent / "config.json").exists():
+            return True
+    return False
+
+
 def collect(out_root: str | Path) -> list[ResultRow]:
-    """Every finished training / baseline run below ``out_root`` (searches have no test metrics)."""
+    """Every finished training / baseline run below ``out_root`` (searches have no test metrics;
+    runs nested inside another run, such as random search's candidates, are not counted)."""
+    root = Path(out_root)
     rows = []
-    for metrics_path in sorted(Path(out_root).rglob("metrics.json")):
+    for metrics_path in sorted(root.rglob("metrics.json")):
         config_path = metrics_path.with_name("config.json")
-        if not config_path.exists():
+        if not config_path.exists() or _inside_another_run(metrics_path.parent, root):
             continue
         config = json.loads(config_path.read_text())
         method = _method_of(config)

@@ -30,8 +30,14 @@ def test_summary_is_mean_and_sample_std_over_runs(tmp_path):
     _fake_run(tmp_path, "iemocap", "train", 2, 0, 0.90, 0.80)
     _fake_run(tmp_path, "iemocap", "baseline", 0, 0, 0.5, 0.4, {"baseline": "cnn_lstm"})
     (tmp_path / "iemocap" / "fold0" / "seed0" / "search").mkdir()   # searches are not results
+    # random search keeps its candidates and final training (kind "train") inside its own run dir:
+    # only the baseline's own metrics count
+    _fake_run(tmp_path, "iemocap", "random", 0, 0, 0.6, 0.5, {"baseline": "random"})
+    (tmp_path / "iemocap/fold0/seed0/random/config.json").write_text(json.dumps(
+        {"kind": "baseline", "corpus": "iemocap", "fold": 0, "seed": 0, "options": {"baseline": "random"}}))
+    _fake_run(tmp_path / "iemocap/fold0/seed0/random/candidates", "c", "train", 0, 0, 0.99, 0.99)
     rows = collect(tmp_path)
-    assert {r.method for r in rows} == {"emodarts", "cnn_lstm"}
+    assert sorted(r.method for r in rows) == ["cnn_lstm", "emodarts", "emodarts", "emodarts", "random"]
     summary = {s.method: s for s in summarize(rows)}
     s = summary["emodarts"]
     assert s.n_runs == 3 and s.folds == [0, 1, 2]
@@ -58,3 +64,26 @@ def test_ray_backend_gives_the_local_results_in_order(tmp_path):
     assert local[-1] == "generated/fold2/seed1:5"
     with pytest.raises(ValueError, match="unknown backend"):
         run_grid(jobs, _square_job, backend="slurm")
+
+
+def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
+    from emodarts_core.cli import main
+
+    _fake_run(tmp_path, "msp_improv", "train", 0, 0, 0.6, 0.5)
+    _fake_run(tmp_path, "msp_improv", "train", 1, 0, 0.8, 0.7)
+    assert main(["reproduce", "--out", str(tmp_path), "--table-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "60.00 ± 14.14" in printed and "65.63" in printed      # ours beside the paper's UA
+    assert (tmp_path / "table.md").read_text().strip() == printed.strip()
+    assert main(["reproduce", "--out", str(tmp_path / "x")]) == 2            # no corpus given
+    assert main(["reproduce", "--out", str(tmp_path), "--corpus", "iemocap"]) == 2   # no root
+    assert main(["reproduce", "--out", str(tmp_path), "--corpus", "generated=/x",
+                 "--seeds", "a"]) == 2
+
+
+def test_count_folds_of_the_generated_corpus(tmp_path):
+    from emodarts_core.corpora.generated import generate_corpus
+    from emodarts_core.reproduce import count_folds
+
+    root = generate_corpus(tmp_path / "gen", n_speakers=4, per_class=1, seed=0)
+    assert count_folds("generated", root) >= 2
