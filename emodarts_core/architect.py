@@ -188,7 +188,9 @@ class Architect:
             g_train = _grads(self.net.loss(x_train, y_train), weights)
             with torch.no_grad():
                 for w, g, c, extra in zip(weights, g_train, coeffs, extras):
-                    direction = c * (g + extra["wd"] * w) + extra["carry"]
+                    direction = c * (g + extra["wd"] * w)
+                    if extra["buf"] is not None:     # carry = scale * momentum buffer, formed
+                        direction = direction + extra["scale"] * extra["buf"]   # per tensor
                     w.sub_(direction, alpha=xi)
             del g_train
 
@@ -234,7 +236,10 @@ class Architect:
     def _sgd_terms(weights: list[Tensor], opt: torch.optim.Optimizer
                    ) -> tuple[list[float], list[dict[str, Any]]]:
         """Per weight: the coefficient ``c`` of the fresh gradient in the SGD update direction and
-        the alpha-independent rest, so that direction = c * (grad + wd * w) + carry.
+        the alpha-independent rest, so that direction = c * (grad + wd * w) + carry, with
+        carry = scale * buf. The carry is not materialised here (that would be one more
+        weight-sized copy at the memory peak of the unrolled step): the virtual step forms it
+        one tensor at a time.
 
         With torch's SGD (momentum mu, dampening d, no Nesterov) and an existing momentum buffer b
         the direction is ``mu * b + (1 - d) * (grad + wd * w)``; before the first step (no buffer)
@@ -256,13 +261,13 @@ class Architect:
             wd = float(group.get("weight_decay", 0.0))
             buf = opt.state.get(w, {}).get("momentum_buffer") if mu != 0 else None
             if buf is None:
-                c, carry = ((1.0 + mu) if (nesterov and mu != 0) else 1.0), 0.0
+                c, scale = ((1.0 + mu) if (nesterov and mu != 0) else 1.0), 0.0
             elif nesterov:
-                c, carry = 1.0 + mu * (1.0 - damp), (mu * mu) * buf
+                c, scale = 1.0 + mu * (1.0 - damp), mu * mu
             else:
-                c, carry = 1.0 - damp, mu * buf
+                c, scale = 1.0 - damp, mu
             coeffs.append(c)
-            extras.append({"wd": wd, "carry": carry})
+            extras.append({"wd": wd, "scale": scale, "buf": buf})
         return coeffs, extras
 
     # ------------------------------------------------------------------------------------------

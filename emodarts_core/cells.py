@@ -7,8 +7,11 @@ applied to each of its inputs. In a search cell node ``j`` reads *every* earlier
 mixed op (``2 + j`` edges, in the edge order of :mod:`emodarts_core.genotype`); in a fixed cell it
 reads the two states the genotype kept, each through one discrete op.
 
-The cells compute one node at a time (:meth:`SearchCell.node`, :meth:`SeqSearchCell.node`), so a
-memory-saving mode can checkpoint nodes individually.
+The cells compute one node at a time (:meth:`SearchCell.node`, :meth:`SeqSearchCell.node`). With
+``checkpoint_edges = True`` (set by ``SuperNet(memory_efficient=True)``) every mixed edge runs
+under :func:`emodarts_core.memory.checkpoint` in training: the edge keeps only its input for the
+backward pass and recomputes its candidates' intermediates there, one edge at a time. Same
+numbers, a fraction of the memory, one extra forward pass of the edges.
 
 - CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
   ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from .genotype import CellGenotype, edges_of_node, n_edges
+from .memory import checkpoint
 from .ops import FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, cnn_op, drop_path, seq_op
 
 
@@ -46,6 +50,17 @@ def _preprocess(C_pp: int, C_p: int, C: int, reduction_p: bool, affine: bool) ->
     pre0 = FactorizedReduce(C_pp, C, affine) if reduction_p else ReLUConvBN(C_pp, C, 1, 1, 0, affine)
     pre1 = ReLUConvBN(C_p, C, 1, 1, 0, affine)
     return pre0, pre1
+
+
+def _node(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor,
+          ckpt: bool) -> torch.Tensor:
+    """Sum of node ``j``'s mixed edges, each optionally under activation checkpointing."""
+    out = None
+    for src, e in enumerate(edges_of_node(j)):
+        edge = edges[e]
+        h = checkpoint(edge, states[src], weights[e]) if ckpt else edge(states[src], weights[e])
+        out = h if out is None else out + h
+    return out
 
 
 def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
@@ -76,6 +91,7 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and src < 2 else 1
                 self.edges.append(MixedOp(C, stride, self.primitives, affine=False))
         self.dropout = nn.Dropout(dropout)
+        self.checkpoint_edges = False
 
     @property
     def out_channels(self) -> int:
@@ -83,11 +99,7 @@ class SearchCell(nn.Module):
 
     def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges."""
-        rows = edges_of_node(j)
-        out = self.edges[rows[0]](states[0], weights[rows[0]])
-        for src, e in enumerate(rows[1:], start=1):
-            out = out + self.edges[e](states[src], weights[e])
-        return out
+        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SearchCell")
@@ -168,14 +180,11 @@ class SeqSearchCell(nn.Module):
         self.primitives = tuple(primitives)
         self.edges = nn.ModuleList(SeqMixedOp(H, self.primitives) for _ in range(n_edges(n_nodes)))
         self.dropout = nn.Dropout(dropout)
+        self.checkpoint_edges = False
 
     def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it."""
-        rows = edges_of_node(j)
-        out = self.edges[rows[0]](states[0], weights[rows[0]])
-        for src, e in enumerate(rows[1:], start=1):
-            out = out + self.edges[e](states[src], weights[e])
-        return out
+        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SeqSearchCell")

@@ -143,7 +143,10 @@ class SearchConfig:
     collapse_guard: str | None = None  # None or "darts+" (stop once the normal cell has >= max_skips skips)
     max_skips: int = 2
     alpha_log_every: int = 0          # also record alphas every N steps (0 = once per epoch)
-    memory_efficient: bool = False    # exact activation checkpointing and friends (issue 4)
+    # Exact activation checkpointing of every mixed edge (emodarts_core.memory): same losses and
+    # gradients, a fraction of the activation memory, ~1 extra forward pass of the edges per
+    # backward pass (time). On in the paper profile, which needs it to fit 12 GiB at batch 64.
+    memory_efficient: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "paper": Profile(name="paper"),
+    "paper": Profile(name="paper", search=SearchConfig(memory_efficient=True)),
     "cpu": Profile(
         name="cpu",
         features=FEATURE_PROFILES["16k"],
@@ -181,7 +184,10 @@ PROFILES: dict[str, Profile] = {
             cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=3, seq_ops="all",
             seq_hidden=32,
         ),
-        search=SearchConfig(epochs=12, batch_size=32, order="first"),
+        # 10 epochs: on RAVDESS (~750 training-side utterances, ~375 for the weights) an epoch is
+        # 12 first-order steps of ~11 s (measured, 1 torch thread; benchmarks/RESULTS.md) plus
+        # the epoch's evaluation, ~150 s, so ~25 min on one busy core, less on two.
+        search=SearchConfig(epochs=10, batch_size=32, order="first"),
         train=TrainConfig(epochs=40, batch_size=32, patience=12),
     ),
     "smoke": Profile(

@@ -102,7 +102,8 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
     x_w, y_w, x_a, y_a = split_search(data.x_train, data.y_train, scfg.weight_fraction, cfg.seed)
 
     gen = seed_everything(cfg.seed)
-    net = SuperNet(space, data.n_classes, data.input_shape).to(device)
+    net = SuperNet(space, data.n_classes, data.input_shape,
+                   memory_efficient=scfg.memory_efficient).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     w_opt = torch.optim.SGD(net.weights(), lr=scfg.w_lr, momentum=scfg.w_momentum,
@@ -176,6 +177,7 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
             nn.utils.clip_grad_norm_(net.weights(), scfg.grad_clip)
             scaler.step(w_opt)
             scaler.update()
+            w_opt.zero_grad(set_to_none=True)   # free the gradients before the next unrolled step
             acc["loss"] += float(loss.detach()) * len(wi)
             acc["n"] += len(wi)
             acc["correct"] += int((logits.argmax(1) == yw).sum())

@@ -20,6 +20,13 @@ time):
 5. **Head**: mean over time, then ``Linear(seq_hidden, n_classes)`` (logits; the loss applies
    the softmax).
 
+**Speed and memory options** (neither changes what is computed; ``tests/test_memory.py``):
+``channels_last=True`` (the default) runs the CNN in the channels-last memory format, several
+times faster on CPU for the depthwise and pointwise convolutions that dominate the step;
+``memory_efficient=True`` checkpoints every mixed edge (:mod:`emodarts_core.memory`), trading one
+extra forward pass of the edges for most of the activation memory. ``SearchConfig.memory_efficient``
+switches the latter for a search; the ``paper`` profile turns it on.
+
 The alphas are parameters of this module (so ``state_dict`` and ``.to(device)`` carry them), but
 :meth:`SuperNet.weights` and :meth:`SuperNet.alphas` keep the two sets apart for the two
 optimisers of the bi-level search. In eval mode an utterance's logits do not depend on the other
@@ -36,6 +43,7 @@ from torch import nn
 from .cells import SearchCell, SeqSearchCell
 from .config import SearchSpaceConfig
 from .genotype import Genotype, derive_cell, n_edges
+from .ops import BatchNorm2d
 
 ALPHA_NAMES: tuple[str, ...] = ("alpha_normal", "alpha_reduce", "alpha_seq")
 
@@ -47,7 +55,7 @@ def reduction_indices(layers: int) -> frozenset[int]:
 
 def make_stem(C_stem: int) -> nn.Sequential:
     """The stem: 3 x 3 conv from the 1-channel MFCC image to ``C_stem`` channels, then BN."""
-    return nn.Sequential(nn.Conv2d(1, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+    return nn.Sequential(nn.Conv2d(1, C_stem, 3, padding=1, bias=False), BatchNorm2d(C_stem))
 
 
 def check_input_shape(input_shape: Sequence[int], who: str) -> tuple[int, int]:
@@ -104,9 +112,13 @@ class SuperNet(nn.Module):
         input_shape: ``(n_mfcc, n_frames)`` of the features. The network is fully convolutional
             and pools over time, so other sizes also run; this is the size it is built and
             inspected for.
+        memory_efficient: checkpoint every mixed edge (CNN and SeqNN) in training; see
+            :mod:`emodarts_core.memory`. Can be changed later through the attribute of that name.
+        channels_last: run the CNN part in the channels-last memory format (faster on CPU).
     """
 
-    def __init__(self, space: SearchSpaceConfig, n_classes: int, input_shape: tuple[int, int]) -> None:
+    def __init__(self, space: SearchSpaceConfig, n_classes: int, input_shape: tuple[int, int],
+                 *, memory_efficient: bool = False, channels_last: bool = True) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"SuperNet: n_classes must be >= 1, got {n_classes}")
@@ -148,6 +160,19 @@ class SuperNet(nn.Module):
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges(space.cnn_nodes), n_cnn))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(n_edges(space.cnn_nodes), n_cnn))
         self.alpha_seq = nn.Parameter(1e-3 * torch.randn(n_edges(space.seq_nodes), n_seq))
+        self.channels_last = channels_last
+        self.memory_efficient = memory_efficient
+
+    @property
+    def memory_efficient(self) -> bool:
+        """Whether every mixed edge runs under activation checkpointing in training."""
+        return self._memory_efficient
+
+    @memory_efficient.setter
+    def memory_efficient(self, on: bool) -> None:
+        self._memory_efficient = bool(on)
+        for cell in list(self.cells) + list(self.seq_cells):
+            cell.checkpoint_edges = self._memory_efficient
 
     # -- the forward pass ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,6 +180,8 @@ class SuperNet(nn.Module):
         check_batch(x, "SuperNet")
         w = self.alpha_weights()
         s0 = s1 = self.stem(x)
+        if self.channels_last:
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w["reduce"] if cell.reduction else w["normal"])
         q0, q1 = self.seq_in(s0, s1)

@@ -1,0 +1,215 @@
+"""Search-step benchmark (issue 3): our supernet against a straightforward reference supernet.
+
+    python benchmarks/search_step.py [--profile cpu] [--batch 32] [--repeats 3] [--threads 1]
+
+The reference is the supernet as most DARTS code writes it, defined plainly below
+(:func:`plain_reference`): every mixed op evaluates *every* candidate, ``none`` included, each
+op runs its textbook form (its own ReLU, strided and dilated convolutions as such, PyTorch's
+pooling) in the default memory format, and the edge output is ``sum_o w_o * o(x)``. It shares
+our supernet's parameters (a deep copy), so both compute the same function of the same numbers.
+
+Before any timing, one forward + backward of both on the same batch is compared: loss, logits
+and every weight and alpha gradient must agree (``allclose``, rtol 1e-4, atol 1e-5). The check
+runs with the cells' dropout off: in the channels-last layout the same seed yields the same
+number of Bernoulli draws but puts them on other elements, so masks are equal in law only. Then one
+search step as ``run_search`` takes it (architect step on the alpha batch, then the SGD weight
+step) is timed, first order and second order, for each net: ``--repeats`` interleaved repeats,
+the fastest kept (the machine is shared). Peak memory is the resident-set peak of a fresh child
+process per configuration (``ru_maxrss``), so the runs do not pollute each other.
+
+Last line: ``speedup: X``, ours over the reference in samples/s of the second-order step.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emodarts_core.architect import Architect  # noqa: E402
+from emodarts_core.config import PROFILES, override  # noqa: E402
+from emodarts_core.ops import DilConv, FactorizedReduce, MixedOp, PoolBN, SepConv, Zero  # noqa: E402
+from emodarts_core.supernet import SuperNet  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference: plain ops, every candidate evaluated, default memory format, no checkpointing.
+def plain_op(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Evaluate a CNN/sequence op in its textbook form (no shared ReLU, no rewrites)."""
+    if isinstance(op, DilConv):
+        return op.op(x)                                  # ReLU, (dilated, strided) dw conv, 1x1, BN
+    if isinstance(op, SepConv):
+        return op.op[1].op(op.op[0].op(x))
+    if isinstance(op, PoolBN):
+        return op.bn(op.pool(x))
+    if isinstance(op, FactorizedReduce):
+        r = F.relu(x)
+        shifted = F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return op.bn(torch.cat([op.conv1(r), op.conv2(shifted)], dim=1))
+    return op(x)                                         # Identity, Zero, sequence ops
+
+
+def _strided(op: nn.Module) -> bool:
+    """Whether a CNN op halves its input (a reduction edge)."""
+    if isinstance(op, FactorizedReduce):
+        return True
+    return any(getattr(m, "stride", None) in (2, (2, 2)) for m in op.modules())
+
+
+class PlainMixed(nn.Module):
+    """``sum_o w_o * o(x)`` over every primitive, ``none`` (a zero tensor) included."""
+
+    def __init__(self, mixed: nn.Module) -> None:
+        super().__init__()
+        built = dict(zip(mixed.indices, mixed.ops))
+        stride = 2 if isinstance(mixed, MixedOp) and any(_strided(op) for op in mixed.ops) else 1
+        self.all_ops = nn.ModuleList(built[i] if i in built else Zero(stride)
+                                     for i in range(len(mixed.primitives)))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return sum(w * plain_op(op, x) for w, op in zip(weights, self.all_ops))
+
+
+class PlainPre(nn.Module):
+    def __init__(self, pre: nn.Module) -> None:
+        super().__init__()
+        self.pre = pre
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return plain_op(self.pre, x) if isinstance(self.pre, FactorizedReduce) else self.pre(x)
+
+
+def plain_reference(net: SuperNet) -> SuperNet:
+    """A deep copy of ``net`` whose edges are :class:`PlainMixed` (same parameters)."""
+    ref = copy.deepcopy(net)
+    ref.channels_last = False
+    ref.memory_efficient = False
+    for cell in list(ref.cells) + list(ref.seq_cells):
+        cell.edges = nn.ModuleList(PlainMixed(e) for e in cell.edges)
+    for cell in ref.cells:
+        cell.pre0 = PlainPre(cell.pre0)
+    return ref
+
+
+# ---------------------------------------------------------------------------------------------
+def search_step(net: SuperNet, architect: Architect, w_opt: torch.optim.SGD, batch, lr: float,
+                grad_clip: float = 5.0) -> float:
+    """One step of ``run_search``: the architect's alpha step, then the clipped SGD weight step."""
+    xw, yw, xa, ya = batch
+    architect.step(xw, yw, xa, ya, lr, w_opt)
+    loss = F.cross_entropy(net(xw), yw)
+    w_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.weights(), grad_clip)
+    w_opt.step()
+    w_opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def make_setup(profile: str, batch: int, order: str, kind: str, seed: int = 0):
+    """Net (``kind``: "ours", "ours_me" (memory-efficient) or "plain"), architect, optimiser, data."""
+    p = PROFILES[profile]
+    torch.manual_seed(seed)
+    net = SuperNet(p.space, 4, p.features.shape)
+    if kind == "plain":
+        net = plain_reference(net)
+    elif kind == "ours_me":
+        net.memory_efficient = True
+    net.train()
+    scfg = override(p.search, order=order)
+    w_opt = torch.optim.SGD(net.weights(), lr=scfg.w_lr, momentum=scfg.w_momentum,
+                            weight_decay=scfg.w_weight_decay)
+    g = torch.Generator().manual_seed(seed + 1)
+    data = tuple(t for _ in range(2) for t in (torch.randn(batch, 1, *p.features.shape, generator=g),
+                                               torch.randint(0, 4, (batch,), generator=g)))
+    return net, Architect(net, scfg), w_opt, data, scfg
+
+
+def check_equal(profile: str, batch: int) -> None:
+    """Loss, logits and all gradients of ours and the reference agree on one batch."""
+    torch.manual_seed(0)
+    p = PROFILES[profile]
+    # dropout off: channels_last stores the cell outputs in another order, so the same seed
+    # draws the same number of Bernoulli samples but places them differently (equal in law)
+    net = SuperNet(override(p.space, dropout=0.0), 4, p.features.shape)
+    ref = plain_reference(net)
+    x = torch.randn(batch, 1, *p.features.shape)
+    y = torch.randint(0, 4, (batch,))
+    results = []
+    for m in (net, ref):
+        torch.manual_seed(1)
+        logits = m(x)
+        loss = F.cross_entropy(logits, y)
+        grads = torch.autograd.grad(loss, list(m.parameters()))
+        results.append((logits, loss, grads))
+    (l1, s1, g1), (l2, s2, g2) = results
+    assert torch.allclose(s1, s2, rtol=1e-5, atol=1e-6), (s1, s2)
+    assert torch.allclose(l1, l2, rtol=1e-4, atol=1e-5)
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), (a - b).abs().max()
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run in a fresh process: time ``repeats`` steps of one configuration, report JSON."""
+    torch.set_num_threads(args.threads)
+    net, arch, w_opt, data, scfg = make_setup(args.profile, args.batch, args.order, args.kind)
+    times = []
+    for _ in range(args.repeats + 1):                     # the first step warms up
+        t = time.perf_counter()
+        search_step(net, arch, w_opt, data, scfg.w_lr)
+        times.append(time.perf_counter() - t)
+    times = times[1:] or times                            # --repeats 0: the one (cold) step
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(json.dumps({"seconds": min(times), "peak_gib": peak}))
+
+
+def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--profile", profile, "--batch", str(batch),
+           "--order", order, "--kind", kind, "--repeats", str(repeats), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    ap.add_argument("--batch", type=int, default=None, help="default: the profile's search batch")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--order", default="second", help=argparse.SUPPRESS)
+    ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.batch = args.batch or PROFILES[args.profile].search.batch_size
+    if args.child:
+        return child(args)
+    torch.set_num_threads(args.threads)
+    check_equal(args.profile, min(args.batch, 8))
+    print(f"outputs and gradients equal (profile {args.profile}, batch {min(args.batch, 8)})")
+    print(f"profile {args.profile}, batch {args.batch}, {args.threads} torch thread(s), "
+          f"best of {args.repeats} steps after one warm-up, fresh process per row")
+    print(f"{'order':<7}{'net':<22}{'s/step':>9}{'samples/s':>11}{'peak GiB':>10}")
+    rate = {}
+    for order in ("first", "second"):
+        for kind, label in (("plain", "reference (plain)"), ("ours", "ours"),
+                            ("ours_me", "ours, memory_efficient")):
+            r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads)
+            rate[order, kind] = args.batch / r["seconds"]
+            print(f"{order:<7}{label:<22}{r['seconds']:>9.2f}{rate[order, kind]:>11.1f}"
+                  f"{r['peak_gib']:>10.2f}", flush=True)
+    print(f"first-order speedup: {rate['first', 'ours'] / rate['first', 'plain']:.2f}")
+    print(f"speedup: {rate['second', 'ours'] / rate['second', 'plain']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

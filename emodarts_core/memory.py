@@ -1,0 +1,92 @@
+"""Exact memory savings for the search: activation checkpointing that leaves BatchNorm alone.
+
+A DARTS supernet keeps, for the backward pass, the intermediate tensors of *every* candidate op
+of every edge: with the paper's 128 x 128 input, batch 64 and seven CNN candidates per edge that
+is tens of GiB. Activation checkpointing keeps only an edge's *input* (which its node already
+holds) and recomputes the edge's internals during the backward pass, one edge at a time, so the
+peak holds one edge's intermediates instead of all of them. The price is one extra forward pass
+of the checkpointed edges per backward pass.
+
+The recomputation must give the same numbers as the first forward pass, and must not change any
+state. Two things could differ:
+
+- **Random numbers** (dropout inside stacked LSTM / RNN ops): ``torch.utils.checkpoint``
+  restores the generator state for the recomputation, so the masks are the same.
+- **BatchNorm running statistics**: a plain recomputation in training mode would update
+  ``running_mean`` / ``running_var`` a second time (and count the batch twice). :func:`checkpoint`
+  runs the recomputation under :func:`frozen_batchnorm_stats`, which makes that update a no-op.
+  In training mode a BatchNorm normalises with the batch's own statistics, so the recomputed
+  values are identical; only the double update is avoided.
+
+The whole is exact: losses, weight gradients and alpha gradients equal those of the plain
+supernet (``tests/test_memory.py`` checks it, first and second order).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint as _torch_checkpoint
+
+__all__ = ["checkpoint", "frozen_batchnorm_stats", "peak_rss_gib"]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Within the block, no BatchNorm of ``module`` changes its running statistics.
+
+    Every BatchNorm in training mode that tracks statistics gets ``momentum = 0`` for the block,
+    so its update ``running = (1 - 0) * running + 0 * batch_stat`` leaves the running mean and
+    variance bit for bit as they were (for finite batch statistics); ``num_batches_tracked`` is
+    put back on exit, and so is the momentum (even after an exception). The outputs do not change:
+    in training mode a BatchNorm normalises with the batch's own statistics. (Switching tracking
+    off instead would also work numerically, but BatchNorm would then save fewer tensors for the
+    backward pass than in the first forward, which checkpointing rejects.)
+    """
+    bns = [m for m in module.modules()
+           if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (momentum, count) in zip(bns, saved):
+                m.momentum = momentum
+                if count is not None:
+                    m.num_batches_tracked.copy_(count)
+
+
+def checkpoint(module: nn.Module, *args: Any, fn: Callable[..., torch.Tensor] | None = None
+               ) -> torch.Tensor:
+    """``fn(*args)`` (default ``module(*args)``) with its activations recomputed in the backward.
+
+    Uses PyTorch's non-reentrant checkpointing (it works with ``torch.autograd.grad``, which the
+    architect uses, and with inputs that do not require grad), preserves the RNG state for the
+    recomputation and freezes the BatchNorm statistics of ``module`` while recomputing (see the
+    module docstring). ``module`` must own every BatchNorm that ``fn`` runs. Outside autograd
+    (``torch.no_grad``, evaluation) it simply calls ``fn``.
+    """
+    call = fn if fn is not None else module
+    if not torch.is_grad_enabled():
+        return call(*args)
+
+    def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        return contextlib.nullcontext(), frozen_batchnorm_stats(module)
+
+    return _torch_checkpoint(call, *args, use_reentrant=False, preserve_rng_state=True,
+                             context_fn=contexts)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far in GiB (``ru_maxrss``; Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
