@@ -118,12 +118,11 @@ def load_params(notebook: str, params: str, root: Path = ROOT) -> dict[str, Any]
 
 
 def default_ravdess(root: Path = ROOT) -> str:
-    """RAVDESS location: $EMODARTS_RAVDESS, else ``../shared/data/ravdess`` when it exists."""
-    env = os.environ.get("EMODARTS_RAVDESS", "")
-    if env:
-        return env
-    candidate = root.parent / "shared" / "data" / "ravdess"
-    return str(candidate) if candidate.is_dir() else ""
+    """RAVDESS location: $EMODARTS_RAVDESS, else ``../shared/data/ravdess`` when it holds RAVDESS
+    (the rule of :func:`emodarts_core.data_source.default_ravdess`, which the notebooks share)."""
+    from emodarts_core.data_source import default_ravdess as _default
+
+    return _default(root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-execute", action="store_true",
                     help="execute nothing: build from the notebooks in <out>/executed/")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the throwaway build tree")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads in the notebooks ($EMODARTS_THREADS; default 1: on a small "
+                         "shared machine more threads spin instead of computing)")
     args = ap.parse_args(argv)
 
     out: Path = args.out.resolve()
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         os.environ.pop("EMODARTS_RAVDESS", None)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ["EMODARTS_THREADS"] = str(args.threads)
 
     notebooks = toc_notebooks()
     if not notebooks:

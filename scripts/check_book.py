@@ -45,7 +45,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-ALLOWED_EXTERNAL_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "colab.research.google.com")
+# maxcdn.bootstrapcdn.com: the Font Awesome stylesheet of matplotlib's to_jshtml animation player
+# (its button icons; the frames and the player work without it).
+ALLOWED_EXTERNAL_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "colab.research.google.com",
+                          "maxcdn.bootstrapcdn.com")
 SKIP_DIRS = ("_static", "_sources", "_images", "_sphinx_design_static", "_panels_static")
 VIEWPORT = (1280, 900)
 

@@ -3,7 +3,6 @@ hand-made pages, and (slow) the whole smoke build checked in headless Chromium."
 from __future__ import annotations
 
 import base64
-import importlib.util
 import shutil
 import struct
 import subprocess
@@ -14,20 +13,13 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
+from notebook_runs import load_script, smoke_runs  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build_book = _load("build_book")
-check_book = _load("check_book")
+build_book = load_script("build_book")
+check_book = load_script("check_book")
 needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
                                     reason="chromium is not installed (apt-get install -y chromium)")
 
@@ -134,10 +126,15 @@ def test_browser_check_sees_visible_figures_and_flags_broken_pages(tmp_path):
 @pytest.mark.slow
 @pytest.mark.browser
 @needs_chromium
-def test_smoke_book_builds_and_every_page_passes_the_browser_check(tmp_path):
+def test_smoke_book_builds_and_every_page_passes_the_browser_check(tmp_path, smoke_runs):
+    """The book built (execution skipped) from the notebooks the session already executed."""
     out = tmp_path / "_build"
+    (out / "executed").mkdir(parents=True)
+    for run, executed in smoke_runs.values():
+        assert run.ok, run.error
+        shutil.copy2(executed, out / "executed" / executed.name)
     build = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--params", "smoke",
-                            "--ravdess", "", "--out", str(out)],
+                            "--ravdess", "", "--out", str(out), "--skip-execute"],
                            cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     assert (out / "html" / "notebooks" / "03_search.html").exists()

@@ -7,7 +7,6 @@ on any cell error.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 import emodarts_core
+from notebook_runs import smoke_runs  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -111,21 +111,33 @@ def test_no_stray_parameter_files():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_smoke_run(path, tmp_path, monkeypatch):
-    monkeypatch.delenv("EMODARTS_RAVDESS", raising=False)
-    work = tmp_path / "notebooks"
-    work.mkdir()
-    out = work / path.name
-    params = yaml.safe_load((NB_DIR / "params" / "smoke" / f"{path.stem}.yaml").read_text())
-    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
-                        execution_timeout=300, start_timeout=120, cwd=str(work),
-                        progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
+def test_smoke_run(path, smoke_runs):
+    """Every notebook runs without a cell error on the generated corpus, and prints its data."""
+    run, executed = smoke_runs[path.stem]
+    assert run.ok, run.error
+    nb = nbformat.read(executed, as_version=4)
     text = "".join(o.get("text", "") for c in _code_cells(nb) for o in c.outputs
                    if o.output_type == "stream")
     assert "Data source: generated" in text
+    assert run.data_source.startswith("generated")
     errors = [o for c in _code_cells(nb) for o in c.outputs if o.output_type == "error"]
     assert not errors
-    artifacts = ROOT / "_build" / "test-notebooks"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(out, artifacts / path.name)
+    # every chapter shows something beyond its header: a figure, a table or a graph
+    shown = {mime for c in _code_cells(nb) for o in c.outputs if o.output_type == "display_data"
+             for mime in o.data}
+    assert shown & {"image/png", "image/svg+xml"}, f"{path.name} displayed no figure: {shown}"
+
+
+@pytest.mark.slow
+def test_smoke_runs_show_the_animation_and_the_graphs(smoke_runs):
+    """What the book's browser check expects: chapter 3's alpha animation, chapter 4's graphs."""
+    def outputs(stem):
+        nb = nbformat.read(smoke_runs[stem][1], as_version=4)
+        return [o for c in _code_cells(nb) for o in c.outputs if o.output_type == "display_data"]
+
+    assert any('class="animation"' in o.data.get("text/html", "") for o in outputs("03_search"))
+    svgs = [o for o in outputs("04_genotypes") if "image/svg+xml" in o.data]
+    assert len(svgs) >= 3
+    for stem, kind in (("03_search", "animation"), ("04_genotypes", "graph")):
+        meta = nbformat.read(NB_DIR / f"{stem}.ipynb", as_version=4).metadata
+        assert kind in meta["emodarts"]["book_expects"]

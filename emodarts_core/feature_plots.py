@@ -1,0 +1,215 @@
+"""Figures and checks for the feature chapter: what an utterance looks like at each stage of the
+front end, and how closely three MFCC implementations agree.
+
+- :func:`pick_examples`: one (or more) utterances per emotion class, chosen with a seed.
+- :func:`feature_stages`: the waveform, the log-mel spectrogram and the MFCC image (before and
+  after pooling over time) of one file, exactly as the feature pipeline computes them.
+- :func:`plot_feature_stages`: one row per utterance, those stages side by side (``librosa.display``
+  axes: seconds and Hz / mel frequencies).
+- :func:`torchaudio_mfcc`: the same MFCC computed by ``torchaudio.transforms.MFCC`` with settings
+  that mirror librosa's (Slaney mel scale and norm, power spectrogram, ``top_db`` floor, DCT-II
+  ortho), then the same pooling.
+- :func:`compare_implementations`: per-utterance relative error of the batched
+  :class:`~emodarts_core.features.MFCC` and of torchaudio against :func:`librosa_mfcc`.
+- :func:`plot_agreement`: the librosa image, ours, and their difference.
+
+All plotting functions return a :class:`matplotlib.figure.Figure` and work under ``Agg``.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .audio import pad_or_cut, read_audio
+from .config import FeatureConfig
+from .corpora.record import Corpus, Utterance
+
+__all__ = ["pick_examples", "FeatureStages", "feature_stages", "plot_feature_stages",
+           "torchaudio_mfcc", "Agreement", "compare_implementations", "plot_agreement"]
+
+
+def pick_examples(corpus: Corpus, per_class: int = 1, seed: int = 0,
+                  classes: Sequence[str] | None = None) -> list[Utterance]:
+    """``per_class`` utterances of each class (``classes``: default all, in corpus order), drawn
+    with ``random.Random(seed)`` from the records of that class, in class order."""
+    if per_class < 1:
+        raise ValueError(f"pick_examples: per_class must be >= 1, got {per_class}")
+    wanted = list(classes) if classes is not None else list(corpus.classes)
+    unknown = [c for c in wanted if c not in corpus.classes]
+    if unknown:
+        raise ValueError(f"pick_examples: classes {unknown} are not in corpus {corpus.name!r} "
+                         f"(has {list(corpus.classes)})")
+    rng = random.Random(seed)
+    out: list[Utterance] = []
+    for label in wanted:
+        pool = [r for r in corpus.records if r.label == label]
+        out += rng.sample(pool, min(per_class, len(pool)))
+    return out
+
+
+@dataclass
+class FeatureStages:
+    """One utterance through the front end (arrays as float32 NumPy)."""
+
+    wave: np.ndarray        # (n_samples,) after resampling and cutting / zero-padding
+    log_mel: np.ndarray     # (n_mels, frames) dB, top_db-floored, before the DCT
+    mfcc_full: np.ndarray   # (n_mfcc, frames) before pooling over time
+    mfcc: np.ndarray        # (n_mfcc, n_frames): the model's input image
+    n_real: int             # samples of real signal (the rest is padding)
+    cfg: FeatureConfig
+
+
+def feature_stages(path: str | PathLike[str], cfg: FeatureConfig) -> FeatureStages:
+    """Read ``path`` and compute every stage with librosa (the reference pipeline)."""
+    import librosa
+
+    from .features import max_pool_time
+
+    y = read_audio(path, cfg.sample_rate, duration_s=cfg.duration_s)
+    n_real = min(len(y), cfg.n_samples)
+    wave = pad_or_cut(y, cfg.n_samples)
+    mel = librosa.feature.melspectrogram(
+        y=wave, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        win_length=cfg.n_fft, window="hann", center=True, pad_mode="constant", power=2.0,
+        n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, htk=False, norm="slaney")
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
+    full = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho", lifter=0)
+    return FeatureStages(wave=wave, log_mel=log_mel.astype(np.float32),
+                         mfcc_full=full.astype(np.float32),
+                         mfcc=max_pool_time(full, cfg.time_pool).astype(np.float32),
+                         n_real=n_real, cfg=cfg)
+
+
+def plot_feature_stages(items: Sequence[Utterance | str | PathLike[str]], cfg: FeatureConfig,
+                        labels: Sequence[str] | None = None) -> Figure:
+    """One row per utterance: waveform, log-mel spectrogram, MFCC image after pooling.
+
+    ``labels`` (default: each record's emotion, or the file name) title the rows.
+    """
+    import librosa.display
+    from matplotlib.figure import Figure as _Figure
+
+    if not items:
+        raise ValueError("plot_feature_stages: no utterances given")
+    if labels is not None and len(labels) != len(items):
+        raise ValueError(f"plot_feature_stages: {len(labels)} labels for {len(items)} utterances")
+    fig = _Figure(figsize=(13, 2.3 * len(items)), layout="constrained")
+    axes = fig.subplots(len(items), 3, squeeze=False)
+    for row, item in enumerate(items):
+        path = item.path if isinstance(item, Utterance) else item
+        name = labels[row] if labels is not None else (
+            f"{item.label} (speaker {item.speaker})" if isinstance(item, Utterance) else Path(path).name)
+        st = feature_stages(path, cfg)
+        ax_w, ax_s, ax_m = axes[row]
+        librosa.display.waveshow(st.wave, sr=cfg.sample_rate, ax=ax_w, color="tab:blue")
+        if st.n_real < cfg.n_samples:
+            ax_w.axvspan(st.n_real / cfg.sample_rate, cfg.duration_s, color="0.85", zorder=0,
+                         label="zero padding")
+            ax_w.legend(loc="upper right", fontsize=7)
+        ax_w.set_title(f"{name}: waveform", fontsize=9)
+        img = librosa.display.specshow(st.log_mel, sr=cfg.sample_rate, hop_length=cfg.hop_length,
+                                       x_axis="time", y_axis="mel", fmax=cfg.fmax, ax=ax_s,
+                                       cmap="magma")
+        fig.colorbar(img, ax=ax_s, format="%+.0f dB")
+        ax_s.set_title(f"log-mel spectrogram ({cfg.n_mels} bands)", fontsize=9)
+        img = ax_m.imshow(st.mfcc, origin="lower", aspect="auto", cmap="coolwarm",
+                          extent=(0, cfg.duration_s, -0.5, cfg.n_mfcc - 0.5))
+        fig.colorbar(img, ax=ax_m)
+        ax_m.set_title(f"MFCC image {st.mfcc.shape[0]} x {st.mfcc.shape[1]} "
+                       f"(max-pooled by {cfg.time_pool})", fontsize=9)
+        ax_m.set_xlabel("Time")
+        ax_m.set_ylabel("coefficient")
+    return fig
+
+
+def torchaudio_mfcc(waves: torch.Tensor | np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCC images of ``(B, n_samples)`` (or ``(n_samples,)``) waveforms by torchaudio.
+
+    ``torchaudio.transforms.MFCC`` with a power spectrogram (Hann, centred, zero padding), Slaney
+    mel scale and norm, ``AmplitudeToDB(top_db=cfg.top_db)`` and an orthonormal DCT-II, then
+    max-pooled by ``cfg.time_pool``. Each utterance is transformed on its own, because the dB
+    floor is relative to the loudest value of the tensor it is given.
+    """
+    import torchaudio
+
+    from .features import max_pool_time
+
+    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[-1] != cfg.n_samples:
+        raise ValueError(f"torchaudio_mfcc: expected (B, {cfg.n_samples}) waveforms, got {tuple(x.shape)}")
+    transform = torchaudio.transforms.MFCC(
+        sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho", log_mels=False,
+        melkwargs={"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "win_length": cfg.n_fft,
+                   "n_mels": cfg.n_mels, "f_min": cfg.fmin, "f_max": cfg.fmax, "power": 2.0,
+                   "center": True, "pad_mode": "constant", "norm": "slaney", "mel_scale": "slaney"})
+    transform.amplitude_to_DB.top_db = cfg.top_db
+    with torch.no_grad():
+        out = np.stack([transform(w).numpy() for w in x])
+    return max_pool_time(out, cfg.time_pool).astype(np.float32)
+
+
+@dataclass
+class Agreement:
+    """Relative errors ``||impl - librosa|| / ||librosa||``, one per utterance."""
+
+    ours: np.ndarray
+    torchaudio: np.ndarray
+    librosa_images: np.ndarray
+    our_images: np.ndarray
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Median and maximum relative error of each implementation."""
+        return {name: {"median": float(np.median(v)), "max": float(np.max(v))}
+                for name, v in (("emodarts_core.features.MFCC", self.ours),
+                                ("torchaudio.transforms.MFCC", self.torchaudio))}
+
+
+def compare_implementations(paths: Sequence[str | PathLike[str] | Utterance],
+                            cfg: FeatureConfig) -> Agreement:
+    """Compute each file's MFCC image three ways and compare with librosa (see module docstring)."""
+    from .features import MFCC, librosa_mfcc, relative_error
+
+    if not paths:
+        raise ValueError("compare_implementations: no files given")
+    waves = np.stack([pad_or_cut(read_audio(p.path if isinstance(p, Utterance) else p,
+                                            cfg.sample_rate, duration_s=cfg.duration_s),
+                                 cfg.n_samples) for p in paths])
+    ref = np.stack([librosa_mfcc(w, cfg) for w in waves])
+    with torch.no_grad():
+        ours = MFCC(cfg)(torch.from_numpy(waves)).numpy()
+    ta = torchaudio_mfcc(waves, cfg)
+    return Agreement(ours=relative_error(ours, ref), torchaudio=relative_error(ta, ref),
+                     librosa_images=ref, our_images=ours)
+
+
+def plot_agreement(agreement: Agreement, index: int = 0) -> Figure:
+    """librosa's image, ours, and ours minus librosa for utterance ``index``."""
+    from matplotlib.figure import Figure as _Figure
+
+    ref, ours = agreement.librosa_images[index], agreement.our_images[index]
+    fig = _Figure(figsize=(13, 3.0), layout="constrained")
+    axes = fig.subplots(1, 3)
+    lim = float(np.abs(ref).max())
+    for ax, img, title in ((axes[0], ref, "librosa (reference)"),
+                           (axes[1], ours, "emodarts_core MFCC (batched torch)")):
+        im = ax.imshow(img, origin="lower", aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("coefficient")
+    fig.colorbar(im, ax=axes[:2])
+    diff = ours - ref
+    dl = max(float(np.abs(diff).max()), 1e-12)
+    im = axes[2].imshow(diff, origin="lower", aspect="auto", cmap="PiYG", vmin=-dl, vmax=dl)
+    axes[2].set_title(f"difference (relative error {agreement.ours[index]:.1e})", fontsize=9)
+    axes[2].set_xlabel("frame")
+    fig.colorbar(im, ax=axes[2])
+    return fig

@@ -1,0 +1,58 @@
+"""Markdown tables of the chapters (genotypes per epoch, agreement across searches, folds)."""
+from __future__ import annotations
+
+import pytest
+
+from emodarts_core.genotype import CellGenotype, Genotype
+from emodarts_core.report import cell_text, fold_table, genotype_agreement, genotype_per_epoch
+from emodarts_core.reproduce import ResultRow
+
+
+def _cell(*nodes):
+    return CellGenotype(nodes=tuple(tuple(n) for n in nodes), concat=tuple(range(2, 2 + len(nodes))))
+
+
+def _geno(op="sep_conv_3x3", seq="lstm_1"):
+    normal = _cell([(op, 0), ("skip_connect", 1)], [("max_pool_3x3", 0), (op, 2)])
+    return Genotype(normal=normal, reduce=normal, seq=_cell([(seq, 0), (seq, 1)], [(seq, 1), (seq, 2)]))
+
+
+def test_cell_text_names_inputs_and_nodes():
+    assert cell_text(_geno().normal) == ("n0 = sep_conv_3x3(c_{k-2}) + skip_connect(c_{k-1}); "
+                                         "n1 = max_pool_3x3(c_{k-2}) + sep_conv_3x3(n0)")
+
+
+def test_genotype_per_epoch_marks_changes():
+    hist = {"epochs": [
+        {"epoch": 0, "valid_ua": 0.25, "skip_count": {"normal": 1}, "genotype": _geno().to_dict()},
+        {"epoch": 1, "valid_ua": 0.5, "skip_count": {"normal": 1}, "genotype": _geno().to_dict()},
+        {"epoch": 2, "valid_ua": 0.5, "skip_count": {"normal": 0},
+         "genotype": _geno(seq="rnn_2").to_dict()},
+    ]}
+    rows = genotype_per_epoch(hist).splitlines()[2:]
+    assert len(rows) == 3 and "**changed:**" not in rows[0] + rows[1]
+    assert rows[2].count("**changed:**") == 1 and "rnn_2(c_{k-2})" in rows[2]
+    assert "| 1 | 50.0 % | 1 |" in rows[1]
+    with pytest.raises(ValueError, match="no per-epoch genotypes"):
+        genotype_per_epoch({"epochs": [{"epoch": 0}]})
+
+
+def test_genotype_agreement_counts_the_majority():
+    table = genotype_agreement([_geno(), _geno(), _geno(op="dil_conv_3x3")], ["a", "b", "c"])
+    rows = {tuple(c.strip() for c in ln.split("|")[1:3]): ln for ln in table.splitlines()[2:]}
+    assert rows[("normal", "n0")].endswith("| 2 / 3 |")
+    assert rows[("seq", "n1")].endswith("| 3 / 3 |")
+    assert len(rows) == 2 + 2 + 2
+    with pytest.raises(ValueError, match="labels"):
+        genotype_agreement([_geno()], ["a", "b"])
+
+
+def test_fold_table_puts_methods_side_by_side():
+    rows = [ResultRow("generated", "cnn_lstm", 0, 0, 0.5, 0.25, "x"),
+            ResultRow("generated", "emodarts", 0, 0, 0.75, 0.5, "y"),
+            ResultRow("generated", "emodarts", 1, 0, 1.0, 1.0, "z")]
+    lines = fold_table(rows).splitlines()
+    assert lines[0].index("emodarts WA") < lines[0].index("cnn_lstm WA")
+    assert lines[2] == "| generated | 0 | 0 | 75.00 | 50.00 | 50.00 | 25.00 |"
+    assert lines[3] == "| generated | 1 | 0 | 100.00 | 100.00 | – | – |"
+    assert fold_table([]) == "(no finished runs)"
