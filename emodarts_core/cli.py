@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default=None, help="corpus protocol (default: standard)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True, help="root directory of the batch's runs")
+    p.add_argument("--baselines", default="cnn_lstm",
+                   help="baselines per fold, comma-separated: cnn_lstm, random (default cnn_lstm)")
     p.add_argument("--backend", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: local)")
     p.add_argument("--gpus-per-job", type=float, default=0.0)
@@ -239,13 +241,19 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 raise UsageError(f"--corpus {item}: no such directory {root}")
             corpora[name] = str(Path(root).resolve())
         seeds = _int_list(args.seeds, "--seeds")
+        baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+        unknown = set(baselines) - {"cnn_lstm", "random"}
+        if unknown:
+            raise UsageError(f"--baselines: unknown baseline(s) {sorted(unknown)}; "
+                             f"choose from cnn_lstm, random")
         if args.folds == "all":
             folds: Any = {name: list(range(reproduce.count_folds(name, root, args.protocol)))
                           for name, root in corpora.items()}
         else:
             folds = _int_list(args.folds, "--folds")
         jobs = reproduce.make_grid(corpora, folds, seeds, args.profile, out,
-                                   protocol=args.protocol, device=args.device)
+                                   protocol=args.protocol, device=args.device,
+                                   baselines=baselines)
         print(f"reproduce: {len(jobs)} jobs ({args.backend})")
         reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
                            cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)

@@ -35,6 +35,7 @@ class GridJob:
     out_dir: str
     protocol: str | None = None
     device: str = "auto"
+    baselines: tuple[str, ...] = ("cnn_lstm",)
 
     @property
     def name(self) -> str:
@@ -44,6 +45,7 @@ class GridJob:
         """The notebook parameters of this job (the names of notebook 05's `parameters` cell)."""
         params = asdict(self)
         params["protocol"] = self.protocol or ""
+        params["baselines"] = list(self.baselines)
         params["progress"] = False
         return params
 
@@ -58,7 +60,8 @@ def count_folds(corpus: str, root: str | Path, protocol: str | None = None) -> i
 
 def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence[int]],
               seeds: Sequence[int], profile: str, out_root: str | Path,
-              protocol: str | None = None, device: str = "auto") -> list[GridJob]:
+              protocol: str | None = None, device: str = "auto",
+              baselines: Sequence[str] = ("cnn_lstm",)) -> list[GridJob]:
     """All jobs of ``corpora`` (name -> data root) x ``folds`` x ``seeds``.
 
     ``folds`` is one list for every corpus or a dict giving each corpus its own list.
@@ -75,7 +78,8 @@ def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence
                 out = Path(out_root) / corpus / f"fold{fold}" / f"seed{seed}"
                 jobs.append(GridJob(corpus=corpus, data_root=str(root), fold=int(fold),
                                     seed=int(seed), profile=profile, out_dir=str(out),
-                                    protocol=protocol, device=device))
+                                    protocol=protocol, device=device,
+                                    baselines=tuple(baselines)))
     return jobs
 
 

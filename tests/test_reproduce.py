@@ -22,6 +22,9 @@ def test_grid_covers_corpora_folds_seeds(tmp_path):
     assert len(jobs) == (5 + 4) * 3
     assert len({j.out_dir for j in jobs}) == len(jobs)
     assert jobs[0].parameters()["progress"] is False
+    assert jobs[0].parameters()["baselines"] == ["cnn_lstm"]
+    both = make_grid({"generated": "/g"}, [0], [0], "smoke", tmp_path, baselines=("cnn_lstm", "random"))
+    assert both[0].parameters()["baselines"] == ["cnn_lstm", "random"]
 
 
 def test_summary_is_mean_and_sample_std_over_runs(tmp_path):
@@ -77,8 +80,10 @@ def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
     assert (tmp_path / "table.md").read_text().strip() == printed.strip()
     assert main(["reproduce", "--out", str(tmp_path / "x")]) == 2            # no corpus given
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", "iemocap"]) == 2   # no root
-    assert main(["reproduce", "--out", str(tmp_path), "--corpus", "generated=/x",
+    assert main(["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
                  "--seeds", "a"]) == 2
+    assert main(["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
+                 "--baselines", "cnn_lstm,svm"]) == 2
 
 
 def test_count_folds_of_the_generated_corpus(tmp_path):
