@@ -52,7 +52,8 @@ from .metrics import ua as ua_score, wa as wa_score
 from .progress import progress as progress_bar
 from .runs import RunConfig, RunDir, rng_state, set_rng_state
 from .seeding import seed_everything
-from .train import autocast_context, load_data, make_scaler, predict, resolve_device, to_device
+from .train import (autocast_context, load_data, make_scaler, predict, resolve_device, sgd_cosine,
+                    to_device)
 
 
 @dataclass
@@ -106,10 +107,8 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
                    memory_efficient=scfg.memory_efficient).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
-    w_opt = torch.optim.SGD(net.weights(), lr=scfg.w_lr, momentum=scfg.w_momentum,
-                            weight_decay=scfg.w_weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=max(1, scfg.epochs),
-                                                       eta_min=scfg.w_lr_min)
+    w_opt, sched = sgd_cosine(net.weights(), scfg.w_lr, scfg.w_momentum, scfg.w_weight_decay,
+                              scfg.epochs, scfg.w_lr_min)
     architect = Architect(net, scfg)
     scaler = make_scaler(device, amp)
     guard = make_guard(scfg)

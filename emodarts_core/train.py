@@ -89,6 +89,15 @@ def make_scaler(device: torch.device, amp: str | None) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=(device.type == "cuda" and amp == "fp16"))
 
 
+def sgd_cosine(params, lr: float, momentum: float, weight_decay: float, epochs: int,
+               lr_min: float) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD with momentum and weight decay, its lr cosine-annealed from ``lr`` to ``lr_min`` over
+    ``epochs`` (stepped once per epoch): the weight optimiser of the search and of training."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr_min)
+    return opt, sched
+
+
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Move a batch; 4-D images go channels_last on CUDA."""
     x = x.to(device, non_blocking=True)
@@ -148,10 +157,8 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                          weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, tcfg.epochs),
-                                                       eta_min=tcfg.lr_min)
+    opt, sched = sgd_cosine(model.parameters(), tcfg.lr, tcfg.momentum, tcfg.weight_decay,
+                            tcfg.epochs, tcfg.lr_min)
     scaler = make_scaler(device, amp)
     weight = data.class_weights() if tcfg.class_weighted else None
     weight_dev = weight.to(device) if weight is not None else None
@@ -168,9 +175,7 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         state = dict(ckpt["state"])
         history = json.loads(ckpt["history"])
         set_rng_state(ckpt["rng"], gen)
-        run.write_history(history)
-    else:
-        run.write_history(history)
+    run.write_history(history)
 
     epochs = range(int(state["epoch"]), tcfg.epochs)
     if state["stopped"] or state["finished"]:
