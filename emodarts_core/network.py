@@ -67,10 +67,14 @@ class Network(nn.Module):
         n_classes: number of classes.
         input_shape: ``(n_mfcc, n_frames)``; other sizes also run (fully convolutional).
         aux: build the auxiliary head after the second reduction cell.
+        channels_last: run the CNN cells in the channels-last memory format, as the
+            :class:`~emodarts_core.supernet.SuperNet` does (same numbers; several times faster
+            convolutions on CPU, see :mod:`emodarts_core.ops`).
     """
 
     def __init__(self, genotype: Genotype, space: SearchSpaceConfig, n_classes: int,
-                 input_shape: tuple[int, int], aux: bool = True) -> None:
+                 input_shape: tuple[int, int], aux: bool = True, *,
+                 channels_last: bool = True) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"Network: n_classes must be >= 1, got {n_classes}")
@@ -82,6 +86,7 @@ class Network(nn.Module):
         self.genotype, self.space, self.n_classes = genotype, space, n_classes
         self.input_shape = check_input_shape(input_shape, "Network")
         self.drop_path_prob: float = 0.0
+        self.channels_last = channels_last
 
         C, H = space.init_channels, space.seq_hidden
         C_stem = space.stem_multiplier * C
@@ -114,6 +119,8 @@ class Network(nn.Module):
         check_batch(x, "Network")
         aux_logits = None
         s0 = s1 = self.stem(x)
+        if self.channels_last:
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if with_aux and self.aux_head is not None and i == self.aux_index:

@@ -44,11 +44,35 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL)
 
 
-def _dense(view: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A dense copy of a strided ``view`` of ``like`` in ``like``'s memory format (oneDNN's
-    convolution backward crashed on some sliced channels-last views, torch 2.9)."""
-    fmt = _CL if _is_channels_last(like) else torch.contiguous_format
-    return view.contiguous(memory_format=fmt)
+class EvenPixels(torch.autograd.Function):
+    """``x[:, :, o::2, o::2]`` for ``o`` in (0, 1), zero-padded at the end to ``ceil(n / 2)`` rows
+    and columns, as a dense tensor in ``x``'s memory format; its backward also keeps that format.
+
+    (A plain slice's backward builds a contiguous gradient, which sent channels-last grads into
+    mixed-layout CPU kernels 3-4x slower than either layout alone; and oneDNN's convolution
+    backward crashed on some sliced channels-last views, torch 2.9.) Same values as the slice.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, offset: int) -> torch.Tensor:
+        ctx.offset, ctx.in_shape = offset, x.shape
+        fmt = _CL if _is_channels_last(x) else torch.contiguous_format
+        ctx.fmt = fmt
+        B, C, H, W = x.shape
+        part = x[:, :, offset::2, offset::2]
+        if offset == 0:
+            return part.contiguous(memory_format=fmt)
+        out = x.new_zeros(B, C, (H + 1) // 2, (W + 1) // 2).contiguous(memory_format=fmt)
+        out[:, :, : part.shape[2], : part.shape[3]] = part
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        o = ctx.offset
+        gx = grad.new_zeros(ctx.in_shape).contiguous(memory_format=ctx.fmt)
+        target = gx[:, :, o::2, o::2]
+        target.copy_(grad[:, :, : target.shape[2], : target.shape[3]])
+        return gx, None
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -63,8 +87,25 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and _is_channels_last(x):
-            return super().forward(x.contiguous()).contiguous(memory_format=_CL)
+            y = super().forward(Relayout.apply(x, torch.contiguous_format))
+            return Relayout.apply(y, _CL)
         return super().forward(x)
+
+
+class Relayout(torch.autograd.Function):
+    """``x.contiguous(memory_format=fmt)`` whose backward hands the gradient back in ``x``'s own
+    layout. (Autograd's copy passes the gradient through in whatever layout it arrives, so after
+    a layout change the ops below would receive gradients in the other layout, and CPU kernels
+    that mix layouts, ReLU's backward for one, were 3-4x slower.) Values are unchanged."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+        ctx.back = _CL if _is_channels_last(x) else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.back), None
 
 
 class ReLUConvBN(nn.Module):
@@ -152,7 +193,7 @@ class DilConv(nn.Module):
         conv = self.op[1]
         if conv.stride == (2, 2) and conv.dilation == (2, 2) and conv.padding[0] % 2 == 0 \
                 and conv.padding[0] == conv.padding[1]:
-            return F.conv2d(_dense(r[:, :, ::2, ::2], r), conv.weight, padding=conv.padding[0] // 2,
+            return F.conv2d(EvenPixels.apply(r, 0), conv.weight, padding=conv.padding[0] // 2,
                             groups=conv.groups)
         return conv(r)
 
@@ -225,8 +266,8 @@ class FactorizedReduce(nn.Module):
         # A 1 x 1 stride-2 convolution reads only the even rows and columns, so it is computed as
         # a stride-1 convolution of those (identical arithmetic). This also avoids a heap
         # corruption in oneDNN's strided 1 x 1 backward for channels-last input (torch 2.9, CPU).
-        even = _dense(x[:, :, ::2, ::2], x)
-        shifted = _dense(F.pad(x, (0, 1, 0, 1))[:, :, 1::2, 1::2], x)
+        even = EvenPixels.apply(x, 0)
+        shifted = EvenPixels.apply(x, 1)
         return self.bn(torch.cat([F.conv2d(even, self.conv1.weight),
                                   F.conv2d(shifted, self.conv2.weight)], dim=1))
 

@@ -131,6 +131,25 @@ def test_channels_last_gives_the_same_logits():
     assert torch.allclose(net(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5)
 
 
+def test_channels_last_flag_gives_the_same_loss_and_gradients():
+    """Training mode, drop-path and dropout off: the flag changes the layout, not the function."""
+    import copy
+    torch.manual_seed(0)
+    fast = Network(GENOTYPE, override(TINY, dropout=0.0), 4, (12, 10))
+    slow = copy.deepcopy(fast)
+    slow.channels_last = False
+    assert fast.channels_last
+    x, y = torch.randn(5, 1, 12, 10), torch.tensor([0, 1, 2, 3, 0])
+    losses, grads = [], []
+    for net in (fast, slow):
+        loss = net.loss(x, y, aux_weight=0.4)
+        losses.append(loss.detach())
+        grads.append(torch.autograd.grad(loss, list(net.parameters())))
+    assert torch.allclose(losses[0], losses[1], rtol=1e-6, atol=1e-7)
+    for (name, _), a, b in zip(fast.named_parameters(), *grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+
+
 def test_loss_adds_weighted_aux_term():
     torch.manual_seed(0)
     net = Network(GENOTYPE, TINY, 3, (12, 10)).eval()

@@ -54,6 +54,26 @@ def test_factorized_reduce_matches_darts_on_even_sizes():
     assert torch.allclose(op(x), op.bn(ref), atol=1e-6)
 
 
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("size", [(6, 8), (7, 5)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_even_pixels_equals_the_padded_slice_and_keeps_the_layout(offset, size, layout):
+    from emodarts_core.ops import EvenPixels
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size).contiguous(memory_format=layout).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    out = EvenPixels.apply(x, offset)
+    ref = F.pad(ref_x, (0, 1, 0, 1))[:, :, offset::2, offset::2][:, :, :(size[0] + 1) // 2,
+                                                                   :(size[1] + 1) // 2]
+    assert torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=layout)
+    g = torch.randn_like(ref)
+    out.backward(g.contiguous(memory_format=layout))
+    ref.backward(g)
+    assert torch.equal(x.grad, ref_x.grad)
+    assert x.grad.is_contiguous(memory_format=layout)
+
+
 @pytest.mark.parametrize("name", ALL_SEQ)
 def test_seq_ops_map_sequences_to_sequences_per_utterance(name):
     torch.manual_seed(0)
