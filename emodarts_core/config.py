@@ -184,11 +184,13 @@ PROFILES: dict[str, Profile] = {
             cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=3, seq_ops="all",
             seq_hidden=32,
         ),
-        # 10 epochs: on RAVDESS (~750 training-side utterances, ~375 for the weights) an epoch is
-        # 12 first-order steps of ~11 s (measured, 1 torch thread; benchmarks/RESULTS.md) plus
-        # the epoch's evaluation, ~150 s, so ~25 min on one busy core, less on two.
-        search=SearchConfig(epochs=10, batch_size=32, order="first"),
-        train=TrainConfig(epochs=40, batch_size=32, patience=12),
+        # Budget (RAVDESS fold: ~720 training-side utterances, ~360 train the weights): a
+        # first-order search step at batch 32 is ~7 s on one core (benchmarks/RESULTS.md), so an
+        # epoch of 12 steps plus its evaluation is ~1.5 min and the 8 epochs ~13 min; the final
+        # network trains at ~15 s per epoch, 30 epochs ~7 min. Search + training: ~20 min on one
+        # core, so one (fold, seed) with both baselines fits ~35 min of one core.
+        search=SearchConfig(epochs=8, batch_size=32, order="first"),
+        train=TrainConfig(epochs=30, batch_size=32, patience=10),
     ),
     "smoke": Profile(
         name="smoke",
