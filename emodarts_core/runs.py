@@ -200,6 +200,18 @@ def device_name(device: str | torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    from .datasets import DataError
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError("device 'cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
 def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     """Versions, device, git commit and start time of the current process."""
     from . import __version__
@@ -213,7 +225,7 @@ def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
         "torchaudio": _version("torchaudio"),
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": device_name(device),
+        "device_name": device_name(resolve_device(device)),
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

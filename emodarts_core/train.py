@@ -40,7 +40,7 @@ from .datasets import DataError, FoldData, batch_indices, load_fold_data
 from .genotype import Genotype
 from .metrics import Metrics, evaluate_predictions, ua as ua_score, wa as wa_score
 from .progress import progress as progress_bar
-from .runs import RunConfig, RunDir, rng_state, set_rng_state
+from .runs import RunConfig, RunDir, resolve_device, rng_state, set_rng_state
 from .seeding import seed_everything
 
 
@@ -66,16 +66,6 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # Devices and precision
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError("device 'cuda' was asked for but no CUDA GPU is available")
-    return dev
-
-
 def autocast_context(device: torch.device, amp: str | None):
     """``torch.autocast`` on CUDA with ``amp`` in {"bf16", "fp16"}; a no-op context otherwise."""
     if device.type != "cuda" or not amp or amp == "off":

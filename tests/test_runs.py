@@ -62,6 +62,14 @@ def test_environment_info_fields():
     assert env["torch"] == torch.__version__
 
 
+def test_environment_info_resolves_auto_device():
+    """The CLI's and notebooks' default device "auto" is recorded with the device it resolves to."""
+    env = environment_info("auto")
+    assert env["device"] == "auto"
+    assert env["device_name"] == environment_info(
+        "cuda" if torch.cuda.is_available() else "cpu")["device_name"]
+
+
 def test_rundir_create_history_and_checkpoint(tmp_path):
     cfg = _cfg(tmp_path)
     run = RunDir.create(cfg)
