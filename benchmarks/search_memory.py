@@ -45,6 +45,9 @@ def child(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     kind = "plain" if args.kind == "plain" else (
         "ours_me" if PROFILES[args.profile].search.memory_efficient else "ours")
+    if kind == "ours_me" and device.type == "cpu":
+        from emodarts_core.memory import return_freed_blocks_to_os
+        return_freed_blocks_to_os()          # as run_search does for a memory-efficient search
     net, arch, w_opt, data, scfg = make_setup(args.profile, args.batch, args.order, kind)
     net.to(device)
     data = tuple(t.to(device) for t in data)

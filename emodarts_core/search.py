@@ -107,6 +107,9 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
                    memory_efficient=scfg.memory_efficient).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
+    elif scfg.memory_efficient:
+        from .memory import return_freed_blocks_to_os
+        return_freed_blocks_to_os()                  # the resident peak is the CPU's limit
     w_opt, sched = sgd_cosine(net.weights(), scfg.w_lr, scfg.w_momentum, scfg.w_weight_decay,
                               scfg.epochs, scfg.w_lr_min)
     architect = Architect(net, scfg)

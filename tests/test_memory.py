@@ -7,6 +7,7 @@ same input and seed.
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import torch
@@ -174,3 +175,37 @@ def test_shared_relu_mixed_op_equals_separate_relus():
     w = torch.softmax(torch.randn(5), 0)
     expected = sum(w[i] * op(x) for i, op in zip(ref.indices, ref.ops))
     assert torch.allclose(mixed(x, w), expected, atol=1e-6)
+
+
+_HEAP_PROBE = """
+import os, sys, torch
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+if sys.argv[1] == "call":
+    from emodarts_core.memory import return_freed_blocks_to_os
+    assert return_freed_blocks_to_os(1 << 20)
+big = torch.ones(4 * 1024 * 1024); del big       # frees an mmapped 16 MiB block: glibc's
+before = rss()                                   # dynamic threshold now exceeds 2 MiB
+blocks = [torch.ones(512 * 1024) for _ in range(64)]    # 64 x 2 MiB, touched
+grown = rss()
+del blocks
+print(grown - before, rss() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_freed_activation_sized_blocks_go_back_to_the_os():
+    """Without the call glibc keeps freed 2 MiB activations in its heap (after one bigger block
+    was freed); with it they go back to the OS at once, so the resident peak is the real one."""
+    import subprocess
+    held = {}
+    for mode in ("nocall", "call"):
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], capture_output=True,
+                             text=True, check=True, env={**__import__("os").environ,
+                                                          "OMP_NUM_THREADS": "1"})
+        grown, left = map(float, out.stdout.split()[-2:])
+        assert grown > 100                                   # the blocks were resident
+        held[mode] = left
+    assert held["nocall"] > 100                              # kept by glibc without the call
+    assert held["call"] < 20                                 # returned with it
