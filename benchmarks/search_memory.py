@@ -2,7 +2,7 @@
 
     python benchmarks/search_memory.py [--profiles paper cpu] [--batches 16 64] [--order second]
                                        [--device cpu|cuda] [--limit-gib 22] [--max-step-s 600]
-                                       [--probe 1 2] [--threads 1]
+                                       [--probe 2 4] [--threads 1]
 
 "plain" is the straightforward reference supernet of ``benchmarks/search_step.py`` (every
 candidate evaluated, textbook ops, no checkpointing); "ours" is ``SuperNet`` as the profile's
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--limit-gib", type=float, default=22.0)
     ap.add_argument("--max-step-s", type=float, default=600.0)
-    ap.add_argument("--probe", nargs=2, type=int, default=[1, 2])
+    ap.add_argument("--probe", nargs=2, type=int, default=[2, 4])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", default="cpu", help=argparse.SUPPRESS)

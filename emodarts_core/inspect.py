@@ -2,7 +2,7 @@
 
 Both work on :class:`~emodarts_core.supernet.SuperNet` and :class:`~emodarts_core.network.Network`
 (they share attribute names: ``stem``, ``cells``, ``seq_in``, ``seq_cells``, ``pool``,
-``classifier``, optionally ``aux_head`` and the ``alpha_*`` parameters).
+``head_norm``, ``classifier``, optionally ``aux_head`` and the ``alpha_*`` parameters).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _PARTS: dict[str, str] = {
     "seq_in": "seq",
     "seq_cells": "seq",
     "pool": "head",
+    "head_norm": "head",
     "classifier": "head",
     "aux_head": "aux",
 }
@@ -26,7 +27,7 @@ PARTS: tuple[str, ...] = ("stem", "cnn", "seq", "head", "aux", "alphas")
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Number of scalar parameters per part: ``stem`` (stem conv + BN), ``cnn`` (CNN cells),
-    ``seq`` (CNN -> SeqNN projection and SeqNN cells), ``head`` (classifier), ``aux`` (auxiliary
+    ``seq`` (CNN -> SeqNN projection and SeqNN cells), ``head`` (head norm and classifier), ``aux`` (auxiliary
     head), ``alphas`` (architecture parameters), ``other`` (anything else, normally 0), and
     ``total`` (all of them) and ``weights`` (total minus alphas)."""
     counts = {part: 0 for part in PARTS}
@@ -63,7 +64,7 @@ def _shapes(name: str, out: Any) -> list[tuple[str, tuple[int, ...]]]:
 def trace_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """Run ``model(x)`` once (in eval mode, no gradients) and list ``(stage, output shape)`` in
     the order the stages ran: ``("input", ...)``, ``stem``, ``cells.0`` ..., ``seq_in[0]``,
-    ``seq_in[1]``, ``seq_cells.0`` ..., ``pool``, ``classifier``. The model's train/eval mode is
+    ``seq_in[1]``, ``seq_cells.0`` ..., ``pool``, ``head_norm``, ``classifier``. The model's train/eval mode is
     restored afterwards. Stages that ``forward`` does not run (the auxiliary head) are absent.
     """
     trace: list[tuple[str, tuple[int, ...]]] = [("input", tuple(x.shape))]

@@ -24,7 +24,8 @@ from .cells import FixedCell, FixedSeqCell
 from .config import SearchSpaceConfig
 from .genotype import CellGenotype, Genotype
 from .ops import CNN_OPS, SEQ_OPS
-from .supernet import SeqInput, TimeMean, check_batch, check_input_shape, make_stem, reduction_indices
+from .supernet import (SeqInput, TimeMean, check_batch, check_input_shape, head_norm, make_stem,
+                       reduction_indices)
 
 
 class AuxiliaryHead(nn.Module):
@@ -113,6 +114,7 @@ class Network(nn.Module):
         self.seq_cells = nn.ModuleList(FixedSeqCell(genotype.seq, H, space.dropout)
                                        for _ in range(space.seq_cells))
         self.pool = TimeMean()
+        self.head_norm = head_norm(space, affine=True)
         self.classifier = nn.Linear(H, n_classes)
 
     def _run(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -128,7 +130,7 @@ class Network(nn.Module):
         q0, q1 = self.seq_in(s0, s1)
         for cell in self.seq_cells:
             q0, q1 = q1, cell(q0, q1)
-        return self.classifier(self.pool(q1)), aux_logits
+        return self.classifier(self.head_norm(self.pool(q1))), aux_logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_classes)`` for ``x`` of shape ``(B, 1, n_mfcc, n_frames)``."""

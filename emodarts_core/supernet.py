@@ -96,6 +96,12 @@ class SeqInput(nn.Module):
         return q0, q1
 
 
+def head_norm(space: SearchSpaceConfig, affine: bool) -> nn.Module:
+    """``BatchNorm1d`` of the pooled utterance vector when ``space.head_norm`` (see its comment in
+    :class:`~emodarts_core.config.SearchSpaceConfig`), else the identity."""
+    return nn.BatchNorm1d(space.seq_hidden, affine=affine) if space.head_norm else nn.Identity()
+
+
 class TimeMean(nn.Module):
     """``(B, T, H) -> (B, H)``: the mean over the frames of each utterance."""
 
@@ -154,6 +160,7 @@ class SuperNet(nn.Module):
             SeqSearchCell(space.seq_nodes, H, self._primitives["seq"], space.dropout)
             for _ in range(space.seq_cells))
         self.pool = TimeMean()
+        self.head_norm = head_norm(space, affine=False)
         self.classifier = nn.Linear(H, n_classes)
 
         n_cnn, n_seq = len(self._primitives["normal"]), len(self._primitives["seq"])
@@ -187,7 +194,7 @@ class SuperNet(nn.Module):
         q0, q1 = self.seq_in(s0, s1)
         for cell in self.seq_cells:
             q0, q1 = q1, cell(q0, q1, w["seq"])
-        return self.classifier(self.pool(q1))
+        return self.classifier(self.head_norm(self.pool(q1)))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the logits of ``x`` against integer labels ``y``."""

@@ -187,7 +187,10 @@ if sys.argv[1] == "call":
     assert return_freed_blocks_to_os(1 << 20)
 big = torch.ones(4 * 1024 * 1024); del big       # frees an mmapped 16 MiB block: glibc's
 before = rss()                                   # dynamic threshold now exceeds 2 MiB
-blocks = [torch.ones(512 * 1024) for _ in range(64)]    # 64 x 2 MiB, touched
+blocks, pins = [], []
+for _ in range(64):                              # 64 x 2 MiB, touched, each followed by a small
+    blocks.append(torch.ones(512 * 1024))        # live block, so that the heap cannot simply
+    pins.append(torch.ones(256))                 # shrink from its top once they are freed
 grown = rss()
 del blocks
 print(grown - before, rss() - before)

@@ -178,8 +178,28 @@ def test_count_parameters_partitions_all_parameters():
         assert counts["other"] == 0
         assert sum(counts[k] for k in ("stem", "cnn", "seq", "head", "aux", "alphas")) == counts["total"]
         assert counts["stem"] == sum(p.numel() for p in model.stem.parameters())
-        assert counts["head"] == sum(p.numel() for p in model.classifier.parameters())
+        assert counts["head"] == sum(p.numel() for p in model.classifier.parameters()) + sum(
+            p.numel() for p in model.head_norm.parameters())
     assert counts["alphas"] == sum(a.numel() for a in model.alphas())
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_head_norm_standardises_the_pooled_vector(affine):
+    """With ``space.head_norm`` the classifier reads each pooled feature standardised over the
+    batch (training mode), however small its spread was; without it, the identity."""
+    torch.manual_seed(0)
+    space = override(TINY, head_norm=True)
+    net = (Network(GENOTYPE, space, 4, (12, 10)) if affine else SuperNet(space, 4, (12, 10))).train()
+    assert isinstance(net.head_norm, nn.BatchNorm1d) and net.head_norm.affine == affine
+    seen = {}
+    net.head_norm.register_forward_hook(lambda m, i, o: seen.update(pooled=i[0]))
+    net.classifier.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+    net(torch.randn(16, 1, 12, 10))
+    v = seen["pooled"].var(0, unbiased=False)
+    assert torch.allclose(seen["x"].mean(0), torch.zeros(space.seq_hidden), atol=1e-5)
+    assert torch.allclose(seen["x"].var(0, unbiased=False), v / (v + net.head_norm.eps), rtol=1e-3)
+    assert (seen["x"].var(0) > 10 * v).all()           # the small spread is amplified
+    assert isinstance(Network(GENOTYPE, TINY, 4, (12, 10)).head_norm, nn.Identity)
 
 
 def test_trace_shapes_lists_stages_in_order():
@@ -188,7 +208,7 @@ def test_trace_shapes_lists_stages_in_order():
     trace = trace_shapes(net, torch.randn(2, 1, 12, 10))
     names = [name for name, _ in trace]
     assert names == ["input", "stem", "cells.0", "cells.1", "cells.2", "seq_in[0]", "seq_in[1]",
-                     "seq_cells.0", "seq_cells.1", "pool", "classifier"]
+                     "seq_cells.0", "seq_cells.1", "pool", "head_norm", "classifier"]
     shapes = dict(trace)
     assert shapes["stem"] == (2, 6, 12, 10)
     assert shapes["cells.1"] == (2, 8, 6, 5) and shapes["cells.2"] == (2, 16, 3, 3)
