@@ -191,16 +191,18 @@ PROFILES: dict[str, Profile] = {
             cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=3, seq_ops="all",
             seq_hidden=32, head_norm=True,
         ),
-        # Budget (RAVDESS fold: ~720 training-side utterances, ~360 train the weights). The
-        # supernet costs ~140 ms per sample for a forward + backward pass on one core, so a
-        # first-order epoch (weight and alpha passes over ~360 samples each, plus evaluation) is
-        # ~1.7 min and the 8 epochs ~14 min; the final network costs ~17 ms per sample, ~15 s an
-        # epoch, so at most 60 epochs is ~15 min (benchmarks/RESULTS.md). A search this short
+        # Budget (RAVDESS fold: ~720 training-side utterances, ~360 train the weights). A
+        # first-order search step costs ~0.23 s per utterance of its batch on one core (7.5 s at
+        # batch 32, benchmarks/RESULTS.md), so an epoch (23 steps of 16, plus evaluation) is
+        # ~1.5-2 min and the 8 epochs ~12-16 min; the final network costs ~17 ms per utterance
+        # for a forward + backward pass (0.51-0.57 s per batch of 32, same file), ~15 s an
+        # epoch, so at most 60 epochs is ~15 min. A search this short
         # takes ~180 weight steps and ~180 alpha steps, about 100x fewer than the paper's
         # budget, so the cpu profile uses batch 16 (twice the steps of 32 per epoch), a weight
-        # learning rate of 0.05 and an alpha learning rate of 3e-3 (10x the method's 3e-4):
-        # with the method's rates, measured on RAVDESS, neither the supernet's loss nor the
-        # alphas moved from their initial values in 8 epochs (the search chose by noise).
+        # learning rate of 0.05 and an alpha learning rate of 3e-3 (10x the method's 3e-4), and
+        # the head norm. Measured on RAVDESS fold 0: without the head norm the supernet's loss
+        # stayed at ln 8 (chance) for 5 epochs at the method's rates and for 4 at these rates;
+        # with it, it fell in the first epoch (head_norm above).
         search=SearchConfig(epochs=8, batch_size=16, order="first", w_lr=0.05, alpha_lr=3e-3),
         train=TrainConfig(epochs=60, batch_size=16, lr=0.05, patience=20),
     ),
