@@ -44,14 +44,8 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL)
 
 
-class EvenPixels(torch.autograd.Function):
-    """``x[:, :, o::2, o::2]`` for ``o`` in (0, 1), zero-padded at the end to ``ceil(n / 2)`` rows
-    and columns, as a dense tensor in ``x``'s memory format; its backward also keeps that format.
-
-    (A plain slice's backward builds a contiguous gradient, which sent channels-last grads into
-    mixed-layout CPU kernels 3-4x slower than either layout alone; and oneDNN's convolution
-    backward crashed on some sliced channels-last views, torch 2.9.) Same values as the slice.
-    """
+class _EvenPixels(torch.autograd.Function):
+    """The autograd function behind :func:`even_pixels`."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, offset: int) -> torch.Tensor:
@@ -75,6 +69,40 @@ class EvenPixels(torch.autograd.Function):
         return gx, None
 
 
+def even_pixels(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """``x[:, :, o::2, o::2]`` (``o = offset`` in 0, 1), zero-padded at the end to ``ceil(n / 2)``
+    rows and columns, dense in ``x``'s memory format, with a backward that keeps that format.
+
+    (A plain slice's backward builds a contiguous gradient, which sent channels-last gradients
+    into mixed-layout CPU kernels 3-4x slower than either layout alone; and oneDNN's convolution
+    backward crashed on some sliced channels-last views, torch 2.9.) Same values as the slice.
+    """
+    return _EvenPixels.apply(x, offset)
+
+
+class _Relayout(torch.autograd.Function):
+    """The autograd function behind :func:`relayout`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+        ctx.back = _CL if _is_channels_last(x) else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.back), None
+
+
+def relayout(x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``x.contiguous(memory_format=fmt)`` whose backward returns the gradient in ``x``'s layout.
+
+    Autograd's copy passes the gradient through in whatever layout it arrives, so after a layout
+    change the ops below would receive gradients in the other layout, and CPU kernels that mix
+    layouts (ReLU's backward for one) were 3-4x slower. Values are unchanged.
+    """
+    return _Relayout.apply(x, fmt)
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys, same arithmetic) that is
     fast for ``channels_last`` input on CPU.
@@ -87,25 +115,9 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and _is_channels_last(x):
-            y = super().forward(Relayout.apply(x, torch.contiguous_format))
-            return Relayout.apply(y, _CL)
+            y = super().forward(relayout(x, torch.contiguous_format))
+            return relayout(y, _CL)
         return super().forward(x)
-
-
-class Relayout(torch.autograd.Function):
-    """``x.contiguous(memory_format=fmt)`` whose backward hands the gradient back in ``x``'s own
-    layout. (Autograd's copy passes the gradient through in whatever layout it arrives, so after
-    a layout change the ops below would receive gradients in the other layout, and CPU kernels
-    that mix layouts, ReLU's backward for one, were 3-4x slower.) Values are unchanged."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
-        ctx.back = _CL if _is_channels_last(x) else torch.contiguous_format
-        return x.contiguous(memory_format=fmt)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad.contiguous(memory_format=ctx.back), None
 
 
 class ReLUConvBN(nn.Module):
@@ -193,7 +205,7 @@ class DilConv(nn.Module):
         conv = self.op[1]
         if conv.stride == (2, 2) and conv.dilation == (2, 2) and conv.padding[0] % 2 == 0 \
                 and conv.padding[0] == conv.padding[1]:
-            return F.conv2d(EvenPixels.apply(r, 0), conv.weight, padding=conv.padding[0] // 2,
+            return F.conv2d(even_pixels(r, 0), conv.weight, padding=conv.padding[0] // 2,
                             groups=conv.groups)
         return conv(r)
 
@@ -266,8 +278,8 @@ class FactorizedReduce(nn.Module):
         # A 1 x 1 stride-2 convolution reads only the even rows and columns, so it is computed as
         # a stride-1 convolution of those (identical arithmetic). This also avoids a heap
         # corruption in oneDNN's strided 1 x 1 backward for channels-last input (torch 2.9, CPU).
-        even = EvenPixels.apply(x, 0)
-        shifted = EvenPixels.apply(x, 1)
+        even = even_pixels(x, 0)
+        shifted = even_pixels(x, 1)
         return self.bn(torch.cat([F.conv2d(even, self.conv1.weight),
                                   F.conv2d(shifted, self.conv2.weight)], dim=1))
 

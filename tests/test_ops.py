@@ -58,11 +58,11 @@ def test_factorized_reduce_matches_darts_on_even_sizes():
 @pytest.mark.parametrize("size", [(6, 8), (7, 5)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_even_pixels_equals_the_padded_slice_and_keeps_the_layout(offset, size, layout):
-    from emodarts_core.ops import EvenPixels
+    from emodarts_core.ops import even_pixels
     torch.manual_seed(0)
     x = torch.randn(2, 3, *size).contiguous(memory_format=layout).requires_grad_()
     ref_x = x.detach().clone().requires_grad_()
-    out = EvenPixels.apply(x, offset)
+    out = even_pixels(x, offset)
     ref = F.pad(ref_x, (0, 1, 0, 1))[:, :, offset::2, offset::2][:, :, :(size[0] + 1) // 2,
                                                                    :(size[1] + 1) // 2]
     assert torch.equal(out, ref)
