@@ -24,14 +24,14 @@ supernet (``tests/test_memory.py`` checks it, first and second order).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
-__all__ = ["checkpoint", "frozen_batchnorm_stats", "peak_rss_gib", "return_freed_blocks_to_os"]
+__all__ = ["checkpoint", "frozen_batchnorm_stats", "return_freed_blocks_to_os"]
 
 
 @contextlib.contextmanager
@@ -62,24 +62,22 @@ def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
                     m.num_batches_tracked.copy_(count)
 
 
-def checkpoint(module: nn.Module, *args: Any, fn: Callable[..., torch.Tensor] | None = None
-               ) -> torch.Tensor:
-    """``fn(*args)`` (default ``module(*args)``) with its activations recomputed in the backward.
+def checkpoint(module: nn.Module, *args: Any) -> torch.Tensor:
+    """``module(*args)`` with its activations recomputed in the backward pass.
 
     Uses PyTorch's non-reentrant checkpointing (it works with ``torch.autograd.grad``, which the
     architect uses, and with inputs that do not require grad), preserves the RNG state for the
     recomputation and freezes the BatchNorm statistics of ``module`` while recomputing (see the
-    module docstring). ``module`` must own every BatchNorm that ``fn`` runs. Outside autograd
-    (``torch.no_grad``, evaluation) it simply calls ``fn``.
+    module docstring). Outside autograd (``torch.no_grad``, evaluation) it simply calls
+    ``module``.
     """
-    call = fn if fn is not None else module
     if not torch.is_grad_enabled():
-        return call(*args)
+        return module(*args)
 
     def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
         return contextlib.nullcontext(), frozen_batchnorm_stats(module)
 
-    return _torch_checkpoint(call, *args, use_reentrant=False, preserve_rng_state=True,
+    return _torch_checkpoint(module, *args, use_reentrant=False, preserve_rng_state=True,
                              context_fn=contexts)
 
 
@@ -108,12 +106,3 @@ def return_freed_blocks_to_os(threshold_bytes: int = 1 << 20) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, int(threshold_bytes)))
     except (OSError, AttributeError):                          # not glibc (e.g. musl)
         return False
-
-
-def peak_rss_gib() -> float:
-    """This process's peak resident memory so far in GiB (``ru_maxrss``; Linux reports KiB)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)

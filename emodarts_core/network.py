@@ -2,9 +2,9 @@
 
 Same macro structure as the :class:`~emodarts_core.supernet.SuperNet` (stem, ``cnn_layers`` CNN
 cells with reductions at ``cnn_layers // 3`` and ``2 * cnn_layers // 3``, frequency pooling that
-keeps time, ``seq_cells`` SeqNN cells, mean over time, linear head), but every edge is the one
-discrete operation the genotype kept, BatchNorm is affine, and two regularisers of DARTS' final
-training are available:
+keeps time, ``seq_cells`` SeqNN cells, mean over time, the optional head norm, linear head), but
+every edge is the one discrete operation the genotype kept, BatchNorm is affine, and two
+regularisers of DARTS' final training are available:
 
 - **drop-path**: during training, the output of every CNN op except the identity is zeroed for a
   whole utterance with probability :attr:`Network.drop_path_prob` (set per epoch by the training

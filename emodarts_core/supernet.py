@@ -17,8 +17,9 @@ time):
    maps have exactly 128 = ``seq_hidden`` channels, so there is none).
 4. **SeqNN cells**: ``seq_cells`` :class:`~emodarts_core.cells.SeqSearchCell` s on
    ``(B, T, seq_hidden)``, each reading the two previous states; all share ``alpha_seq``.
-5. **Head**: mean over time, then ``Linear(seq_hidden, n_classes)`` (logits; the loss applies
-   the softmax).
+5. **Head**: mean over time, then (only when ``space.head_norm``, not part of the method; see
+   :func:`head_norm`) a ``BatchNorm1d`` of that vector, then ``Linear(seq_hidden, n_classes)``
+   (logits; the loss applies the softmax).
 
 **Speed and memory options** (neither changes what is computed; ``tests/test_memory.py``):
 ``channels_last=True`` (the default) runs the CNN in the channels-last memory format, several
