@@ -14,9 +14,11 @@ used by run directories.
 from __future__ import annotations
 
 import dataclasses
+import json
+import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 # ---------------------------------------------------------------------------------------------
 # Operation sets (names are registry keys in ``ops.py`` and appear unchanged in genotypes).
@@ -262,3 +264,93 @@ def override(cfg: Any, **changes: Any) -> Any:
     if unknown:
         raise ValueError(f"unknown {type(cfg).__name__} field(s): {sorted(unknown)}")
     return replace(cfg, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings given as text: ``--set section.field=value`` on the command line, ``overrides`` in the
+# notebooks and the experiment driver.
+OVERRIDE_SECTIONS = ("features", "space", "search", "train")
+
+
+class UsageError(ValueError):
+    """A bad setting given as text, or a bad command line (the CLI prints it as one line and
+    exits with status 2)."""
+
+
+def parse_value(text: str, hint: Any, where: str) -> Any:
+    """Convert ``text`` to the type ``hint`` of a config field (``where`` names it in errors).
+
+    Handles bool, int, float, str, ``X | None`` ("none"/"null" give None), and tuples (a JSON list
+    or comma-separated items); for ``str | tuple[str, ...]`` a comma or ``[`` means the tuple.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null") and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        looks_listy = "," in text or text.strip().startswith("[")
+        ordered = sorted(options, key=lambda a: (a is str, not (typing.get_origin(a) is tuple
+                                                                 and looks_listy)))
+        errors = []
+        for opt in ordered:
+            if typing.get_origin(opt) is tuple and not looks_listy:
+                continue
+            try:
+                return parse_value(text, opt, where)
+            except UsageError as e:
+                errors.append(str(e))
+        raise UsageError(errors[-1] if errors else f"{where}: cannot parse {text!r}")
+    if origin is tuple:
+        s = text.strip()
+        if s.startswith("["):
+            try:
+                items = [str(v) if not isinstance(v, str) else v for v in json.loads(s)]
+            except json.JSONDecodeError:
+                raise UsageError(f"{where}: {text!r} is not a JSON list") from None
+        else:
+            items = [t.strip() for t in s.split(",") if t.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(parse_value(t, args[0], where) for t in items)
+        if args and len(args) != len(items):
+            raise UsageError(f"{where}: expected {len(args)} comma-separated values, got {text!r}")
+        return tuple(parse_value(t, a, where) for t, a in zip(items, args or [str] * len(items)))
+    if hint is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{where}: expected true or false, got {text!r}")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise UsageError(f"{where}: expected {hint.__name__}, got {text!r}") from None
+    if hint is str:
+        return text
+    raise UsageError(f"{where}: fields of type {hint} cannot be set from the command line")
+
+
+def apply_overrides(profile: Profile, items: Sequence[str]) -> Profile:
+    """``["search.epochs=3", "space.seq_ops=lstm"]`` applied to ``profile`` (typed per field)."""
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--set {item!r}: expected SECTION.FIELD=VALUE, "
+                             f"SECTION one of {', '.join(OVERRIDE_SECTIONS)}")
+        if section not in OVERRIDE_SECTIONS:
+            raise UsageError(f"--set {item!r}: unknown section {section!r}; "
+                             f"choose one of {', '.join(OVERRIDE_SECTIONS)}")
+        sub = getattr(profile, section)
+        hints = typing.get_type_hints(type(sub))
+        if name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(sub))
+            raise UsageError(f"--set {item!r}: {type(sub).__name__} has no field {name!r} "
+                             f"(fields: {known})")
+        parsed = parse_value(value, hints[name], f"--set {key}")
+        try:
+            profile = dataclasses.replace(profile, **{section: override(sub, **{name: parsed})})
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--set {item!r}: {e}") from None
+    return profile

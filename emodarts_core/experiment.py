@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .config import Profile, get_profile
+from .config import Profile, apply_overrides, get_profile
 from .datasets import FoldData
 from .runs import RunConfig, RunDir
 
@@ -86,14 +86,10 @@ def parse_folds(spec: str | int | Sequence[int], n_folds: int) -> list[int]:
 
 
 def make_profile(profile: str | Profile, overrides: Sequence[str] = ()) -> Profile:
-    """A named profile (or a given one) with ``section.field=value`` overrides applied."""
-    from .cli import UsageError, apply_overrides
-
+    """A named profile (or a given one) with ``section.field=value`` overrides applied (a bad
+    one raises :class:`~emodarts_core.config.UsageError`, a ``ValueError``)."""
     base = get_profile(profile) if isinstance(profile, str) else profile
-    try:
-        return apply_overrides(base, list(overrides))
-    except UsageError as e:
-        raise ValueError(str(e)) from None
+    return apply_overrides(base, list(overrides))
 
 
 def is_finished(run_dir: str | Path) -> bool:
