@@ -5,7 +5,8 @@
 For one forward + backward pass of the supernet (training mode) it prints, per batch size:
 
 - ``saved``: the bytes autograd keeps for the backward pass after the forward (every tensor saved
-  by an op, counted once per storage, via ``torch.autograd.graph.saved_tensors_hooks``), split by
+  by an op, counted once per storage, parameters excluded, via
+  ``torch.autograd.graph.saved_tensors_hooks``), split by
   the top-level part of the net that saved it (stem, each CNN cell, each SeqNN cell, head);
 - ``tracked peak``: the peak of the bytes allocated through torch's CPU allocator during the pass,
   above what was allocated before it (from ``torch.profiler``'s memory events; the weight
@@ -58,7 +59,7 @@ def child(args: argparse.Namespace) -> dict:
     for name, module in net.named_modules():
         module.register_forward_pre_hook(lambda m, i, name=name: (stack.append(name), None)[1])
         module.register_forward_hook(lambda m, i, o: (stack.pop(), None)[1])
-    seen: set[int] = set()
+    seen: set[int] = {q.untyped_storage().data_ptr() for q in net.parameters()}   # not activations
     saved: collections.Counter = collections.Counter()
 
     def pack(t: torch.Tensor) -> torch.Tensor:
