@@ -11,7 +11,7 @@ For one forward + backward pass of the supernet (training mode) it prints, per b
 - ``tracked peak``: the peak of the bytes allocated through torch's CPU allocator during the pass,
   above what was allocated before it (from ``torch.profiler``'s memory events; the weight
   gradients created by the backward pass are part of it);
-- ``rss``: the process's resident peak (``ru_maxrss``), which also counts what glibc keeps after a
+- ``rss``: the process's resident peak (``VmHWM``), which also counts what glibc keeps after a
   free and every library's own buffers.
 
 The gap between "tracked peak" and "rss" is memory nobody uses that the process still holds;
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emodarts_core.config import PROFILES  # noqa: E402
 from emodarts_core.supernet import SuperNet  # noqa: E402
+from search_step import peak_rss_gib  # noqa: E402  (same folder)
 
 
 def _part(name: str) -> str:
@@ -41,8 +42,6 @@ def _part(name: str) -> str:
 
 
 def child(args: argparse.Namespace) -> dict:
-    import resource
-
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
@@ -80,7 +79,7 @@ def child(args: argparse.Namespace) -> dict:
         live += nbytes
         peak = max(peak, live)
     return {"batch": args.batch, "saved": dict(saved), "tracked_peak": peak,
-            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "rss": peak_rss_gib() * 1024 ** 3}
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ search builds it (channels-last, shared ReLUs, and ``memory_efficient`` edge che
 the profile's ``SearchConfig.memory_efficient`` is on, as in ``paper``). One step = the
 architect's alpha step (``--order``, default second: the larger peak) + the SGD weight step.
 
-Every measurement runs in a fresh child process: peak resident memory (``ru_maxrss``) on CPU,
+Every measurement runs in a fresh child process: peak resident memory (``VmHWM``) on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA, and the wall time of that single step. Before a
 target batch is attempted, each configuration is run at the small ``--probe`` batches and its
 peak and time are fitted linearly in the batch size. A target whose predicted peak exceeds
@@ -39,7 +39,7 @@ from emodarts_core.config import PROFILES  # noqa: E402
 def child(args: argparse.Namespace) -> None:
     import time
 
-    from search_step import make_setup, search_step
+    from search_step import make_setup, peak_rss_gib, search_step
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -59,8 +59,7 @@ def child(args: argparse.Namespace) -> None:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 1024 ** 3
     else:
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        peak = peak_rss_gib()
     print(json.dumps({"seconds": time.perf_counter() - t, "peak_gib": peak}))
 
 

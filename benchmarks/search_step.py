@@ -15,7 +15,8 @@ number of Bernoulli draws but puts them on other elements, so masks are equal in
 search step as ``run_search`` takes it (architect step on the alpha batch, then the SGD weight
 step) is timed, first order and second order, for each net: ``--repeats`` interleaved repeats,
 the fastest kept (the machine is shared). Peak memory is the resident-set peak of a fresh child
-process per configuration (``ru_maxrss``), so the runs do not pollute each other.
+process per configuration (``VmHWM``, see :func:`peak_rss_gib`), so the runs do not pollute
+each other.
 
 Last line: ``speedup: X``, ours over the reference in samples/s of the second-order step.
 """
@@ -37,14 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emodarts_core.architect import Architect  # noqa: E402
 from emodarts_core.config import PROFILES, override  # noqa: E402
-from emodarts_core.ops import DilConv, FactorizedReduce, MixedOp, PoolBN, SepConv, Zero  # noqa: E402
+from emodarts_core.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp,  # noqa: E402
+                               PoolBN, Recurrent, SepConv, Zero)
 from emodarts_core.supernet import SuperNet  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
 # The reference: plain ops, every candidate evaluated, default memory format, no checkpointing.
 def plain_op(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Evaluate a CNN/sequence op in its textbook form (no shared ReLU, no rewrites)."""
+    """Evaluate a CNN/sequence op in its textbook form (no shared ReLU, no rewrites, each
+    recurrent stack run by its own ``nn.LSTM`` / ``nn.RNN`` module)."""
     if isinstance(op, DilConv):
         return op.op(x)                                  # ReLU, (dilated, strided) dw conv, 1x1, BN
     if isinstance(op, SepConv):
@@ -55,7 +58,9 @@ def plain_op(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
         r = F.relu(x)
         shifted = F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:]
         return op.bn(torch.cat([op.conv1(r), op.conv2(shifted)], dim=1))
-    return op(x)                                         # Identity, Zero, sequence ops
+    if isinstance(op, (Recurrent, AttentiveRecurrent)):
+        return op.finish(op.rnn(x)[0])                   # PyTorch's own recurrent module
+    return op(x)                                         # Identity, Zero
 
 
 def _strided(op: nn.Module) -> bool:
@@ -147,6 +152,9 @@ def check_equal(profile: str, batch: int) -> None:
     # dropout off: channels_last stores the cell outputs in another order, so the same seed
     # draws the same number of Bernoulli samples but places them differently (equal in law)
     net = SuperNet(override(p.space, dropout=0.0), 4, p.features.shape).double()
+    for m in net.modules():          # and between stacked recurrent layers: ours banks the tanh
+        if isinstance(m, nn.RNNBase):  # RNNs, which draws the same masks in another order
+            m.dropout = 0.0
     ref = plain_reference(net)
     x = torch.randn(batch, 1, *p.features.shape, dtype=torch.float64)
     y = torch.randint(0, 4, (batch,))
@@ -174,9 +182,24 @@ def child(args: argparse.Namespace) -> None:
         search_step(net, arch, w_opt, data, scfg.w_lr)
         times.append(time.perf_counter() - t)
     times = times[1:] or times                            # --repeats 0: the one (cold) step
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    print(json.dumps({"seconds": min(times), "peak_gib": peak}))
+    print(json.dumps({"seconds": min(times), "peak_gib": peak_rss_gib()}))
+
+
+def peak_rss_gib() -> float:
+    """This process's resident-set peak in GiB: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a child
+    would report at least the parent's own peak (here: the float64 equality check's).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024 ** 2
+    except OSError:
+        pass
+    import resource                       # not Linux: the best available figure
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
 def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int) -> dict:

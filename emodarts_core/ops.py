@@ -27,11 +27,13 @@ applies first is computed once and shared (:meth:`DilConv.forward_relu`).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .recurrent import bankable, run_stacks
 
 # ---------------------------------------------------------------------------------------------
 # CNN building blocks (DARTS). Convolutions have no bias: a BatchNorm always follows them.
@@ -330,8 +332,11 @@ class Recurrent(nn.Module):
         self.rnn = _recurrent(kind, H, H, layers, bidirectional=False, dropout=0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
-        return out
+        return self.finish(run_recurrent([self.rnn], x)[0])
+
+    def finish(self, o: torch.Tensor) -> torch.Tensor:
+        """The op's output given its recurrent stack's output ``o`` (here ``o`` itself)."""
+        return o
 
 
 class AttentiveRecurrent(nn.Module):
@@ -362,14 +367,37 @@ class AttentiveRecurrent(nn.Module):
     def attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The recurrent outputs ``o`` ``(B, T, 2H)`` and attention weights ``a`` ``(B, T)``
         (each row sums to 1); useful for plotting where an utterance's attention falls."""
-        o, _ = self.rnn(x)
-        return o, torch.softmax(self.score(o).squeeze(-1), dim=1)
+        o = run_recurrent([self.rnn], x)[0]
+        return o, self.attention(o)
+
+    def attention(self, o: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``(B, T)`` over the frames, given the recurrent outputs ``o``."""
+        return torch.softmax(self.score(o).squeeze(-1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o, a = self.attend(x)                                        # (B, T, 2H), (B, T)
+        return self.finish(run_recurrent([self.rnn], x)[0])
+
+    def finish(self, o: torch.Tensor) -> torch.Tensor:
+        """The op's output given its recurrent stack's output ``o`` ``(B, T, 2H)``."""
+        a = self.attention(o)                                        # (B, T)
         context = torch.einsum("bt,btf->bf", a, o)                   # (B, 2H)
         context = context.unsqueeze(1).expand_as(o)                  # (B, T, 2H)
         return self.out(torch.cat([o, context], dim=-1))             # (B, T, H)
+
+
+def run_recurrent(rnns: Sequence[nn.RNNBase], x: torch.Tensor) -> list[torch.Tensor]:
+    """``[rnn(x)[0] for rnn in rnns]``, with zero initial states.
+
+    On CPU the tanh RNNs among them run together as one batched recurrence
+    (:func:`emodarts_core.recurrent.run_stacks`: same equations and parameters, ~2x faster at the
+    supernet's sizes); LSTMs and every op on CUDA use PyTorch's fused kernels.
+    """
+    outs: list[torch.Tensor | None] = [None] * len(rnns)
+    banked = [n for n, r in enumerate(rnns) if x.device.type == "cpu" and bankable(r)]
+    if banked:
+        for n, y in zip(banked, run_stacks([rnns[n] for n in banked], x)):
+            outs[n] = y
+    return [r(x)[0] if y is None else y for r, y in zip(rnns, outs)]
 
 
 def _recurrent(kind: str, input_size: int, hidden: int, layers: int, bidirectional: bool,
@@ -437,13 +465,18 @@ class _Mixed(nn.Module):
         if weights.shape != (len(self.primitives),):
             raise ValueError(f"{type(self).__name__}: weights of shape {tuple(weights.shape)} do "
                              f"not match {len(self.primitives)} primitives")
-        relu_x = F.relu(x) if any(self.share_relu) else None
         out = None
-        for i, op, share in zip(self.indices, self.ops, self.share_relu):
-            h = op.forward_relu(relu_x) if share else op(x)
+        for i, h in zip(self.indices, self.candidates(x)):
             term = weights[i] * h
             out = term if out is None else out + term
         return out
+
+    def candidates(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The evaluated ops' outputs on ``x``, in the order of :attr:`ops` (lazily, so that an
+        evaluation without gradients does not hold them all at once)."""
+        relu_x = F.relu(x) if any(self.share_relu) else None
+        for op, share in zip(self.ops, self.share_relu):
+            yield op.forward_relu(relu_x) if share else op(x)
 
 
 class MixedOp(_Mixed):
@@ -464,3 +497,11 @@ class SeqMixedOp(_Mixed):
     def __init__(self, H: int, primitives: Sequence[str]) -> None:
         super().__init__()
         self._setup(primitives, lambda name: seq_op(name, H))
+
+    def candidates(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The ops' outputs on ``x``; the recurrent stacks of all recurrent candidates run in one
+        :func:`run_recurrent` call (batched together on CPU), then each op finishes its own."""
+        rec = [k for k, op in enumerate(self.ops) if isinstance(op, (Recurrent, AttentiveRecurrent))]
+        stacks = dict(zip(rec, run_recurrent([self.ops[k].rnn for k in rec], x)))
+        for k, op in enumerate(self.ops):
+            yield op.finish(stacks.pop(k)) if k in stacks else op(x)
