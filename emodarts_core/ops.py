@@ -19,8 +19,8 @@ Speed on CPU (exact; see ``benchmarks/RESULTS.md``). The supernet runs its CNN i
 ``channels_last`` memory format, where oneDNN's depthwise and pointwise convolutions are several
 times faster than in the default layout. Two kernels are slower in that layout, so the ops work
 around them without changing what they compute: :class:`BatchNorm2d` normalises a
-``channels_last`` CPU input in the contiguous layout (same kernel, same numbers) and hands the
-result back as ``channels_last``; 3 x 3 average pooling runs as a depthwise convolution with a
+``channels_last`` CPU input whose channel count is not a multiple of 8 in the contiguous layout
+(same kernel, same numbers) and hands the result back as ``channels_last``; 3 x 3 average pooling runs as a depthwise convolution with a
 ones kernel divided by the count of valid (non-padding) pixels, which is the definition of
 ``count_include_pad=False`` pooling. In a mixed op the ReLU that every convolutional candidate
 applies first is computed once and shared (:meth:`DilConv.forward_relu`).
@@ -109,14 +109,16 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys, same arithmetic) that is
     fast for ``channels_last`` input on CPU.
 
-    PyTorch's CPU batch-norm kernel for ``channels_last`` maps with few channels was ~4-10x slower
-    than the contiguous one here, so such an input is normalised in the contiguous layout and the
-    result is returned as ``channels_last`` again. On CUDA, or for contiguous input, this is
-    exactly ``nn.BatchNorm2d``.
+    PyTorch's CPU batch-norm kernel for ``channels_last`` maps was 1.5-5x slower than the
+    contiguous one here when the channel count is not a multiple of 8 (C = 2, 4, 6, 12, 20; its
+    vectorised path covers channels in groups of 8), and as fast or faster when it is (C = 8 to
+    256; ``benchmarks/RESULTS.md``). So a ``channels_last`` CPU input with ``C % 8 != 0`` is
+    normalised in the contiguous layout and returned as ``channels_last`` again. Otherwise, and
+    on CUDA, this is exactly ``nn.BatchNorm2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and _is_channels_last(x):
+        if x.device.type == "cpu" and x.shape[1] % 8 and _is_channels_last(x):
             y = super().forward(relayout(x, torch.contiguous_format))
             return relayout(y, _CL)
         return super().forward(x)

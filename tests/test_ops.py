@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from emodarts_core.cells import (FixedCell, FixedSeqCell, SearchCell, SeqSearchCell, average_groups)
 from emodarts_core.config import CNN_PRIMITIVES, SEQ_OP_SETS
@@ -186,3 +187,24 @@ def test_fixed_cells_follow_the_genotype():
     assert torch.allclose(seq(q0, q1), q0 + q1, atol=1e-6)
     with pytest.raises(ValueError, match="concat"):
         FixedSeqCell(CellGenotype(nodes=sg.nodes, concat=(0,)), 3)
+
+
+@pytest.mark.parametrize("C", [4, 8, 12])
+def test_batchnorm_equals_torch_and_keeps_channels_last(C):
+    """Whichever layout it normalises in (contiguous for C % 8 != 0), the values, gradients and
+    running statistics are nn.BatchNorm2d's, and output and gradient stay channels-last."""
+    from emodarts_core.ops import BatchNorm2d
+    torch.manual_seed(0)
+    ours, ref = BatchNorm2d(C).double(), nn.BatchNorm2d(C).double()
+    x = torch.randn(3, C, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ref_x = x.detach().contiguous().requires_grad_()
+    out, want = ours(x), ref(ref_x)
+    torch.testing.assert_close(out, want)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(want)
+    out.backward(g.contiguous(memory_format=torch.channels_last))
+    want.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
