@@ -194,9 +194,9 @@ PROFILES: dict[str, Profile] = {
             seq_hidden=32, head_norm=True,
         ),
         # Budget (RAVDESS fold: ~720 training-side utterances, ~360 train the weights). A
-        # first-order search step costs ~0.23 s per utterance of its batch on one core (7.5 s at
-        # batch 32, benchmarks/RESULTS.md), so an epoch (23 steps of 16, plus evaluation) is
-        # ~1.5-2 min and the 8 epochs ~12-16 min; the final network costs ~17 ms per utterance
+        # first-order search step costs ~0.28 s per utterance of its batch on one core (4.4 s at
+        # batch 16, benchmarks/RESULTS.md), so an epoch (23 steps of 16, plus evaluation) is
+        # ~2 min and the 8 epochs ~15-20 min; the final network costs ~17 ms per utterance
         # for a forward + backward pass (0.51-0.57 s per batch of 32, same file), ~15 s an
         # epoch, so at most 60 epochs is ~15 min. A search this short
         # takes ~180 weight steps and ~180 alpha steps, about 100x fewer than the paper's
