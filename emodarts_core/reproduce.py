@@ -25,14 +25,18 @@ DEFAULT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_ex
 
 @dataclass(frozen=True)
 class GridJob:
-    """One cell of the grid: one corpus, fold and seed, written under ``out_dir``."""
+    """One cell of the grid: one corpus, fold and seed of the batch rooted at ``out_root``.
+
+    Its runs go to :attr:`job_dir` (``<out_root>/<corpus>/fold<k>/seed<s>``, the layout of
+    :func:`emodarts_core.experiment.fold_dir`), next to the executed notebook.
+    """
 
     corpus: str
     data_root: str
     fold: int
     seed: int
     profile: str
-    out_dir: str
+    out_root: str
     protocol: str | None = None
     device: str = "auto"
     baselines: tuple[str, ...] = ("cnn_lstm",)
@@ -41,9 +45,21 @@ class GridJob:
     def name(self) -> str:
         return f"{self.corpus}/fold{self.fold}/seed{self.seed}"
 
+    @property
+    def job_dir(self) -> Path:
+        """Where this job's runs and its executed notebook live."""
+        from .experiment import fold_dir
+
+        return fold_dir(self.out_root, self.corpus, self.fold, self.seed)
+
     def parameters(self) -> dict[str, Any]:
-        """The notebook parameters of this job (the names of notebook 05's `parameters` cell)."""
+        """The notebook parameters of this job (the names of notebook 05's `parameters` cell).
+
+        The notebook's ``out_dir`` is the batch root: the notebook itself appends
+        ``<corpus>/fold<k>/seed<s>``, which lands in :attr:`job_dir`.
+        """
         params = asdict(self)
+        params["out_dir"] = params.pop("out_root")
         params["protocol"] = self.protocol or ""
         params["baselines"] = list(self.baselines)
         params["progress"] = False
@@ -75,9 +91,8 @@ def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence
         corpus_folds = folds[corpus] if isinstance(folds, dict) else folds
         for fold in corpus_folds:
             for seed in seeds:
-                out = Path(out_root) / corpus / f"fold{fold}" / f"seed{seed}"
                 jobs.append(GridJob(corpus=corpus, data_root=str(root), fold=int(fold),
-                                    seed=int(seed), profile=profile, out_dir=str(out),
+                                    seed=int(seed), profile=profile, out_root=str(out_root),
                                     protocol=protocol, device=device,
                                     baselines=tuple(baselines)))
     return jobs
@@ -88,7 +103,7 @@ def run_notebook_job(job: GridJob, notebook: str | Path = DEFAULT_NOTEBOOK,
     """Execute the experiment notebook for one job; return the job's output directory."""
     import papermill as pm
 
-    out = Path(job.out_dir)
+    out = job.job_dir
     out.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(notebook), str(out / "executed.ipynb"), parameters=job.parameters(),
                         kernel_name="python3", cwd=str(Path(notebook).parent),

@@ -20,7 +20,12 @@ def test_grid_covers_corpora_folds_seeds(tmp_path):
                      {"iemocap": [0, 1, 2, 3, 4], "msp_improv": [0, 1, 2, 3]}, [0, 1, 2],
                      "paper", tmp_path)
     assert len(jobs) == (5 + 4) * 3
-    assert len({j.out_dir for j in jobs}) == len(jobs)
+    assert len({j.job_dir for j in jobs}) == len(jobs)
+    # the notebook gets the batch root and appends <corpus>/fold<k>/seed<s> itself, so its runs
+    # land in the job's directory (not in a second copy of that path below it)
+    job = jobs[-1]
+    assert job.parameters()["out_dir"] == str(tmp_path)
+    assert job.job_dir == tmp_path / "msp_improv" / "fold3" / "seed2"
     assert jobs[0].parameters()["progress"] is False
     assert jobs[0].parameters()["baselines"] == ["cnn_lstm"]
     both = make_grid({"generated": "/g"}, [0], [0], "smoke", tmp_path, baselines=("cnn_lstm", "random"))
