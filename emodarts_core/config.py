@@ -124,8 +124,9 @@ class SearchSpaceConfig:
     # supernet, affine in the final network). Not part of the method: off in the paper profile.
     # The supernet's head otherwise sees inputs whose spread between utterances is tiny (each
     # sequence op enters with weight ~1/14, then frames are averaged: measured on RAVDESS at
-    # initialisation, 0.007 against 0.03 for a derived network), so a short search does not
-    # learn at all; with it, the cpu profile's supernet learns in its first epoch.
+    # initialisation, 0.008 against 0.034 for a derived network, benchmarks/head_signal.py),
+    # so a short search does not learn at all; with it, the cpu profile's supernet learns in
+    # its first epoch.
     head_norm: bool = False
 
     @property
