@@ -20,10 +20,12 @@ Speed on CPU (exact; see ``benchmarks/RESULTS.md``). The supernet runs its CNN i
 times faster than in the default layout. Two kernels are slower in that layout, so the ops work
 around them without changing what they compute: :class:`BatchNorm2d` normalises a
 ``channels_last`` CPU input whose channel count is not a multiple of 8 in the contiguous layout
-(same kernel, same numbers) and hands the result back as ``channels_last``; 3 x 3 average pooling runs as a depthwise convolution with a
-ones kernel divided by the count of valid (non-padding) pixels, which is the definition of
-``count_include_pad=False`` pooling. In a mixed op the ReLU that every convolutional candidate
-applies first is computed once and shared (:meth:`DilConv.forward_relu`).
+(same kernel, same numbers) and hands the result back as ``channels_last``; 3 x 3 average
+pooling runs as a depthwise convolution with a ones kernel divided by the count of valid
+(non-padding) pixels, which is the definition of ``count_include_pad=False`` pooling. In a mixed
+op the ReLU that every convolutional candidate applies first is computed once and shared
+(:meth:`DilConv.forward_relu`), and on CPU the tanh-RNN stacks of all recurrent candidates run as
+one batched recurrence (:func:`run_recurrent`, :mod:`emodarts_core.recurrent`).
 """
 from __future__ import annotations
 
