@@ -111,10 +111,11 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys, same arithmetic) that is
     fast for ``channels_last`` input on CPU.
 
-    PyTorch's CPU batch-norm kernel for ``channels_last`` maps was 1.5-5x slower than the
-    contiguous one here when the channel count is not a multiple of 8 (C = 2, 4, 6, 12, 20; its
-    vectorised path covers channels in groups of 8), and as fast or faster when it is (C = 8 to
-    256; ``benchmarks/RESULTS.md``). So a ``channels_last`` CPU input with ``C % 8 != 0`` is
+    PyTorch's CPU batch-norm kernel for ``channels_last`` maps was 1.8-5.7x slower than the
+    contiguous one plus two layout conversions when the channel count is not a multiple of 8
+    (C = 2, 4, 6, 12; its vectorised path covers channels in groups of 8), and about as fast or
+    faster when it is (C = 8 to 128; ``benchmarks/kernels.py``, figures in
+    ``benchmarks/RESULTS.md``). So a ``channels_last`` CPU input with ``C % 8 != 0`` is
     normalised in the contiguous layout and returned as ``channels_last`` again. Otherwise, and
     on CUDA, this is exactly ``nn.BatchNorm2d``.
     """

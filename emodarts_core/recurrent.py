@@ -17,10 +17,10 @@ The recurrence is a custom autograd function with a hand-written backward pass t
 neither pass builds a per-frame graph. Same parameters and equations as ``nn.RNN`` (tanh, zero
 initial state): outputs and gradients agree with PyTorch's module to rounding
 (``tests/test_recurrent.py``, float64); only the dropout between stacked layers draws its masks
-in another order (equal in law). Measured (1 thread, ``H = 32``, ``T = 32``, the six candidates'
-forward + backward): 24 ms instead of 57 ms at batch 16. LSTMs are *not* banked: PyTorch's fused
-oneDNN LSTM kernel was twice as fast as the same bank written for LSTM cells
-(``benchmarks/RESULTS.md``).
+in another order (equal in law). About 2x faster than ``nn.RNN`` one by one for the six
+candidates' forward + backward at the supernet's sizes (``benchmarks/kernels.py``, figures in
+``benchmarks/RESULTS.md``). LSTMs are *not* banked: a prototype of the same bank for LSTM cells
+(not kept) was slower than PyTorch's fused oneDNN LSTM kernel.
 
 Entry point: :func:`run_stacks` (used by the recurrent sequence ops in :mod:`emodarts_core.ops`
 on CPU).
@@ -76,15 +76,11 @@ def tanh_rnn_bank(P: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     (``x W_ih^T + b_ih + b_hh``); ``W``: ``(K, H, H)``, each layer's ``weight_hh``. Returns the
     hidden states ``(K, B, T, H)``. Differentiable in ``P`` and ``W`` (first order only).
     """
-    _check_bank(P, W, "tanh_rnn_bank")
-    return _TanhBank.apply(P, W)
-
-
-def _check_bank(P: torch.Tensor, W: torch.Tensor, who: str) -> None:
     if P.dim() != 4 or W.dim() != 3 or W.shape[0] != P.shape[0] or W.shape[1] != P.shape[3] \
             or W.shape[1] != W.shape[2]:
-        raise ValueError(f"{who}: expected P (K, B, T, H) and W (K, H, H), got "
+        raise ValueError(f"tanh_rnn_bank: expected P (K, B, T, H) and W (K, H, H), got "
                          f"{tuple(P.shape)} and {tuple(W.shape)}")
+    return _TanhBank.apply(P, W)
 
 
 def bankable(rnn: nn.Module) -> bool:
