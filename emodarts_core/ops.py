@@ -113,8 +113,8 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     PyTorch's CPU batch-norm kernel for ``channels_last`` maps was 1.8-5.7x slower than the
     contiguous one plus two layout conversions when the channel count is not a multiple of 8
-    (C = 2, 4, 6, 12; its vectorised path covers channels in groups of 8), and about as fast or
-    faster when it is (C = 8 to 128; ``benchmarks/kernels.py``, figures in
+    (C = 2, 4, 6, 12; its vectorised path covers channels in groups of 8), and within ~15 % of
+    it, mostly faster, when it is (C = 8 to 128; ``benchmarks/kernels.py``, figures in
     ``benchmarks/RESULTS.md``). So a ``channels_last`` CPU input with ``C % 8 != 0`` is
     normalised in the contiguous layout and returned as ``channels_last`` again. Otherwise, and
     on CUDA, this is exactly ``nn.BatchNorm2d``.
