@@ -27,8 +27,9 @@ PARTS: tuple[str, ...] = ("stem", "cnn", "seq", "head", "aux", "alphas")
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Number of scalar parameters per part: ``stem`` (stem conv + BN), ``cnn`` (CNN cells),
-    ``seq`` (CNN -> SeqNN projection and SeqNN cells), ``head`` (head norm and classifier), ``aux`` (auxiliary
-    head), ``alphas`` (architecture parameters), ``other`` (anything else, normally 0), and
+    ``seq`` (CNN -> SeqNN projection and SeqNN cells), ``head`` (head norm and classifier),
+    ``aux`` (auxiliary head), ``alphas`` (architecture parameters), ``other`` (anything else,
+    normally 0), and
     ``total`` (all of them) and ``weights`` (total minus alphas)."""
     counts = {part: 0 for part in PARTS}
     counts["other"] = 0
@@ -64,8 +65,9 @@ def _shapes(name: str, out: Any) -> list[tuple[str, tuple[int, ...]]]:
 def trace_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """Run ``model(x)`` once (in eval mode, no gradients) and list ``(stage, output shape)`` in
     the order the stages ran: ``("input", ...)``, ``stem``, ``cells.0`` ..., ``seq_in[0]``,
-    ``seq_in[1]``, ``seq_cells.0`` ..., ``pool``, ``head_norm``, ``classifier``. The model's train/eval mode is
-    restored afterwards. Stages that ``forward`` does not run (the auxiliary head) are absent.
+    ``seq_in[1]``, ``seq_cells.0`` ..., ``pool``, ``head_norm``, ``classifier``. The model's
+    train/eval mode is restored afterwards. Stages that ``forward`` does not run (the auxiliary
+    head) are absent.
     """
     trace: list[tuple[str, tuple[int, ...]]] = [("input", tuple(x.shape))]
     hooks = []
