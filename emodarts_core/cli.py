@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-job", type=float, default=1.0)
     p.add_argument("--table-only", action="store_true",
                    help="do not run anything: build the table from the runs already under --out")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="also copy every run's small JSON record (config, environment, metrics, "
+                        "genotype, history; no checkpoints) to DIR, e.g. to keep it in git")
     return parser
 
 
@@ -172,10 +175,16 @@ def run_reproduce(args: argparse.Namespace) -> int:
     rows = reproduce.collect(out)
     if not rows:
         raise UsageError(f"--out {out}: no finished training or baseline runs found")
-    table = reproduce.format_table(reproduce.summarize(rows))
+    table = reproduce.format_report(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
     print(table)
+    if args.export:
+        try:
+            written = reproduce.export_records(out, args.export)
+        except ValueError as e:
+            raise UsageError(f"--export: {e}") from None
+        print(f"reproduce: exported {len(written)} record files to {args.export}")
     return 0
 
 

@@ -215,13 +215,14 @@ class SummaryRow:
     ua_std: float = 0.0
 
 
-def summarize(rows: Sequence[ResultRow]) -> list[SummaryRow]:
-    """Mean ± sample standard deviation (in percent) per corpus and method over folds x seeds."""
-    groups: dict[tuple[str, str], list[ResultRow]] = {}
+def summarize(rows: Sequence[ResultRow], by_fold: bool = False) -> list[SummaryRow]:
+    """Mean ± sample standard deviation (in percent) per corpus and method over folds x seeds;
+    with ``by_fold``, one row per corpus, method and fold (over that fold's seeds)."""
+    groups: dict[tuple[str, str, int], list[ResultRow]] = {}
     for r in rows:
-        groups.setdefault((r.corpus, r.method), []).append(r)
+        groups.setdefault((r.corpus, r.method, r.fold if by_fold else -1), []).append(r)
     out = []
-    for (corpus, method), group in sorted(groups.items()):
+    for (corpus, method, _), group in sorted(groups.items()):
         wa_m, wa_s = _mean_std([100 * r.wa for r in group])
         ua_m, ua_s = _mean_std([100 * r.ua for r in group])
         out.append(SummaryRow(corpus=corpus, method=method, n_runs=len(group),
@@ -247,3 +248,60 @@ def format_table(summary: Sequence[SummaryRow], with_paper: bool = True) -> str:
             line += f" {fmt(paper.get('wa'))} | {fmt(paper.get('ua'))} |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def format_job_table(rows: Sequence[ResultRow]) -> str:
+    """A Markdown table with one line per job (corpus, fold, seed) and WA / UA of each method."""
+    methods = sorted({r.method for r in rows}, key=lambda m: (m != "emodarts", m))
+    by_job: dict[tuple[str, int, int], dict[str, ResultRow]] = {}
+    for r in rows:
+        by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = r
+    header = "| corpus | fold | seed | " + " | ".join(f"{m} WA % | {m} UA %" for m in methods) + " |"
+    lines = [header, "|---|---|---|" + "---|---|" * len(methods)]
+    for (corpus, fold, seed), found in sorted(by_job.items()):
+        cells = []
+        for m in methods:
+            r = found.get(m)
+            cells += ["–", "–"] if r is None else [f"{100 * r.wa:.2f}", f"{100 * r.ua:.2f}"]
+        lines.append(f"| {corpus} | {fold} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_report(rows: Sequence[ResultRow]) -> str:
+    """The batch's whole table: overall mean ± std, per fold, and per job (Markdown)."""
+    return "\n\n".join([
+        "Over all folds and seeds:", format_table(summarize(rows)),
+        "Per fold (over its seeds):", format_table(summarize(rows, by_fold=True), with_paper=False),
+        "Per job:", format_job_table(rows)])
+
+
+# Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.
+RECORD_FILES = ("config.json", "environment.json", "metrics.json", "genotype.json", "history.json",
+                "candidates.json")
+
+
+def export_records(out_root: str | Path, dest: str | Path) -> list[Path]:
+    """Copy the small JSON record of every run below ``out_root`` to the same relative place
+    below ``dest`` (no checkpoints, no executed notebooks), so that a batch's results can be kept
+    in version control and :func:`collect` / the tables rebuilt from them anywhere.
+
+    Returns the files written. Existing files in ``dest`` are overwritten (atomically).
+    """
+    from .runs import atomic_write_text
+
+    root, dest = Path(out_root), Path(dest)
+    if not root.is_dir():
+        raise ValueError(f"export_records: no such directory {root}")
+    if dest.resolve() == root.resolve() or root.resolve() in dest.resolve().parents:
+        raise ValueError("export_records: dest must lie outside the batch directory")
+    written = []
+    for env_path in sorted(root.rglob("environment.json")):    # every run directory has one
+        run_dir = env_path.parent
+        for name in RECORD_FILES:
+            src = run_dir / name
+            if src.exists():
+                target = dest / run_dir.relative_to(root) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, src.read_text())
+                written.append(target)
+    return written

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from emodarts_core.reproduce import (GridJob, collect, format_table, make_grid, run_grid,
-                                     summarize)
+from emodarts_core.reproduce import (GridJob, collect, export_records, format_job_table,
+                                     format_table, make_grid, run_grid, summarize)
 
 
 def _fake_run(root: Path, corpus, kind, fold, seed, wa, ua, options=None):
@@ -56,6 +56,39 @@ def test_summary_is_mean_and_sample_std_over_runs(tmp_path):
     assert "80.00 ± 10.00" in table and "78.03" in table     # the paper's IEMOCAP WA beside ours
 
 
+def test_per_fold_summary_and_job_table(tmp_path):
+    for fold, seed, ua in [(0, 0, 0.5), (0, 1, 0.7), (1, 0, 0.9)]:
+        _fake_run(tmp_path, "ravdess", "train", fold, seed, ua, ua)
+    _fake_run(tmp_path, "ravdess", "baseline", 0, 1, 0.4, 0.3, {"baseline": "random"})
+    rows = collect(tmp_path)
+    per_fold = {(s.method, s.folds[0]): s for s in summarize(rows, by_fold=True)}
+    assert set(per_fold) == {("emodarts", 0), ("emodarts", 1), ("random", 0)}
+    assert per_fold["emodarts", 0].n_runs == 2 and per_fold["emodarts", 0].ua_mean == pytest.approx(60.0)
+    assert per_fold["emodarts", 1].ua_std == 0.0
+    lines = format_job_table(rows).splitlines()
+    assert lines[0].startswith("| corpus | fold | seed | emodarts WA %")   # searched model first
+    assert len(lines) == 2 + 3                                            # one line per job
+    assert "| ravdess | 0 | 0 | 50.00 | 50.00 | – | – |" in lines           # no random run there
+    assert "| ravdess | 0 | 1 | 70.00 | 70.00 | 40.00 | 30.00 |" in lines
+
+
+def test_exported_records_rebuild_the_same_table(tmp_path):
+    batch = tmp_path / "batch"
+    _fake_run(batch, "ravdess", "train", 0, 0, 0.6, 0.5)
+    _fake_run(batch, "ravdess", "train", 0, 1, 0.8, 0.7)
+    for d in (batch / "ravdess/fold0").glob("seed*/train"):
+        (d / "environment.json").write_text("{}")
+        (d / "checkpoint.pt").write_bytes(b"x" * 100)          # not part of the record
+        (d / "genotype.json").write_text('{"normal": []}')
+    written = export_records(batch, tmp_path / "kept")
+    assert len(written) == 2 * 4
+    assert not list((tmp_path / "kept").rglob("*.pt"))
+    assert (tmp_path / "kept/ravdess/fold0/seed1/train/genotype.json").read_text() == '{"normal": []}'
+    assert format_table(summarize(collect(tmp_path / "kept"))) == format_table(summarize(collect(batch)))
+    with pytest.raises(ValueError, match="outside"):
+        export_records(batch, batch / "inside")
+
+
 def _square_job(job: GridJob) -> str:
     # a module-level job function: Ray pickles it by reference
     return f"{job.name}:{job.fold * job.fold + job.seed}"
@@ -83,6 +116,7 @@ def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "60.00 ± 14.14" in printed and "65.63" in printed      # ours beside the paper's UA
     assert (tmp_path / "table.md").read_text().strip() == printed.strip()
+    assert "Per fold" in printed and "| msp_improv | 1 | 0 | 80.00 | 70.00 |" in printed
     assert main(["reproduce", "--out", str(tmp_path / "x")]) == 2            # no corpus given
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", "iemocap"]) == 2   # no root
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
