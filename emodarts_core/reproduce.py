@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .paper import PAPER_RESULTS
+
+if TYPE_CHECKING:
+    import subprocess
 
 DEFAULT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_experiments.ipynb"
 
@@ -101,14 +105,117 @@ def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence
 def run_notebook_job(job: GridJob, notebook: str | Path = DEFAULT_NOTEBOOK,
                      timeout_s: int | None = None) -> str:
     """Execute the experiment notebook for one job; return the job's output directory."""
-    import papermill as pm
-
     out = job.job_dir
     out.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(notebook), str(out / "executed.ipynb"), parameters=job.parameters(),
-                        kernel_name="python3", cwd=str(Path(notebook).parent),
-                        execution_timeout=timeout_s, progress_bar=False)
+    execute_notebook(notebook, out / "executed.ipynb", job.parameters(),
+                     cwd=Path(notebook).parent, timeout_s=timeout_s, log_path=out / "papermill.log")
     return str(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing a notebook with a watchdog
+def notebook_state(path: str | Path) -> str:
+    """``"completed"`` when papermill has marked every code cell of the executed notebook at
+    ``path`` completed, ``"failed"`` when a cell failed, else ``"running"`` (also while the file
+    is missing or half written)."""
+    try:
+        nb = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return "running"
+    states = [c.get("metadata", {}).get("papermill", {}).get("status")
+              for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    if "failed" in states:
+        return "failed"
+    return "completed" if states and all(s == "completed" for s in states) else "running"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc; empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(proc: "subprocess.Popen") -> None:
+    import signal
+
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def watch(cmd: Sequence[str], output: str | Path, log_path: str | Path,
+          grace_s: float = 120.0, poll_s: float = 5.0) -> str:
+    """Run ``cmd`` (a papermill run writing ``output``) to its end; return the notebook's state.
+
+    The watchdog: papermill can finish every cell and then never return (it waits for a kernel
+    reply that does not come; nteract/papermill issues #705 and #711, seen here once inside a Ray
+    worker). Once :func:`notebook_state` says every cell completed and the process is still
+    alive ``grace_s`` seconds later, the process and its kernel are killed and the run counts
+    as completed. A failed cell or a non-zero exit raises ``RuntimeError`` naming the log.
+    """
+    import subprocess
+    import time
+
+    # the kernel imports the same emodarts_core as this process, installed or from a source tree
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env)
+        done_since = None
+        while True:
+            try:
+                rc = proc.wait(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if notebook_state(output) == "running":
+                done_since = None
+                continue
+            done_since = done_since or time.monotonic()
+            if time.monotonic() - done_since >= grace_s:
+                _kill_tree(proc)
+                log.write(f"\n[emodarts] every cell had ended {grace_s:.0f} s before and papermill "
+                          f"had not returned: stopped it and its kernel\n".encode())
+                rc = None
+                break
+    state = notebook_state(output)
+    if state == "failed" or (rc is not None and rc != 0):
+        raise RuntimeError(f"notebook run failed ({state}, exit code {rc}): see {output} "
+                           f"and {log_path}")
+    return state
+
+
+def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any],
+                     cwd: str | Path, timeout_s: int | None = None,
+                     log_path: str | Path | None = None, grace_s: float = 120.0) -> str:
+    """Execute ``notebook`` into ``output`` with papermill in a child process, under
+    :func:`watch`'s watchdog; ``timeout_s`` limits each cell (None: no limit)."""
+    import sys
+
+    import yaml
+
+    cmd = [sys.executable, "-m", "papermill", str(notebook), str(output),
+           "-y", yaml.safe_dump(parameters), "-k", "python3", "--cwd", str(cwd),
+           "--no-progress-bar"]
+    if timeout_s is not None:
+        cmd += ["--execution-timeout", str(int(timeout_s))]
+    log_path = Path(log_path) if log_path else Path(output).with_suffix(".log")
+    return watch(cmd, output, log_path, grace_s=grace_s)
 
 
 def run_grid(jobs: Iterable[GridJob], job_fn: Callable[[GridJob], str] = run_notebook_job,

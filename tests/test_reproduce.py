@@ -131,3 +131,75 @@ def test_count_folds_of_the_generated_corpus(tmp_path):
 
     root = generate_corpus(tmp_path / "gen", n_speakers=4, per_class=1, seed=0)
     assert count_folds("generated", root) >= 2
+
+
+def _code_cells(*states):
+    return {"cells": [{"cell_type": "markdown", "metadata": {}}] + [
+        {"cell_type": "code", "metadata": {"papermill": {"status": s}}} for s in states]}
+
+
+def test_notebook_state_reads_papermills_cell_marks(tmp_path):
+    from emodarts_core.reproduce import notebook_state
+
+    nb = tmp_path / "nb.ipynb"
+    assert notebook_state(nb) == "running"                       # not written yet
+    nb.write_text('{"cells": [')                                 # half written
+    assert notebook_state(nb) == "running"
+    nb.write_text(json.dumps(_code_cells("completed", "running")))
+    assert notebook_state(nb) == "running"
+    nb.write_text(json.dumps(_code_cells("completed", "failed", "pending")))
+    assert notebook_state(nb) == "failed"
+    nb.write_text(json.dumps(_code_cells("completed", "completed")))
+    assert notebook_state(nb) == "completed"
+
+
+HANGING_RUN = """
+import json, subprocess, sys, time
+kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(sys.argv[2], "w").write(sys.argv[1])
+print(kernel.pid, flush=True)
+time.sleep(600)                    # every cell done, and the run never returns
+"""
+
+
+def test_watchdog_stops_a_run_that_never_returns_after_its_last_cell(tmp_path):
+    import sys
+    import time
+
+    from emodarts_core.reproduce import watch
+
+    out, log = tmp_path / "executed.ipynb", tmp_path / "run.log"
+    cmd = [sys.executable, "-c", HANGING_RUN, json.dumps(_code_cells("completed")), str(out)]
+    start = time.monotonic()
+    assert watch(cmd, out, log, grace_s=1.0, poll_s=0.2) == "completed"
+    assert time.monotonic() - start < 60
+    kernel_pid = int(log.read_text().split()[0])
+    stat = Path(f"/proc/{kernel_pid}/stat")                    # the "kernel" was stopped too
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert "had not returned" in log.read_text()
+    # a failed cell is an error, whether or not the run returns
+    cmd[3:] = [json.dumps(_code_cells("completed", "failed")), str(tmp_path / "failed.ipynb")]
+    with pytest.raises(RuntimeError, match="failed"):
+        watch(cmd, tmp_path / "failed.ipynb", log, grace_s=1.0, poll_s=0.2)
+    cmd[3:] = [json.dumps(_code_cells("completed")), str(tmp_path / "x.ipynb")]
+    cmd[2] = "import sys; open(sys.argv[2], 'w').write(sys.argv[1]); sys.exit(3)"
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        watch(cmd, tmp_path / "x.ipynb", log, grace_s=1.0, poll_s=0.2)
+
+
+def test_execute_notebook_runs_papermill_with_the_parameters(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    from emodarts_core.reproduce import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    params = nbformat.v4.new_code_cell("seeds = []\nname = 'x'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(name, sum(seeds))")]
+    src = tmp_path / "nb.ipynb"
+    nbformat.write(nb, src)
+    out = tmp_path / "out.ipynb"
+    assert execute_notebook(src, out, {"seeds": [1, 2, 3], "name": "job"}, cwd=tmp_path) == "completed"
+    executed = nbformat.read(out, as_version=4)
+    assert executed.cells[-1].outputs[0]["text"].strip() == "job 6"
