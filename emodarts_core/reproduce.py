@@ -357,29 +357,14 @@ def format_table(summary: Sequence[SummaryRow], with_paper: bool = True) -> str:
     return "\n".join(lines)
 
 
-def format_job_table(rows: Sequence[ResultRow]) -> str:
-    """A Markdown table with one line per job (corpus, fold, seed) and WA / UA of each method."""
-    methods = sorted({r.method for r in rows}, key=lambda m: (m != "emodarts", m))
-    by_job: dict[tuple[str, int, int], dict[str, ResultRow]] = {}
-    for r in rows:
-        by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = r
-    header = "| corpus | fold | seed | " + " | ".join(f"{m} WA % | {m} UA %" for m in methods) + " |"
-    lines = [header, "|---|---|---|" + "---|---|" * len(methods)]
-    for (corpus, fold, seed), found in sorted(by_job.items()):
-        cells = []
-        for m in methods:
-            r = found.get(m)
-            cells += ["–", "–"] if r is None else [f"{100 * r.wa:.2f}", f"{100 * r.ua:.2f}"]
-        lines.append(f"| {corpus} | {fold} | {seed} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def format_report(rows: Sequence[ResultRow]) -> str:
     """The batch's whole table: overall mean ± std, per fold, and per job (Markdown)."""
+    from .report import fold_table
+
     return "\n\n".join([
         "Over all folds and seeds:", format_table(summarize(rows)),
         "Per fold (over its seeds):", format_table(summarize(rows, by_fold=True), with_paper=False),
-        "Per job:", format_job_table(rows)])
+        "Per job:", fold_table(rows)])
 
 
 # Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from emodarts_core.reproduce import (GridJob, collect, export_records, format_job_table,
-                                     format_table, make_grid, run_grid, summarize)
+from emodarts_core.reproduce import (GridJob, collect, export_records, format_report, format_table,
+                                     make_grid, run_grid, summarize)
 
 
 def _fake_run(root: Path, corpus, kind, fold, seed, wa, ua, options=None):
@@ -56,7 +56,7 @@ def test_summary_is_mean_and_sample_std_over_runs(tmp_path):
     assert "80.00 ± 10.00" in table and "78.03" in table     # the paper's IEMOCAP WA beside ours
 
 
-def test_per_fold_summary_and_job_table(tmp_path):
+def test_per_fold_summary_and_report(tmp_path):
     for fold, seed, ua in [(0, 0, 0.5), (0, 1, 0.7), (1, 0, 0.9)]:
         _fake_run(tmp_path, "ravdess", "train", fold, seed, ua, ua)
     _fake_run(tmp_path, "ravdess", "baseline", 0, 1, 0.4, 0.3, {"baseline": "random"})
@@ -65,11 +65,12 @@ def test_per_fold_summary_and_job_table(tmp_path):
     assert set(per_fold) == {("emodarts", 0), ("emodarts", 1), ("random", 0)}
     assert per_fold["emodarts", 0].n_runs == 2 and per_fold["emodarts", 0].ua_mean == pytest.approx(60.0)
     assert per_fold["emodarts", 1].ua_std == 0.0
-    lines = format_job_table(rows).splitlines()
-    assert lines[0].startswith("| corpus | fold | seed | emodarts WA %")   # searched model first
-    assert len(lines) == 2 + 3                                            # one line per job
-    assert "| ravdess | 0 | 0 | 50.00 | 50.00 | – | – |" in lines           # no random run there
-    assert "| ravdess | 0 | 1 | 70.00 | 70.00 | 40.00 | 30.00 |" in lines
+    report = format_report(rows)
+    overall, per_fold_part, per_job = report.split("Per ")[0], report.split("Per ")[1], report.split("Per ")[2]
+    assert "| ravdess | emodarts | 3 | 0,1 | 70.00 ± 20.00 | 70.00 ± 20.00 |" in overall
+    assert "| ravdess | emodarts | 2 | 0 | 60.00 ± 14.14 | 60.00 ± 14.14 |" in per_fold_part
+    assert "| ravdess | 0 | 1 | 70.00 | 70.00 | 40.00 | 30.00 |" in per_job     # one line per job
+    assert "| ravdess | 0 | 0 | 50.00 | 50.00 | – | – |" in per_job
 
 
 def test_exported_records_rebuild_the_same_table(tmp_path):
