@@ -34,7 +34,7 @@ from .genotype import Genotype, edges_of_node
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
     "plot_alpha_heatmap", "plot_curves", "plot_collapse", "plot_confusion",
-    "plot_genotype_stability",
+    "plot_genotype_stability", "plot_method_comparison",
 ]
 
 CELL_TYPES = ("normal", "reduce", "seq")
@@ -451,4 +451,34 @@ def plot_genotype_stability(genotypes: Sequence[Genotype | Mapping[str, Any] | s
     if labels:
         title += " (" + ", ".join(labels) + ")"
     fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch results
+def plot_method_comparison(rows: Sequence[Any], metric: str = "ua") -> Figure:
+    """Test UA (or WA) of every method in every job of a batch, as grouped bars.
+
+    ``rows`` are :class:`emodarts_core.reproduce.ResultRow` s (``reproduce.collect``). One group
+    of bars per job (corpus, fold, seed), one colour per method; a dashed line per method marks
+    its mean over all jobs, so both the spread between seeds and the average are visible.
+    """
+    if metric not in ("ua", "wa"):
+        raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
+    if not rows:
+        raise ValueError("plot_method_comparison: no result rows given")
+    methods = sorted({r.method for r in rows}, key=lambda m: (m != "emodarts", m))
+    jobs = sorted({(r.corpus, r.fold, r.seed) for r in rows})
+    value = {(r.corpus, r.fold, r.seed, r.method): 100 * getattr(r, metric) for r in rows}
+    fig, axes = _new_figure(size=(max(5.0, 1.3 * len(jobs) + 2), 4.0))
+    ax = axes[0, 0]
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        xs = [j + (k - (len(methods) - 1) / 2) * width for j in range(len(jobs))]
+        ys = [value.get((*job, method), np.nan) for job in jobs]
+        bars = ax.bar(xs, ys, width=width, label=method)
+        ax.axhline(np.nanmean(ys), color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(jobs)), [f"{c}\nfold {f}, seed {s}" for c, f, s in jobs], fontsize="small")
+    ax.set(ylabel=f"test {metric.upper()} %", title=f"test {metric.upper()} per job (dashed: mean)")
+    ax.legend(fontsize="small")
     return fig

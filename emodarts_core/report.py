@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary"]
+           "search_summary", "alpha_decisiveness", "random_search_table", "provenance_table"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -107,3 +107,81 @@ def search_summary(result: Any) -> str:
             + f"\nkept genotype: epoch {result.best_epoch} (best validation UA on the alpha split)"
             + f"\nvalidation WA {100 * result.best_valid_wa:.2f} %, UA {100 * result.best_valid_ua:.2f} %"
             + f"\nrun directory: {result.run_dir}")
+
+
+def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    """How far each search's alphas moved from uniform by its last epoch, per cell type.
+
+    For each search (a ``history.json`` dict) and cell: the alpha entropy as a share of the
+    uniform distribution's (100 % = the alphas never moved), and the mean over edges of the gap
+    between the strongest and the second-strongest softmax weight (0 = a tie: the derived op is
+    decided by a hair), beside the uniform weight ``1 / n_ops`` for scale.
+    """
+    import math
+
+    if len(labels) != len(histories):
+        raise ValueError(f"alpha_decisiveness: {len(labels)} labels for {len(histories)} histories")
+    lines = ["| search | cell | epochs | entropy / uniform | mean top-1 − top-2 weight | 1 / n_ops |",
+             "|---|---|---|---|---|---|"]
+    for label, history in zip(labels, histories):
+        epochs = [e for e in history.get("epochs", []) if isinstance(e.get("alphas"), Mapping)]
+        if not epochs:
+            raise ValueError(f"alpha_decisiveness: {label} has no alphas in its history "
+                             f"(is it a search run?)")
+        last = epochs[-1]
+        for c in CELLS:
+            rows = last["alphas"].get(c)
+            if not rows:
+                continue
+            n_ops = len(rows[0])
+            entropy = -sum(w * math.log(w) for row in rows for w in row if w > 0) / len(rows)
+            gaps = [sorted(row)[-1] - sorted(row)[-2] for row in rows]
+            lines.append(f"| {label} | {c} | {len(epochs)} | {100 * entropy / math.log(n_ops):.3f} % "
+                         f"| {sum(gaps) / len(gaps):.4f} | {1 / n_ops:.4f} |")
+    return "\n".join(lines)
+
+
+def random_search_table(run_dir: str | Path) -> str:
+    """The candidates of a random-search baseline run (its ``candidates.json``): each sampled
+    genotype's best validation UA in its brief training, and which one was kept."""
+    import json
+
+    path = Path(run_dir) / "candidates.json"
+    if not path.exists():
+        raise ValueError(f"random_search_table: {path} not found (is {run_dir} a random-search run?)")
+    data = json.loads(path.read_text())
+    lines = ["| candidate | brief epochs | best epoch | validation UA % | normal cell | kept |",
+             "|---|---|---|---|---|---|"]
+    for c in data["candidates"]:
+        normal = cell_text(_as_genotype(c["genotype"]).normal)
+        lines.append(f"| {c['index']} | {c.get('brief_epochs', data.get('brief_epochs', '–'))} "
+                     f"| {c.get('best_epoch', '–')} | {100 * c['valid_ua']:.2f} | {normal} "
+                     f"| {'yes' if c['index'] == data['best_index'] else ''} |")
+    return "\n".join(lines)
+
+
+def provenance_table(root: str | Path) -> str:
+    """Where the runs below ``root`` came from: one row per run directory (its ``config.json``
+    and ``environment.json``), with the run kind, the library's git commit, torch and the start
+    time. Runs kept inside another run (random search's candidates) are left out."""
+    import json
+
+    root = Path(root)
+    lines = ["| run | kind | git commit | emodarts_core | torch | device | started |",
+             "|---|---|---|---|---|---|---|"]
+    for env_path in sorted(root.rglob("environment.json")):
+        run = env_path.parent
+        if any((parent / "config.json").exists() for parent in run.parents
+               if root in parent.parents):
+            continue
+        env = json.loads(env_path.read_text())
+        config_path = run / "config.json"
+        kind = json.loads(config_path.read_text()).get("kind", "?") if config_path.exists() else "?"
+        commit = (env.get("git_commit") or "")[:9] or "–"
+        lines.append(f"| {run.relative_to(root).as_posix()} | {kind} | {commit} "
+                     f"| {env.get('emodarts_core', '–')} | {env.get('torch', '–')} "
+                     f"| {env.get('device_name', env.get('device', '–'))} "
+                     f"| {env.get('start_time', '–')} |")
+    if len(lines) == 2:
+        raise ValueError(f"provenance_table: no run directories below {root}")
+    return "\n".join(lines)

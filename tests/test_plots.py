@@ -236,3 +236,22 @@ def test_slider_builds_and_redraws() -> None:
     assert bytes(image.value) != first
     with pytest.raises(ValueError, match="no 'rnn' alphas"):
         widgets.alpha_slider(make_history(), "rnn")
+
+
+def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
+    from emodarts_core.plots import plot_method_comparison
+    from emodarts_core.reproduce import ResultRow
+
+    rows = [ResultRow("ravdess", m, 0, s, wa=ua, ua=ua, run_dir="")
+            for m, s, ua in [("emodarts", 0, 0.5), ("emodarts", 1, 0.3), ("random", 0, 0.6),
+                             ("random", 1, 0.4), ("cnn_lstm", 0, 0.2)]]
+    fig = plot_method_comparison(rows)
+    ax = fig.axes[0]
+    heights = {round(p.get_height(), 6) for p in ax.patches if not np.isnan(p.get_height())}
+    assert heights == {50.0, 30.0, 60.0, 40.0, 20.0}
+    assert len(ax.patches) == 3 * 2                     # 3 methods x 2 jobs (one bar empty: NaN)
+    means = sorted(round(line.get_ydata()[0], 6) for line in ax.get_lines())
+    assert means == [20.0, 40.0, 50.0]                  # cnn_lstm, emodarts, random
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["emodarts", "cnn_lstm", "random"]
+    with pytest.raises(ValueError, match="metric"):
+        plot_method_comparison(rows, metric="f1")

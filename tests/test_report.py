@@ -56,3 +56,53 @@ def test_fold_table_puts_methods_side_by_side():
     assert lines[2] == "| generated | 0 | 0 | 75.00 | 50.00 | 50.00 | 25.00 |"
     assert lines[3] == "| generated | 1 | 0 | 100.00 | 100.00 | – | – |"
     assert fold_table([]) == "(no finished runs)"
+
+
+def test_alpha_decisiveness_is_100_percent_for_uniform_alphas_and_shows_the_gap():
+    from emodarts_core.report import alpha_decisiveness
+
+    uniform = {"epochs": [{"epoch": 0, "alphas": {"normal": [[0.25] * 4, [0.25] * 4]}}]}
+    peaked = {"epochs": [{"epoch": 0, "alphas": {"normal": [[0.25] * 4] * 2}},
+                         {"epoch": 1, "alphas": {"normal": [[0.7, 0.1, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1]]}}]}
+    lines = alpha_decisiveness([uniform, peaked], ["a", "b"]).splitlines()
+    assert lines[2] == "| a | normal | 1 | 100.000 % | 0.0000 | 0.2500 |"
+    assert lines[3].startswith("| b | normal | 2 | ") and "| 0.3500 |" in lines[3]   # (0.6 + 0.1) / 2
+    assert float(lines[3].split("|")[4].strip(" %")) < 100
+    with pytest.raises(ValueError, match="no alphas"):
+        alpha_decisiveness([{"epochs": [{"epoch": 0}]}], ["c"])
+
+
+def test_random_search_table_marks_the_kept_candidate(tmp_path):
+    import json
+
+    from emodarts_core.report import random_search_table
+
+    cands = [{"index": i, "genotype": _geno(op).to_dict(), "brief_epochs": 6, "best_epoch": i,
+              "valid_ua": ua} for i, (op, ua) in enumerate([("sep_conv_3x3", 0.3), ("dil_conv_5x5", 0.45)])]
+    (tmp_path / "candidates.json").write_text(json.dumps({"k": 2, "best_index": 1, "candidates": cands}))
+    lines = random_search_table(tmp_path).splitlines()
+    assert len(lines) == 4 and lines[3].endswith("| yes |") and not lines[2].endswith("| yes |")
+    assert "| 1 | 6 | 1 | 45.00 | n0 = dil_conv_5x5(c_{k-2})" in lines[3]
+    with pytest.raises(ValueError, match="random-search run"):
+        random_search_table(tmp_path / "nothing")
+
+
+def test_provenance_table_lists_top_level_runs_only(tmp_path):
+    import json
+
+    from emodarts_core.report import provenance_table
+
+    for rel, kind in [("c/fold0/seed0/search", "search"), ("c/fold0/seed0/baseline_random", "baseline"),
+                      ("c/fold0/seed0/baseline_random/candidates/cand_00", "train")]:
+        d = tmp_path / rel
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"kind": kind}))
+        (d / "environment.json").write_text(json.dumps(
+            {"git_commit": "0123456789abcdef", "torch": "2.9.1", "emodarts_core": "0.1.0",
+             "device_name": "x86_64", "start_time": "2026-11-25T22:11:30+00:00"}))
+    lines = provenance_table(tmp_path).splitlines()
+    assert len(lines) == 4                                   # the candidate is inside another run
+    assert lines[3] == ("| c/fold0/seed0/search | search | 012345678 | 0.1.0 | 2.9.1 | x86_64 "
+                        "| 2026-11-25T22:11:30+00:00 |")
+    with pytest.raises(ValueError, match="no run directories"):
+        provenance_table(tmp_path / "c" / "empty")
