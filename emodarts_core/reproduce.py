@@ -303,6 +303,21 @@ def collect(out_root: str | Path) -> list[ResultRow]:
     return rows
 
 
+def records_source(out_root: str | Path):
+    """A :class:`emodarts_core.data_source.DataSource` for a batch's run directories (or their
+    ``--export`` copy): the corpora of its finished runs, for a notebook's data line."""
+    from .data_source import DataSource
+
+    rows = collect(out_root)
+    if not rows:
+        raise ValueError(f"{out_root}: no finished training or baseline runs found (run "
+                         f"`python -m emodarts_core reproduce` first, or point at its --export copy)")
+    corpora = sorted({r.corpus for r in rows})
+    return DataSource(corpus=",".join(corpora), root=str(out_root),
+                      description=f"the records of {len(rows)} finished runs in {out_root} "
+                                  f"(their JSON files; no audio is read here)")
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n

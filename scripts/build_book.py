@@ -49,7 +49,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_SETS = ("book", "smoke")
 # What the build tree needs; everything else (runs, data, venvs, .git) stays out.
-BOOK_INPUTS = ("_config.yml", "_toc.yml", "book", "notebooks", "emodarts_core", "CITATION.cff")
+BOOK_INPUTS = ("_config.yml", "_toc.yml", "book", "notebooks", "emodarts_core", "CITATION.cff",
+               "benchmarks/records")           # the kept records chapter 6 reads
 IGNORE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".ipynb_checkpoints", "runs", "data", "_build", ".*", "*.egg-info"
 )

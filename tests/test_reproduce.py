@@ -204,3 +204,15 @@ def test_execute_notebook_runs_papermill_with_the_parameters(tmp_path):
     assert execute_notebook(src, out, {"seeds": [1, 2, 3], "name": "job"}, cwd=tmp_path) == "completed"
     executed = nbformat.read(out, as_version=4)
     assert executed.cells[-1].outputs[0]["text"].strip() == "job 6"
+
+
+def test_records_source_names_the_corpora_of_the_runs(tmp_path):
+    from emodarts_core.reproduce import records_source
+
+    _fake_run(tmp_path, "ravdess", "train", 0, 0, 0.6, 0.5)
+    _fake_run(tmp_path, "ravdess", "baseline", 0, 0, 0.4, 0.3, {"baseline": "cnn_lstm"})
+    src = records_source(tmp_path)
+    assert src.corpus == "ravdess" and src.is_real_speech
+    assert src.line().startswith("Data source: ravdess — the records of 2 finished runs")
+    with pytest.raises(ValueError, match="no finished"):
+        records_source(tmp_path / "nothing")
