@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "alpha_decisiveness", "random_search_table", "provenance_table"]
+           "search_summary", "head_to_head", "alpha_decisiveness", "random_search_table",
+           "provenance_table"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -107,6 +108,17 @@ def search_summary(result: Any) -> str:
             + f"\nkept genotype: epoch {result.best_epoch} (best validation UA on the alpha split)"
             + f"\nvalidation WA {100 * result.best_valid_wa:.2f} %, UA {100 * result.best_valid_ua:.2f} %"
             + f"\nrun directory: {result.run_dir}")
+
+
+def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
+    """``"<a> beat <b> on test UA in k of n jobs"``, over the jobs (corpus, fold, seed) where both
+    methods have a result (:class:`emodarts_core.reproduce.ResultRow` s)."""
+    by_job: dict[tuple[str, int, int], dict[str, float]] = {}
+    for r in rows:
+        by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = getattr(r, metric)
+    both = [job for job in by_job.values() if a in job and b in job]
+    wins = sum(job[a] > job[b] for job in both)
+    return f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
 
 
 def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:

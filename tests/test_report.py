@@ -106,3 +106,14 @@ def test_provenance_table_lists_top_level_runs_only(tmp_path):
                         "| 2026-11-25T22:11:30+00:00 |")
     with pytest.raises(ValueError, match="no run directories"):
         provenance_table(tmp_path / "c" / "empty")
+
+
+def test_head_to_head_counts_wins_over_jobs_with_both_methods():
+    from emodarts_core.report import head_to_head
+
+    rows = [ResultRow("r", m, 0, s, wa=0.0, ua=ua, run_dir="")
+            for m, s, ua in [("emodarts", 0, 0.5), ("random", 0, 0.4), ("emodarts", 1, 0.3),
+                             ("random", 1, 0.6), ("emodarts", 2, 0.9)]]
+    assert head_to_head(rows, "emodarts", "random") == "emodarts beat random on test UA in 1 of 2 jobs"
+    assert head_to_head(rows, "random", "emodarts") == "random beat emodarts on test UA in 1 of 2 jobs"
+    assert head_to_head(rows, "emodarts", "cnn_lstm").endswith("in 0 of 0 jobs")
