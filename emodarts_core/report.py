@@ -178,13 +178,14 @@ def provenance_table(root: str | Path) -> str:
     time. Runs kept inside another run (random search's candidates) are left out."""
     import json
 
+    from .reproduce import inside_another_run
+
     root = Path(root)
     lines = ["| run | kind | git commit | emodarts_core | torch | device | started |",
              "|---|---|---|---|---|---|---|"]
     for env_path in sorted(root.rglob("environment.json")):
         run = env_path.parent
-        if any((parent / "config.json").exists() for parent in run.parents
-               if root in parent.parents):
+        if inside_another_run(run, root):
             continue
         env = json.loads(env_path.read_text())
         config_path = run / "config.json"

@@ -272,7 +272,7 @@ def _method_of(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _inside_another_run(run_dir: Path, root: Path) -> bool:
+def inside_another_run(run_dir: Path, root: Path) -> bool:
     """True for the sub-runs a run keeps inside itself (random search's candidates and final
     training): the enclosing run's own metrics stand for them."""
     for parent in run_dir.parents:
@@ -290,7 +290,7 @@ def collect(out_root: str | Path) -> list[ResultRow]:
     rows = []
     for metrics_path in sorted(root.rglob("metrics.json")):
         config_path = metrics_path.with_name("config.json")
-        if not config_path.exists() or _inside_another_run(metrics_path.parent, root):
+        if not config_path.exists() or inside_another_run(metrics_path.parent, root):
             continue
         config = json.loads(config_path.read_text())
         method = _method_of(config)
