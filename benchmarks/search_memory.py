@@ -2,7 +2,7 @@
 
     python benchmarks/search_memory.py [--profiles paper cpu] [--batches 16 64] [--order second]
                                        [--device cpu|cuda] [--limit-gib 22] [--max-step-s 600]
-                                       [--probe 2 4] [--threads 1]
+                                       [--probe 2 4] [--threads 1] [--nets plain ours]
 
 "plain" is the straightforward reference supernet of ``benchmarks/search_step.py`` (every
 candidate evaluated, textbook ops, no checkpointing); "ours" is ``SuperNet`` as the profile's
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--max-step-s", type=float, default=600.0)
     ap.add_argument("--probe", nargs=2, type=int, default=[2, 4])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--nets", nargs="+", default=["plain", "ours"], choices=["plain", "ours"],
+                    help="which supernets to measure (default both)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
@@ -103,7 +105,7 @@ def main() -> None:
     print(f"{'profile':<8}{'net':<7}{'batch':>6}{'peak GiB':>12}{'s/step':>10}{'samples/s':>11}")
     paper_b64 = None
     for profile in args.profiles:
-        for kind in ("plain", "ours"):
+        for kind in args.nets:
             probes = {b: run_child(args, profile, kind, b) for b in args.probe}
             bad = [r["error"] for r in probes.values() if "error" in r]
             if bad:

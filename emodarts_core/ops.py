@@ -29,6 +29,7 @@ one batched recurrence (:func:`run_recurrent`, :mod:`emodarts_core.recurrent`).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -395,14 +396,56 @@ def run_recurrent(rnns: Sequence[nn.RNNBase], x: torch.Tensor) -> list[torch.Ten
 
     On CPU the tanh RNNs among them run together as one batched recurrence
     (:func:`emodarts_core.recurrent.run_stacks`: same equations and parameters, ~2x faster at the
-    supernet's sizes); LSTMs and every op on CUDA use PyTorch's fused kernels.
+    supernet's sizes); LSTMs and every op on CUDA use PyTorch's fused kernels, except that a
+    stacked op with dropout in training mode runs :func:`layer_by_layer` on CUDA.
     """
     outs: list[torch.Tensor | None] = [None] * len(rnns)
     banked = [n for n, r in enumerate(rnns) if x.device.type == "cpu" and bankable(r)]
     if banked:
         for n, y in zip(banked, run_stacks([rnns[n] for n in banked], x)):
             outs[n] = y
-    return [r(x)[0] if y is None else y for r, y in zip(rnns, outs)]
+    return [(layer_by_layer(r, x) if _cudnn_dropout(r, x) else r(x)[0]) if y is None else y
+            for r, y in zip(rnns, outs)]
+
+
+def _cudnn_dropout(rnn: nn.RNNBase, x: torch.Tensor) -> bool:
+    """Would ``rnn(x)`` draw its between-layer dropout inside cuDNN?"""
+    return x.is_cuda and rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
+
+
+def layer_by_layer(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
+    """``rnn(x)[0]`` (zero initial states) computed one layer at a time, with the dropout between
+    layers drawn by ``F.dropout`` from torch's generator.
+
+    Same parameters and equations as ``rnn``. Used on CUDA in training mode: cuDNN draws the
+    between-layer dropout of a stacked LSTM / RNN from its *own* random state, which neither
+    ``torch.manual_seed`` nor a checkpoint's saved generator state controls, so a resumed run
+    or an activation-checkpointing recomputation (:mod:`emodarts_core.memory`) would draw other
+    masks (and the first such call in a process allocates that state, which changes what the
+    op saves for the backward pass and breaks the recomputation outright).
+    """
+    if not isinstance(rnn, (nn.LSTM, nn.RNN)) or getattr(rnn, "proj_size", 0):
+        raise TypeError(f"layer_by_layer: plain nn.LSTM / nn.RNN expected, got {rnn!r}")
+    lstm = isinstance(rnn, nn.LSTM)
+    if not lstm and rnn.nonlinearity != "tanh":
+        raise TypeError("layer_by_layer: only tanh RNNs are used here")
+    dirs = 2 if rnn.bidirectional else 1
+    batch = x.shape[0] if rnn.batch_first else x.shape[1]
+    h0 = x.new_zeros(dirs, batch, rnn.hidden_size)
+    h = x
+    for k in range(rnn.num_layers):
+        suffixes = (f"_l{k}", f"_l{k}_reverse")
+        weights = [getattr(rnn, n) for n in rnn._flat_weights_names if n.endswith(suffixes)]
+        with warnings.catch_warnings():     # one layer's weights are not cuDNN's flat buffer:
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            if lstm:                         # cuDNN copies them (small), and warns every call
+                out = torch._VF.lstm(h, (h0, h0), weights, rnn.bias, 1, 0.0, rnn.training,
+                                     rnn.bidirectional, rnn.batch_first)[0]
+            else:
+                out = torch._VF.rnn_tanh(h, h0, weights, rnn.bias, 1, 0.0, rnn.training,
+                                         rnn.bidirectional, rnn.batch_first)[0]
+        h = F.dropout(out, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else out
+    return h
 
 
 def _recurrent(kind: str, input_size: int, hidden: int, layers: int, bidirectional: bool,

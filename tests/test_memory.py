@@ -210,5 +210,11 @@ def test_freed_activation_sized_blocks_go_back_to_the_os():
         grown, left = map(float, out.stdout.split()[-2:])
         assert grown > 100                                   # the blocks were resident
         held[mode] = left
-    assert held["nocall"] > 100                              # kept by glibc without the call
-    assert held["call"] < 20                                 # returned with it
+    assert held["call"] < 20                                 # returned with the call
+    # The control: this glibc keeps them without the call (the dev machine's and CI's do, ~128
+    # MiB; the GPU machine's image kept 32 MiB). Where it keeps almost nothing the call has
+    # nothing to show, and that is said rather than counted as a pass.
+    if held["nocall"] < 20:
+        pytest.skip(f"this C library returned the blocks without the call too "
+                    f"(kept {held['nocall']:.0f} MiB)")
+    assert held["nocall"] > held["call"] + 10

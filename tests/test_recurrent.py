@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from emodarts_core.ops import SEQ_OPS, SeqMixedOp, run_recurrent
+from emodarts_core.ops import SEQ_OPS, SeqMixedOp, layer_by_layer, run_recurrent
 from emodarts_core.recurrent import bankable, run_stacks, tanh_rnn_bank
 
 
@@ -88,3 +88,49 @@ def test_seq_mixed_op_equals_weighted_sum_of_module_ops():
     torch.testing.assert_close(mixed(x, w), ref, rtol=1e-12, atol=1e-12)
     lstm = SEQ_OPS["lstm_1"](4)
     assert torch.equal(run_recurrent([lstm.rnn], x.float())[0], lstm.rnn(x.float())[0])
+
+
+@pytest.mark.parametrize("kind,bidirectional,layers", [
+    (nn.LSTM, False, 1), (nn.LSTM, True, 3), (nn.RNN, False, 2), (nn.RNN, True, 2)])
+def test_layer_by_layer_equals_the_stacked_module(kind, bidirectional, layers):
+    """The CUDA training path of stacked ops (torch-drawn dropout) computes the module's function:
+    without dropout it equals ``rnn(x)[0]``; with dropout its masks are torch's, so one layer
+    at a time with ``F.dropout`` under the same seed gives the same output and gradients."""
+    torch.manual_seed(0)
+    rnn = kind(5, 4, num_layers=layers, batch_first=True, bidirectional=bidirectional).double()
+    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(layer_by_layer(rnn, x), rnn(x)[0], atol=1e-12)
+
+    rnn.dropout = 0.4
+    torch.manual_seed(3)
+    y = layer_by_layer(rnn, x)
+    dirs = 2 if bidirectional else 1
+    singles = []                          # layer k of the stack as a one-layer module
+    for k in range(layers):
+        one = kind(5 if k == 0 else 4 * dirs, 4, batch_first=True,
+                   bidirectional=bidirectional).double()
+        for suffix in ([""] + (["_reverse"] if bidirectional else [])):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(one, f"{name}_l0{suffix}", getattr(rnn, f"{name}_l{k}{suffix}"))
+        singles.append(one)
+    torch.manual_seed(3)
+    h = x
+    for k, one in enumerate(singles):
+        h = one(h)[0]
+        if k < layers - 1:
+            h = torch.nn.functional.dropout(h, 0.4, True)
+    assert h.shape == (3, 7, 4 * dirs)
+    assert torch.allclose(y, h, atol=1e-12)
+    if layers > 1:                        # the masks really were drawn
+        assert not torch.allclose(y, rnn.eval()(x)[0], atol=1e-6)
+    g1 = torch.autograd.grad(y.sum(), [x] + list(rnn.parameters()))
+    g2 = torch.autograd.grad(h.sum(), [x] + list(rnn.parameters()), allow_unused=True)
+    for a, b in zip(g1, g2):
+        assert b is not None and torch.allclose(a, b, atol=1e-10)
+
+
+def test_layer_by_layer_rejects_what_it_does_not_compute():
+    with pytest.raises(TypeError, match="tanh"):
+        layer_by_layer(nn.RNN(3, 3, nonlinearity="relu"), torch.randn(2, 4, 3))
+    with pytest.raises(TypeError, match="plain"):
+        layer_by_layer(nn.GRU(3, 3), torch.randn(2, 4, 3))
