@@ -198,3 +198,65 @@ def provenance_table(root: str | Path) -> str:
     if len(lines) == 2:
         raise ValueError(f"provenance_table: no run directories below {root}")
     return "\n".join(lines)
+
+
+def _history_seconds(path: Path) -> float:
+    import json
+
+    epochs = json.loads(path.read_text()).get("epochs", [])
+    if any("seconds" not in e for e in epochs):
+        raise ValueError(f"compute_table: {path} has epochs without 'seconds'")
+    return float(sum(e["seconds"] for e in epochs))
+
+
+def compute_table(root: str | Path) -> str:
+    """What each method of a batch cost: wall minutes per job, summed from the ``seconds`` that
+    every epoch of every run records in its ``history.json`` (steps and the epoch's evaluation).
+
+    emodarts = its search + the final training of its genotype; a baseline = its own training, or
+    for random search its brief candidate trainings + the final training. The minutes are wall
+    time as the jobs ran, so they compare methods fairly only where the jobs shared the machine
+    alike (as the methods of one job, run one after another, roughly do). A last line gives the
+    mean total per method."""
+    import json
+
+    from .reproduce import inside_another_run
+
+    root = Path(root)
+    per: dict[tuple[str, str], dict[str, float]] = {}
+    for cfg_path in sorted(root.rglob("config.json")):
+        run = cfg_path.parent
+        if inside_another_run(run, root):
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        kind = cfg.get("kind")
+        if kind in ("search", "train"):
+            method = "emodarts"
+        elif kind == "baseline":
+            method = str(cfg.get("options", {}).get("baseline", "baseline"))
+        else:
+            continue
+        parts = per.setdefault((run.parent.relative_to(root).as_posix(), method), {})
+        for hist in sorted(run.rglob("history.json")):
+            below = hist.parent.relative_to(run).parts
+            if kind == "search":
+                part = "search"
+            elif kind == "train" or not below:
+                part = "training" if kind == "baseline" else "final training"
+            elif below[0] == "candidates":
+                part = "brief trainings"
+            else:
+                part = "final training"
+            parts[part] = parts.get(part, 0.0) + _history_seconds(hist)
+    if not per:
+        raise ValueError(f"compute_table: no search, training or baseline runs below {root}")
+    order = ("search", "brief trainings", "training", "final training")
+    lines = ["| job | method | parts (minutes) | total minutes |", "|---|---|---|---|"]
+    totals: dict[str, list[float]] = {}
+    for (job, method), parts in sorted(per.items()):
+        total = sum(parts.values()) / 60
+        totals.setdefault(method, []).append(total)
+        text = " + ".join(f"{p} {parts[p] / 60:.1f}" for p in order if p in parts)
+        lines.append(f"| {job} | {method} | {text} | {total:.1f} |")
+    mean = ", ".join(f"{m} {sum(v) / len(v):.1f} ({len(v)} jobs)" for m, v in sorted(totals.items()))
+    return "\n".join(lines) + f"\n\nMean total minutes per job: {mean}."

@@ -117,3 +117,37 @@ def test_head_to_head_counts_wins_over_jobs_with_both_methods():
     assert head_to_head(rows, "emodarts", "random") == "emodarts beat random on test UA in 1 of 2 jobs"
     assert head_to_head(rows, "random", "emodarts") == "random beat emodarts on test UA in 1 of 2 jobs"
     assert head_to_head(rows, "emodarts", "cnn_lstm").endswith("in 0 of 0 jobs")
+
+
+def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
+    import json
+
+    from emodarts_core.report import compute_table
+
+    def run(rel, kind, seconds, **options):
+        d = tmp_path / rel
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"kind": kind, "options": options}))
+        (d / "history.json").write_text(json.dumps({"epochs": [{"seconds": s} for s in seconds]}))
+
+    job = "c/fold0/seed0"
+    run(f"{job}/search", "search", [60, 120])
+    run(f"{job}/train", "train", [30] * 4)
+    run(f"{job}/baseline_cnn_lstm", "baseline", [6] * 10, baseline="cnn_lstm")
+    d = tmp_path / job / "baseline_random"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"kind": "baseline", "options": {"baseline": "random"}}))
+    for i in range(3):
+        run(f"{job}/baseline_random/candidates/cand_0{i}", "train", [20, 40])
+    run(f"{job}/baseline_random/final", "train", [90, 90])
+    lines = compute_table(tmp_path).splitlines()
+    assert lines[2] == "| c/fold0/seed0 | cnn_lstm | training 1.0 | 1.0 |"
+    assert lines[3] == "| c/fold0/seed0 | emodarts | search 3.0 + final training 2.0 | 5.0 |"
+    assert lines[4] == "| c/fold0/seed0 | random | brief trainings 3.0 + final training 3.0 | 6.0 |"
+    assert lines[-1] == ("Mean total minutes per job: cnn_lstm 1.0 (1 jobs), emodarts 5.0 (1 jobs), "
+                         "random 6.0 (1 jobs).")
+    (tmp_path / job / "train" / "history.json").write_text(json.dumps({"epochs": [{"epoch": 0}]}))
+    with pytest.raises(ValueError, match="without 'seconds'"):
+        compute_table(tmp_path)
+    with pytest.raises(ValueError, match="no search"):
+        compute_table(tmp_path / "c" / "nothing")
