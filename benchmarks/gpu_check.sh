@@ -8,7 +8,8 @@
 #   5  the CPU-side test files again with CUDA visible (their `--device auto` paths pick CUDA;
 #      needs pytest-xdist).
 # Usage: bash benchmarks/gpu_check.sh [LOG_DIR [SECTION ...]]   (default: all sections, in order;
-# about 12 minutes on an H200, so a machine with a 10-minute command limit runs "1 2" then "3 4 5").
+# with every section's limit reached that is 16 minutes, so where a command's time is capped run
+# e.g. "1 2" and then "3 4 5").
 # Needs the project's environment (requirements.txt) and a CUDA GPU.
 set -u
 LOG="${1:-runs/gpu-check}"
