@@ -150,6 +150,10 @@ class SearchConfig:
     alpha_betas: tuple[float, float] = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
     order: str = "second"             # "first" (xi = 0) or "second" (unrolled, finite-difference HVP)
+    # Epochs at the start in which only the weights train and the alphas stay as initialised (the
+    # warm-up of PC-DARTS and later variants; 0 = none, as in DARTS and emoDARTS). The final
+    # genotype is then chosen among the epochs after the warm-up only.
+    alpha_warmup_epochs: int = 0
     collapse_guard: str | None = None  # None or "darts+" (stop once the normal cell has >= max_skips skips)
     max_skips: int = 2
     alpha_log_every: int = 0          # also record alphas every N steps (0 = once per epoch)

@@ -9,6 +9,9 @@ generator, ``SearchConfig.weight_fraction`` for the weights and the rest for the
    w-batch's loss; the learning rate is cosine-annealed from ``w_lr`` to ``w_lr_min`` over the
    epochs.
 
+With ``alpha_warmup_epochs = k > 0`` the first ``k`` epochs skip step 1 (the weights train
+alone, the alphas keep their initial values; their records have ``alpha_step_loss`` null).
+
 After each epoch the history records losses, WA and UA on the alpha split (the search's
 validation data: the weights never train on it; it is an utterance-level split of the training
 speakers, and the fold's validation and test speakers are never seen by the search), the softmaxed alphas, the derived genotype, the
@@ -18,7 +21,8 @@ early once the normal cell holds ``max_skips`` or more skip connections (DARTS+)
 that epoch is still recorded. The guard's state is part of the checkpoint.
 
 **The final genotype** is the genotype of the epoch with the best validation UA (ties: the lower
-validation loss, then the earlier epoch), not simply the last epoch's. Long DARTS searches drift
+validation loss, then the earlier epoch; warm-up epochs are not candidates), not simply the last
+epoch's. Long DARTS searches drift
 towards parameter-free cells (skip-connect collapse) while the supernet's validation accuracy
 falls, so the best-UA epoch is the natural early-stopping point; every epoch's genotype stays in
 ``history.json`` for anyone who prefers another rule.
@@ -45,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import UsageError
 from .datasets import FoldData, batch_indices, split_search
 from .genotype import Genotype
 from .guards import collapse_stats, make_guard
@@ -71,9 +76,11 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------------------------------
-def _select_best(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The epoch record with the best valid UA (ties: lower valid loss, then earlier)."""
-    return min(epochs, key=lambda r: (-r["valid_ua"], r["valid_loss"], r["epoch"]))
+def _select_best(epochs: list[dict[str, Any]], warmup: int = 0) -> dict[str, Any]:
+    """The epoch record with the best valid UA (ties: lower valid loss, then earlier), among the
+    epochs after the first ``warmup`` (all of them if the search stopped before that)."""
+    after = [r for r in epochs if r["epoch"] >= warmup] or epochs
+    return min(after, key=lambda r: (-r["valid_ua"], r["valid_loss"], r["epoch"]))
 
 
 def _alphas_json(net: nn.Module) -> dict[str, list]:
@@ -95,6 +102,9 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
     if cfg.kind != "search":
         raise ValueError(f"run_search needs a RunConfig of kind 'search', got {cfg.kind!r}")
     scfg, space = cfg.profile.search, cfg.profile.space
+    if not 0 <= scfg.alpha_warmup_epochs < max(1, scfg.epochs):
+        raise UsageError(f"search.alpha_warmup_epochs must lie in [0, search.epochs), got "
+                         f"{scfg.alpha_warmup_epochs} with {scfg.epochs} epochs")
     device = resolve_device(cfg.device)
     amp = cfg.options.get("amp") if device.type == "cuda" else None
     ckpt_every = int(cfg.options.get("checkpoint_every", 0) or 0)
@@ -168,8 +178,9 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
             wi, ai = w_batches[step], a_batches[step % len(a_batches)]
             xw, yw = to_device(x_w[wi], device), y_w[wi].to(device)
             xa, ya = to_device(x_a[ai], device), y_a[ai].to(device)
-            acc["valid_loss"] += architect.step(xw, yw, xa, ya, lr, w_opt) * len(ai)
-            acc["n_alpha"] += len(ai)
+            if epoch >= scfg.alpha_warmup_epochs:
+                acc["valid_loss"] += architect.step(xw, yw, xa, ya, lr, w_opt) * len(ai)
+                acc["n_alpha"] += len(ai)
             with autocast_context(device, amp):
                 logits = net(xw)
                 loss = F.cross_entropy(logits.float(), yw)
@@ -206,7 +217,7 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
             "valid_loss": float(F.cross_entropy(logits_a, y_a)),
             "valid_wa": wa_score(y_a.numpy(), pred),
             "valid_ua": ua_score(y_a.numpy(), pred, data.n_classes),
-            "alpha_step_loss": acc["valid_loss"] / max(1, acc["n_alpha"]),
+            "alpha_step_loss": acc["valid_loss"] / acc["n_alpha"] if acc["n_alpha"] else None,
             "seconds": time.perf_counter() - t0,
             "alphas": {k: v.tolist() for k, v in weights.items()},
             "genotype": geno.to_dict(),
@@ -228,7 +239,7 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
 
     if not history["epochs"]:
         raise RuntimeError(f"{run.path}: the search ran no epoch (search.epochs = {scfg.epochs})")
-    best = _select_best(history["epochs"])
+    best = _select_best(history["epochs"], scfg.alpha_warmup_epochs)
     genotype = Genotype.from_dict(best["genotype"])
     run.write_json(RunDir.GENOTYPE, genotype.to_dict())
     run.write_json(RunDir.METRICS, {

@@ -123,3 +123,29 @@ def test_search_refuses_other_kinds(tmp_path):
     cfg = dataclasses.replace(search_cfg(tmp_path), kind="train")
     with pytest.raises(ValueError, match="kind 'search'"):
         run_search(cfg, progress=False, data=tiny_fold())
+
+
+def test_alpha_warmup_trains_only_the_weights_first(tmp_path):
+    """During the warm-up epochs the alphas keep their initial values while the weights move;
+    afterwards they move, and the final genotype comes from a post-warm-up epoch."""
+    cfg = search_cfg(tmp_path, search={"epochs": 3, "alpha_warmup_epochs": 2, "order": "first"},
+                     space={"seq_ops": "lstm_att"})
+    torch.manual_seed(cfg.seed)
+    res = run_search(cfg, progress=False, data=tiny_fold())
+    epochs = RunDir.open(res.run_dir).history()["epochs"]
+    assert [e["alpha_step_loss"] is None for e in epochs] == [True, True, False]
+    assert epochs[0]["alphas"] == epochs[1]["alphas"] != epochs[2]["alphas"]
+    assert epochs[0]["train_loss"] != epochs[1]["train_loss"]          # the weights did train
+    assert res.best_epoch == 2
+    with pytest.raises(ValueError, match="alpha_warmup_epochs"):
+        run_search(search_cfg(tmp_path, "bad", search={"epochs": 2, "alpha_warmup_epochs": 2}),
+                   progress=False, data=tiny_fold())
+
+
+def test_best_epoch_selection_skips_the_warmup():
+    from emodarts_core.search import _select_best
+
+    recs = [{"epoch": i, "valid_ua": ua, "valid_loss": 1.0} for i, ua in enumerate([0.9, 0.4, 0.5])]
+    assert _select_best(recs)["epoch"] == 0
+    assert _select_best(recs, warmup=1)["epoch"] == 2
+    assert _select_best(recs[:1], warmup=2)["epoch"] == 0    # stopped inside the warm-up
