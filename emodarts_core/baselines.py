@@ -41,7 +41,10 @@ class CNNLSTM(nn.Module):
     Layout: ``Conv2d(1, conv_channels, kernel 2, stride 2, padding 2)`` -> ReLU -> ``MaxPool2d(2)``
     (ceil mode, so tiny inputs keep a frame) -> per frame: the ``conv_channels * F'`` values ->
     ``LSTM(hidden, bidirectional)`` -> mean over frames -> ``Linear(2 * hidden, fc)`` -> ReLU ->
-    ``Dropout(dropout)`` -> ``Linear(fc, n_classes)`` (logits).
+    ``Dropout(dropout)`` -> ``Linear(fc, n_classes)`` (logits). With ``head_norm`` a
+    ``BatchNorm1d`` normalises the pooled vector before the first linear layer: the same help the
+    ``cpu`` profile's searched networks get (``SearchSpaceConfig.head_norm``), not part of the
+    paper's layout, so it is off by default (``baseline --kind cnn_lstm --head-norm``).
 
     Args:
         n_classes: number of emotion classes.
@@ -50,10 +53,12 @@ class CNNLSTM(nn.Module):
         hidden: LSTM units per direction (public: 128).
         fc: width of the hidden fully connected layer (public: 32).
         dropout: dropout before the output layer (public: 0.3).
+        head_norm: a ``BatchNorm1d`` on the pooled vector (not in the paper's layout).
     """
 
     def __init__(self, n_classes: int, input_shape: tuple[int, int], conv_channels: int = 1,
-                 hidden: int = 128, fc: int = 32, dropout: float = 0.3) -> None:
+                 hidden: int = 128, fc: int = 32, dropout: float = 0.3,
+                 head_norm: bool = False) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"CNNLSTM: n_classes must be >= 1, got {n_classes}")
@@ -70,6 +75,7 @@ class CNNLSTM(nn.Module):
         with torch.no_grad():
             _, c, f, _ = self.conv(torch.zeros(1, 1, n_mfcc, n_frames)).shape
         self.lstm = nn.LSTM(c * f, hidden, batch_first=True, bidirectional=True)
+        self.head_norm = nn.BatchNorm1d(2 * hidden) if head_norm else nn.Identity()
         self.head = nn.Sequential(nn.Linear(2 * hidden, fc), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(fc, n_classes))
 
@@ -81,7 +87,7 @@ class CNNLSTM(nn.Module):
         b, c, f, t = h.shape
         seq = h.permute(0, 3, 1, 2).reshape(b, t, c * f)   # (B, T', C * F'): one step per frame
         out, _ = self.lstm(seq)
-        return self.head(out.mean(dim=1))
+        return self.head(self.head_norm(out.mean(dim=1)))
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         """``(logits, None)``: no auxiliary head."""

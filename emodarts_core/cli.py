@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="the CNN-LSTM baseline or random search")
     common(p)
     p.add_argument("--kind", required=True, choices=("cnn_lstm", "random"))
+    p.add_argument("--head-norm", action="store_true",
+                   help="cnn_lstm: BatchNorm1d on the pooled vector (not in the paper's layout)")
     p.add_argument("--k", type=int, default=8, help="random search: number of sampled genotypes")
     p.add_argument("--brief-epochs", type=int, default=None,
                    help="random search: epochs per candidate (default max(1, train.epochs // 10))")
@@ -289,6 +291,11 @@ def run_command(args: argparse.Namespace) -> int:
         opts: dict[str, Any] = {"baseline": args.kind}
         if args.kind == "random":
             opts.update(k=args.k, brief_epochs=args.brief_epochs)
+            if args.head_norm:
+                raise UsageError("--head-norm applies to --kind cnn_lstm only (random search's "
+                                 "networks take theirs from the profile's space.head_norm)")
+        elif args.head_norm:
+            opts["cnn_lstm"] = {"head_norm": True}
         cfg = make_run_config(args, "baseline", opts)
         res = run_baseline(cfg, progress=progress)
         print(f"baseline {args.kind} finished: {res.run_dir}; test WA {_pct(res.wa)}, "

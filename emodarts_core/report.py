@@ -220,7 +220,7 @@ def compute_table(root: str | Path) -> str:
     mean total per method."""
     import json
 
-    from .reproduce import inside_another_run
+    from .reproduce import inside_another_run, method_of
 
     root = Path(root)
     per: dict[tuple[str, str], dict[str, float]] = {}
@@ -230,11 +230,8 @@ def compute_table(root: str | Path) -> str:
             continue
         cfg = json.loads(cfg_path.read_text())
         kind = cfg.get("kind")
-        if kind in ("search", "train"):
-            method = "emodarts"
-        elif kind == "baseline":
-            method = str(cfg.get("options", {}).get("baseline", "baseline"))
-        else:
+        method = "emodarts" if kind == "search" else method_of(cfg)
+        if method is None:
             continue
         parts = per.setdefault((run.parent.relative_to(root).as_posix(), method), {})
         for hist in sorted(run.rglob("history.json")):

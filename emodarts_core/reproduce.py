@@ -263,12 +263,19 @@ class ResultRow:
     run_dir: str
 
 
-def _method_of(config: dict[str, Any]) -> str | None:
+def method_of(config: dict[str, Any]) -> str | None:
+    """The method a run's ``config.json`` stands for in tables: ``emodarts`` for a final training,
+    the baseline's name (a CNN-LSTM with ``head_norm`` as ``cnn_lstm+head_norm``); None for
+    anything else (a search has no test metrics)."""
     kind = config.get("kind")
     if kind == "train":
         return "emodarts"
     if kind == "baseline":
-        return str(config.get("options", {}).get("baseline", config.get("options", {}).get("kind", "baseline")))
+        options = config.get("options", {})
+        name = str(options.get("baseline", options.get("kind", "baseline")))
+        if name == "cnn_lstm" and options.get("cnn_lstm", {}).get("head_norm"):
+            name = "cnn_lstm+head_norm"          # a variant, kept apart in every table
+        return name
     return None
 
 
@@ -293,7 +300,7 @@ def collect(out_root: str | Path) -> list[ResultRow]:
         if not config_path.exists() or inside_another_run(metrics_path.parent, root):
             continue
         config = json.loads(config_path.read_text())
-        method = _method_of(config)
+        method = method_of(config)
         if method is None:
             continue
         metrics = json.loads(metrics_path.read_text())

@@ -122,5 +122,25 @@ def test_baseline_and_evaluate_commands(capsys, tmp_path):
                      "--fold", "0", "--device", "cpu"]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed["confusion"] == metrics["confusion"] and printed["n"] == metrics["n"]
+
+        # the head-norm variant: recorded in the run's options, rebuilt as trained by evaluate,
+        # and kept apart from the plain CNN-LSTM in the results table
+        assert main(["baseline", "--kind", "cnn_lstm", "--head-norm", *common,
+                     "--out", str(tmp_path / "bn"), "--set", "train.epochs=1"]) == 0
+        capsys.readouterr()
+        config = json.loads((tmp_path / "bn" / "config.json").read_text())
+        assert config["options"]["cnn_lstm"] == {"head_norm": True}
+        metrics = json.loads((tmp_path / "bn" / "metrics.json").read_text())
+        assert main(["evaluate", "--run", str(tmp_path / "bn"), "--corpus", "generated",
+                     "--data-root", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+                     "--fold", "0", "--device", "cpu"]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed["confusion"] == metrics["confusion"]
+        from emodarts_core.reproduce import collect
+
+        assert sorted(r.method for r in collect(tmp_path)) == ["cnn_lstm", "cnn_lstm+head_norm"]
+        assert main(["baseline", "--kind", "random", "--head-norm", *common,
+                     "--out", str(tmp_path / "x")]) == 2
+        assert "cnn_lstm only" in capsys.readouterr().err
     finally:
         torch.set_num_threads(n)

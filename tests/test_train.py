@@ -89,6 +89,20 @@ def test_cnn_lstm_keeps_time_and_batches_independent():
     assert model.lstm.input_size == 1 * 6       # C x F' per frame: (20 + 4 - 2) // 2 + 1 = 12 -> 6
 
 
+def test_cnn_lstm_head_norm_normalises_the_pooled_vector():
+    torch.manual_seed(0)
+    plain = CNNLSTM(4, (20, 16), hidden=8, fc=8)
+    normed = CNNLSTM(4, (20, 16), hidden=8, fc=8, head_norm=True)
+    assert isinstance(plain.head_norm, torch.nn.Identity)
+    assert isinstance(normed.head_norm, torch.nn.BatchNorm1d) and normed.head_norm.num_features == 16
+    seen = {}
+    normed.head.register_forward_pre_hook(lambda m, args: seen.setdefault("z", args[0]))
+    normed.train()(torch.randn(6, 1, 20, 16))
+    z = seen["z"]                                # what the first linear layer receives
+    assert torch.allclose(z.mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(z.std(0, unbiased=False), torch.ones(16), atol=0.05)   # eps: ~0.97-1
+
+
 def test_sample_genotype_is_seeded_and_valid():
     space = get_profile("smoke").space
     a = [sample_genotype(space, torch.Generator().manual_seed(3)) for _ in range(2)]
