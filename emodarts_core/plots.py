@@ -480,5 +480,5 @@ def plot_method_comparison(rows: Sequence[Any], metric: str = "ua") -> Figure:
         ax.axhline(np.nanmean(ys), color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1)
     ax.set_xticks(range(len(jobs)), [f"{c}\nfold {f}, seed {s}" for c, f, s in jobs], fontsize="small")
     ax.set(ylabel=f"test {metric.upper()} %", title=f"test {metric.upper()} per job (dashed: mean)")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside the bars
     return fig
