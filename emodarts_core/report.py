@@ -216,14 +216,16 @@ def compute_table(root: str | Path) -> str:
     emodarts = its search + the final training of its genotype; a baseline = its own training, or
     for random search its brief candidate trainings + the final training. The minutes are wall
     time as the jobs ran, so they compare methods fairly only where the jobs shared the machine
-    alike (as the methods of one job, run one after another, roughly do). A last line gives the
-    mean total per method."""
+    alike (as the methods of one job, run one after another, roughly do). A run without its
+    ``metrics.json`` is marked unfinished and left out of the last line, the mean total per
+    method."""
     import json
 
     from .reproduce import inside_another_run, method_of
 
     root = Path(root)
     per: dict[tuple[str, str], dict[str, float]] = {}
+    unfinished: set[tuple[str, str]] = set()
     for cfg_path in sorted(root.rglob("config.json")):
         run = cfg_path.parent
         if inside_another_run(run, root):
@@ -234,6 +236,8 @@ def compute_table(root: str | Path) -> str:
         if method is None:
             continue
         parts = per.setdefault((run.parent.relative_to(root).as_posix(), method), {})
+        if not (run / "metrics.json").exists():      # still running, or stopped before the end
+            unfinished.add((run.parent.relative_to(root).as_posix(), method))
         for hist in sorted(run.rglob("history.json")):
             below = hist.parent.relative_to(run).parts
             if kind == "search":
@@ -252,8 +256,11 @@ def compute_table(root: str | Path) -> str:
     totals: dict[str, list[float]] = {}
     for (job, method), parts in sorted(per.items()):
         total = sum(parts.values()) / 60
-        totals.setdefault(method, []).append(total)
         text = " + ".join(f"{p} {parts[p] / 60:.1f}" for p in order if p in parts)
+        if (job, method) in unfinished:
+            lines.append(f"| {job} | {method} | {text} | {total:.1f} so far (unfinished) |")
+            continue
+        totals.setdefault(method, []).append(total)
         lines.append(f"| {job} | {method} | {text} | {total:.1f} |")
     mean = ", ".join(f"{m} {sum(v) / len(v):.1f} ({len(v)} jobs)" for m, v in sorted(totals.items()))
-    return "\n".join(lines) + f"\n\nMean total minutes per job: {mean}."
+    return "\n".join(lines) + f"\n\nMean total minutes per finished job: {mean or 'none'}."

@@ -129,6 +129,7 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
         d.mkdir(parents=True)
         (d / "config.json").write_text(json.dumps({"kind": kind, "options": options}))
         (d / "history.json").write_text(json.dumps({"epochs": [{"seconds": s} for s in seconds]}))
+        (d / "metrics.json").write_text("{}")
 
     job = "c/fold0/seed0"
     run(f"{job}/search", "search", [60, 120])
@@ -137,6 +138,7 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
     d = tmp_path / job / "baseline_random"
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({"kind": "baseline", "options": {"baseline": "random"}}))
+    (d / "metrics.json").write_text("{}")
     for i in range(3):
         run(f"{job}/baseline_random/candidates/cand_0{i}", "train", [20, 40])
     run(f"{job}/baseline_random/final", "train", [90, 90])
@@ -144,8 +146,14 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
     assert lines[2] == "| c/fold0/seed0 | cnn_lstm | training 1.0 | 1.0 |"
     assert lines[3] == "| c/fold0/seed0 | emodarts | search 3.0 + final training 2.0 | 5.0 |"
     assert lines[4] == "| c/fold0/seed0 | random | brief trainings 3.0 + final training 3.0 | 6.0 |"
-    assert lines[-1] == ("Mean total minutes per job: cnn_lstm 1.0 (1 jobs), emodarts 5.0 (1 jobs), "
-                         "random 6.0 (1 jobs).")
+    assert lines[-1] == ("Mean total minutes per finished job: cnn_lstm 1.0 (1 jobs), "
+                         "emodarts 5.0 (1 jobs), random 6.0 (1 jobs).")
+    # a run still going (no metrics.json) is shown as such and left out of the means
+    run("c/fold0/seed1/search", "search", [60])
+    (tmp_path / "c/fold0/seed1/search/metrics.json").unlink()
+    lines = compute_table(tmp_path).splitlines()
+    assert "| c/fold0/seed1 | emodarts | search 1.0 | 1.0 so far (unfinished) |" in lines
+    assert "emodarts 5.0 (1 jobs)" in lines[-1]
     (tmp_path / job / "train" / "history.json").write_text(json.dumps({"epochs": [{"epoch": 0}]}))
     with pytest.raises(ValueError, match="without 'seconds'"):
         compute_table(tmp_path)
