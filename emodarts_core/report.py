@@ -235,9 +235,10 @@ def compute_table(root: str | Path) -> str:
         method = "emodarts" if kind == "search" else method_of(cfg)
         if method is None:
             continue
-        parts = per.setdefault((run.parent.relative_to(root).as_posix(), method), {})
+        key = (run.parent.relative_to(root).as_posix(), method)
+        parts = per.setdefault(key, {})
         if not (run / "metrics.json").exists():      # still running, or stopped before the end
-            unfinished.add((run.parent.relative_to(root).as_posix(), method))
+            unfinished.add(key)
         for hist in sorted(run.rglob("history.json")):
             below = hist.parent.relative_to(run).parts
             if kind == "search":
@@ -251,6 +252,8 @@ def compute_table(root: str | Path) -> str:
             parts[part] = parts.get(part, 0.0) + _history_seconds(hist)
     if not per:
         raise ValueError(f"compute_table: no search, training or baseline runs below {root}")
+    unfinished |= {k for k, parts in per.items()          # a search whose genotype is untrained
+                   if k[1] == "emodarts" and "final training" not in parts}
     order = ("search", "brief trainings", "training", "final training")
     lines = ["| job | method | parts (minutes) | total minutes |", "|---|---|---|---|"]
     totals: dict[str, list[float]] = {}

@@ -153,6 +153,9 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
     (tmp_path / "c/fold0/seed1/search/metrics.json").unlink()
     lines = compute_table(tmp_path).splitlines()
     assert "| c/fold0/seed1 | emodarts | search 1.0 | 1.0 so far (unfinished) |" in lines
+    (tmp_path / "c/fold0/seed1/search/metrics.json").write_text("{}")   # finished, not trained
+    assert "| c/fold0/seed1 | emodarts | search 1.0 | 1.0 so far (unfinished) |" in \
+        compute_table(tmp_path).splitlines()
     assert "emodarts 5.0 (1 jobs)" in lines[-1]
     (tmp_path / job / "train" / "history.json").write_text(json.dumps({"epochs": [{"epoch": 0}]}))
     with pytest.raises(ValueError, match="without 'seconds'"):
