@@ -243,8 +243,10 @@ def compute_table(root: str | Path) -> str:
             below = hist.parent.relative_to(run).parts
             if kind == "search":
                 part = "search"
-            elif kind == "train" or not below:
-                part = "training" if kind == "baseline" else "final training"
+            elif kind == "train":
+                part = "final training"
+            elif not below:                          # a baseline's own training
+                part = "training"
             elif below[0] == "candidates":
                 part = "brief trainings"
             else:
