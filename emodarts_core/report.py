@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "head_to_head", "alpha_decisiveness", "random_search_table",
+           "search_summary", "paired_p_value", "head_to_head", "alpha_decisiveness", "random_search_table",
            "provenance_table"]
 
 CELLS = ("normal", "reduce", "seq")
@@ -110,15 +110,46 @@ def search_summary(result: Any) -> str:
             + f"\nrun directory: {result.run_dir}")
 
 
+def paired_p_value(differences: Sequence[float]) -> float:
+    """Two-sided p-value of the exact sign-flip permutation test for paired differences.
+
+    Under the null hypothesis that neither method is better, each job's difference is as likely
+    to have either sign; the p-value is the share of all ``2**n`` sign assignments whose mean is
+    at least as far from zero as the observed mean (scipy's exact paired permutation test).
+    Needs at least two differences.
+    """
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        raise ValueError(f"paired_p_value: need at least 2 paired differences, got {d.size}")
+    result = stats.permutation_test((d, np.zeros_like(d)), lambda x, y: np.mean(x - y),
+                                    permutation_type="samples", n_resamples=np.inf,
+                                    alternative="two-sided")
+    return float(result.pvalue)
+
+
 def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
-    """``"<a> beat <b> on test UA in k of n jobs"``, over the jobs (corpus, fold, seed) where both
-    methods have a result (:class:`emodarts_core.reproduce.ResultRow` s)."""
+    """How ``a`` compared with ``b`` over the jobs (corpus, fold, seed) where both methods have a
+    result (:class:`emodarts_core.reproduce.ResultRow` s): ``"<a> beat <b> on test UA in k of n
+    jobs"``, and from two jobs on the mean ± sample std of the paired difference ``a - b`` in
+    percentage points with the p-value of :func:`paired_p_value`. With a handful of jobs a
+    large p says the batch cannot tell the two methods apart, not that they are equal.
+    """
     by_job: dict[tuple[str, int, int], dict[str, float]] = {}
     for r in rows:
         by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = getattr(r, metric)
     both = [job for job in by_job.values() if a in job and b in job]
     wins = sum(job[a] > job[b] for job in both)
-    return f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
+    text = f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
+    if len(both) >= 2:
+        diffs = [100 * (job[a] - job[b]) for job in both]
+        mean = sum(diffs) / len(diffs)
+        std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
+        text += (f"; paired difference {mean:+.2f} ± {std:.2f} points, two-sided p = "
+                 f"{paired_p_value(diffs):.3f} (exact sign-flip test over the {len(both)} jobs)")
+    return text
 
 
 def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:

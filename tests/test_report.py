@@ -114,9 +114,30 @@ def test_head_to_head_counts_wins_over_jobs_with_both_methods():
     rows = [ResultRow("r", m, 0, s, wa=0.0, ua=ua, run_dir="")
             for m, s, ua in [("emodarts", 0, 0.5), ("random", 0, 0.4), ("emodarts", 1, 0.3),
                              ("random", 1, 0.6), ("emodarts", 2, 0.9)]]
-    assert head_to_head(rows, "emodarts", "random") == "emodarts beat random on test UA in 1 of 2 jobs"
-    assert head_to_head(rows, "random", "emodarts") == "random beat emodarts on test UA in 1 of 2 jobs"
-    assert head_to_head(rows, "emodarts", "cnn_lstm").endswith("in 0 of 0 jobs")
+    # differences +10 and -30 points: mean -10, std 28.28; sign flips give means +-10, +-20,
+    # of which all 4 reach |mean| >= 10
+    assert head_to_head(rows, "emodarts", "random") == (
+        "emodarts beat random on test UA in 1 of 2 jobs; paired difference -10.00 ± 28.28 "
+        "points, two-sided p = 1.000 (exact sign-flip test over the 2 jobs)")
+    assert head_to_head(rows, "random", "emodarts").startswith(
+        "random beat emodarts on test UA in 1 of 2 jobs; paired difference +10.00")
+    assert head_to_head(rows, "emodarts", "cnn_lstm") == "emodarts beat cnn_lstm on test UA in 0 of 0 jobs"
+    one = [r for r in rows if r.seed != 1]
+    assert head_to_head(one, "emodarts", "random") == "emodarts beat random on test UA in 1 of 1 jobs"
+
+
+def test_paired_p_value_is_the_exact_sign_flip_probability():
+    from emodarts_core.report import paired_p_value
+
+    # all six differences positive: only the observed signs and their mirror image reach the
+    # observed |mean|, 2 of the 2**6 = 64 assignments
+    assert paired_p_value([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == pytest.approx(2 / 64)
+    # one small negative among large positives: the flips of that one element also qualify
+    assert paired_p_value([10.0, 10.0, 10.0, 10.0, 10.0, -1.0]) == pytest.approx(4 / 64)
+    # a symmetric sample is as unremarkable as it gets
+    assert paired_p_value([3.0, -3.0, 1.0, -1.0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_p_value([1.0])
 
 
 def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
