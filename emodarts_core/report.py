@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "paired_p_value", "head_to_head", "alpha_decisiveness", "random_search_table",
+           "search_summary", "paired_p_value", "head_to_head", "variant_table", "variant_rows", "alpha_decisiveness", "random_search_table",
            "provenance_table"]
 
 CELLS = ("normal", "reduce", "seq")
@@ -150,6 +150,77 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
         text += (f"; paired difference {mean:+.2f} ± {std:.2f} points, two-sided p = "
                  f"{paired_p_value(diffs):.3f} (exact sign-flip test over the {len(both)} jobs)")
     return text
+
+
+def _mean_pm_std(values: Sequence[float], signed: bool = False) -> str:
+    """``"mean ± sample std"`` with two decimals; just the mean for a single value."""
+    mean = sum(values) / len(values)
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    if len(values) < 2:
+        return text
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{text} ± {std:.2f}"
+
+
+def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts",
+                  metric: str = "ua") -> str:
+    """One method's test results under several settings (variants), job by job (Markdown).
+
+    ``variants`` maps a label to the :class:`emodarts_core.reproduce.ResultRow` s of one batch
+    (for example the default batch and a batch with another ``--set``); the first label is the
+    baseline. One row per job (corpus, fold, seed) found in any variant, one column per variant
+    (``–`` where that variant has no finished run); then per variant its mean ± sample std over
+    its jobs and, against the baseline over the jobs both have, the paired difference and the
+    sign-flip p-value of :func:`paired_p_value` (from two common jobs on).
+    """
+    if not variants:
+        raise ValueError("variant_table: no variants given")
+    labels = list(variants)
+    values: dict[str, dict[tuple[str, int, int], float]] = {
+        label: {(r.corpus, r.fold, r.seed): 100 * getattr(r, metric)
+                for r in rows if r.method == method}
+        for label, rows in variants.items()}
+    jobs = sorted(set().union(*(v.keys() for v in values.values())))
+    if not jobs:
+        return f"(no finished {method} runs in any variant)"
+    M = metric.upper()
+    lines = ["| corpus | fold | seed | " + " | ".join(f"{label}: {M} %" for label in labels) + " |",
+             "|" + "---|" * (3 + len(labels))]
+    for job in jobs:
+        cells = [f"{values[label][job]:.2f}" if job in values[label] else "–" for label in labels]
+        lines.append(f"| {job[0]} | {job[1]} | {job[2]} | " + " | ".join(cells) + " |")
+    lines += ["", f"| variant | jobs | {M} % (mean ± std) | paired difference to {labels[0]} "
+                  "(points, mean ± std) | jobs in common | sign-flip p |",
+              "|---|---|---|---|---|---|"]
+    base = values[labels[0]]
+    for label in labels:
+        own = list(values[label].values())
+        if not own:
+            lines.append(f"| {label} | 0 | – | – | – | – |")
+            continue
+        mean = sum(own) / len(own)
+        common = [job for job in values[label] if job in base]
+        diff = p = "–"
+        if label != labels[0] and common:
+            d = [values[label][job] - base[job] for job in common]
+            diff = _mean_pm_std(d, signed=True)
+            p = f"{paired_p_value(d):.3f}" if len(d) >= 2 else "–"
+        lines.append(f"| {label} | {len(own)} | {_mean_pm_std(own)} | {diff} | "
+                     f"{len(common) if label != labels[0] else '–'} | {p} |")
+    return "\n".join(lines)
+
+
+def variant_rows(variants: Mapping[str, Sequence[Any]], method: str = "emodarts") -> list[Any]:
+    """The ``method`` rows of every variant with the variant's label as their method, for
+    :func:`emodarts_core.plots.plot_method_comparison`; only jobs that at least two variants
+    ran, so that every bar group (and every dashed mean) compares like with like."""
+    from dataclasses import replace
+
+    rows = [replace(r, method=label) for label, rs in variants.items() for r in rs if r.method == method]
+    count: dict[tuple[str, int, int], int] = {}
+    for r in rows:
+        count[(r.corpus, r.fold, r.seed)] = count.get((r.corpus, r.fold, r.seed), 0) + 1
+    return [r for r in rows if count[(r.corpus, r.fold, r.seed)] >= 2]
 
 
 def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:

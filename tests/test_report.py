@@ -140,6 +140,41 @@ def test_paired_p_value_is_the_exact_sign_flip_probability():
         paired_p_value([1.0])
 
 
+def test_variant_table_pairs_each_variant_with_the_first_by_job():
+    from emodarts_core.report import variant_table
+
+    def rows(values, method="emodarts"):
+        return [ResultRow("r", method, f, s, wa=0.0, ua=ua, run_dir="") for (f, s), ua in values.items()]
+
+    default = rows({(0, 0): 0.50, (0, 1): 0.40, (0, 2): 0.60}) + rows({(0, 0): 0.9}, "random")
+    warm = rows({(0, 0): 0.55, (0, 1): 0.50})            # seed 2 not finished
+    empty = rows({(0, 0): 0.1}, "random")                 # no run of the method
+    lines = variant_table({"default": default, "warm-up": warm, "other": empty}).splitlines()
+    assert lines[0] == "| corpus | fold | seed | default: UA % | warm-up: UA % | other: UA % |"
+    assert lines[2:5] == ["| r | 0 | 0 | 50.00 | 55.00 | – |",
+                          "| r | 0 | 1 | 40.00 | 50.00 | – |",
+                          "| r | 0 | 2 | 60.00 | – | – |"]
+    assert lines[8] == "| default | 3 | 50.00 ± 10.00 | – | – | – |"
+    # +5 and +10 points: mean 7.5, std 3.54; both signs flipped or not: p = 2/4
+    assert lines[9] == "| warm-up | 2 | 52.50 ± 3.54 | +7.50 ± 3.54 | 2 | 0.500 |"
+    assert lines[10] == "| other | 0 | – | – | – | – |"
+    one = variant_table({"default": default, "short": rows({(0, 1): 0.45})}).splitlines()
+    assert one[-1] == "| short | 1 | 45.00 | +5.00 | 1 | – |"     # no std of one value
+    assert variant_table({"a": empty}) == "(no finished emodarts runs in any variant)"
+    with pytest.raises(ValueError, match="no variants"):
+        variant_table({})
+
+
+def test_variant_rows_relabel_and_keep_only_jobs_run_by_two_variants():
+    from emodarts_core.report import variant_rows
+
+    default = [ResultRow("r", m, 0, s, wa=0.0, ua=0.5, run_dir="")
+               for m, s in [("emodarts", 0), ("emodarts", 1), ("random", 0)]]
+    warm = [ResultRow("r", "emodarts", 0, 0, wa=0.0, ua=0.6, run_dir="")]
+    out = variant_rows({"default": default, "warm": warm})
+    assert sorted((r.method, r.seed, r.ua) for r in out) == [("default", 0, 0.5), ("warm", 0, 0.6)]
+
+
 def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
     import json
 
