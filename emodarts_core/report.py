@@ -145,9 +145,7 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
     text = f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
     if len(both) >= 2:
         diffs = [100 * (job[a] - job[b]) for job in both]
-        mean = sum(diffs) / len(diffs)
-        std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
-        text += (f"; paired difference {mean:+.2f} ± {std:.2f} points, two-sided p = "
+        text += (f"; paired difference {_mean_pm_std(diffs, signed=True)} points, two-sided p = "
                  f"{paired_p_value(diffs):.3f} (exact sign-flip test over the {len(both)} jobs)")
     return text
 
