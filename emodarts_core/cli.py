@@ -251,6 +251,12 @@ def _pct(x: float) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from .data_source import configure_threads
+
+    try:                                 # $EMODARTS_THREADS caps torch's threads, as in the book
+        configure_threads()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     progress = not getattr(args, "no_progress", False)
     if args.command == "search":
         from .search import run_search

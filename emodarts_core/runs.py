@@ -226,6 +226,7 @@ def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "device_name": device_name(resolve_device(device)),
+        "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

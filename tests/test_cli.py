@@ -66,6 +66,23 @@ def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
     assert "--run" in _err(capsys, ["evaluate", "--run", str(tmp_path), "--corpus", "generated"])
 
 
+def test_commands_honour_emodarts_threads(capsys, tmp_path, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("EMODARTS_THREADS", "1")
+        # the command fails on its --run, after the thread count has been applied
+        assert "--run" in _err(capsys, ["evaluate", "--run", str(tmp_path), "--corpus", "generated"])
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("EMODARTS_THREADS", "two")
+        assert "EMODARTS_THREADS" in _err(capsys, ["evaluate", "--run", str(tmp_path),
+                                                   "--corpus", "generated"])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_genotype_file_errors(capsys, tmp_path):
     msg = _err(capsys, ["train", "--genotype", str(tmp_path / "none.json")])
     assert "no such file" in msg

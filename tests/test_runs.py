@@ -60,6 +60,7 @@ def test_environment_info_fields():
     for key in ("emodarts_core", "torch", "python", "numpy", "librosa", "device_name", "start_time"):
         assert key in env
     assert env["torch"] == torch.__version__
+    assert env["torch_threads"] == torch.get_num_threads()
 
 
 def test_environment_info_resolves_auto_device():
