@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "paired_p_value", "head_to_head", "variant_table", "variant_rows", "alpha_decisiveness", "random_search_table",
-           "provenance_table"]
+           "search_summary", "paired_p_value", "head_to_head", "variant_table", "variant_rows",
+           "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -196,7 +196,6 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
         if not own:
             lines.append(f"| {label} | 0 | – | – | – | – |")
             continue
-        mean = sum(own) / len(own)
         common = [job for job in values[label] if job in base]
         diff = p = "–"
         if label != labels[0] and common:
