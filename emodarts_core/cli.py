@@ -174,7 +174,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
         print(f"reproduce: {len(jobs)} jobs ({args.backend})")
         reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
                            cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
-    rows = reproduce.collect(out)
+    try:
+        rows = reproduce.collect(out)
+    except ValueError as e:
+        raise UsageError(f"--out: {e}") from None
     if not rows:
         raise UsageError(f"--out {out}: no finished training or baseline runs found")
     table = reproduce.format_report(rows)

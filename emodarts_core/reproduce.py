@@ -294,6 +294,8 @@ def collect(out_root: str | Path) -> list[ResultRow]:
     """Every finished training / baseline run below ``out_root`` (searches have no test metrics;
     runs nested inside another run, such as random search's candidates, are not counted)."""
     root = Path(out_root)
+    if not root.is_dir():                # a mistyped path is an error, not an empty batch
+        raise ValueError(f"{root}: no such directory (a reproduce batch or its --export copy)")
     rows = []
     for metrics_path in sorted(root.rglob("metrics.json")):
         config_path = metrics_path.with_name("config.json")

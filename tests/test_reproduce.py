@@ -119,6 +119,10 @@ def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
     assert (tmp_path / "table.md").read_text().strip() == printed.strip()
     assert "Per fold" in printed and "| msp_improv | 1 | 0 | 80.00 | 70.00 |" in printed
     assert main(["reproduce", "--out", str(tmp_path / "x")]) == 2            # no corpus given
+    assert main(["reproduce", "--out", str(tmp_path / "typo"), "--table-only"]) == 2
+    assert "typo: no such directory" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no such directory"):
+        collect(tmp_path / "typo")
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", "iemocap"]) == 2   # no root
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
                  "--seeds", "a"]) == 2
@@ -223,5 +227,8 @@ def test_records_source_names_the_corpora_of_the_runs(tmp_path):
     src = records_source(tmp_path)
     assert src.corpus == "ravdess" and src.is_real_speech
     assert src.line().startswith("Data source: ravdess — the records of 2 finished runs")
-    with pytest.raises(ValueError, match="no finished"):
+    with pytest.raises(ValueError, match="no such directory"):
         records_source(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no finished"):
+        records_source(tmp_path / "empty")
