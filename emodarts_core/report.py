@@ -168,7 +168,8 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
     (for example the default batch and a batch with another ``--set``); the first label is the
     baseline. One row per job (corpus, fold, seed) found in any variant, one column per variant
     (``–`` where that variant has no finished run); then per variant its mean ± sample std over
-    its jobs and, against the baseline over the jobs both have, the paired difference and the
+    its jobs and, over the jobs it shares with the baseline, the baseline's mean on those jobs
+    (the fair comparison when a variant ran only some of them), the paired difference and the
     sign-flip p-value of :func:`paired_p_value` (from two common jobs on).
     """
     if not variants:
@@ -187,23 +188,27 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
     for job in jobs:
         cells = [f"{values[label][job]:.2f}" if job in values[label] else "–" for label in labels]
         lines.append(f"| {job[0]} | {job[1]} | {job[2]} | " + " | ".join(cells) + " |")
-    lines += ["", f"| variant | jobs | {M} % (mean ± std) | paired difference to {labels[0]} "
-                  "(points, mean ± std) | jobs in common | sign-flip p |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", f"| variant | jobs | {M} % (mean ± std) | jobs in common with {labels[0]} | "
+                  f"{labels[0]} on those jobs | paired difference (points, mean ± std) | "
+                  "sign-flip p |",
+              "|---|---|---|---|---|---|---|"]
     base = values[labels[0]]
     for label in labels:
         own = list(values[label].values())
         if not own:
-            lines.append(f"| {label} | 0 | – | – | – | – |")
+            lines.append(f"| {label} | 0 | – | – | – | – | – |")
             continue
         common = [job for job in values[label] if job in base]
-        diff = p = "–"
-        if label != labels[0] and common:
-            d = [values[label][job] - base[job] for job in common]
-            diff = _mean_pm_std(d, signed=True)
-            p = f"{paired_p_value(d):.3f}" if len(d) >= 2 else "–"
-        lines.append(f"| {label} | {len(own)} | {_mean_pm_std(own)} | {diff} | "
-                     f"{len(common) if label != labels[0] else '–'} | {p} |")
+        n_common = base_mean = diff = p = "–"
+        if label != labels[0]:
+            n_common = str(len(common))
+            if common:
+                d = [values[label][job] - base[job] for job in common]
+                base_mean = _mean_pm_std([base[job] for job in common])
+                diff = _mean_pm_std(d, signed=True)
+                p = f"{paired_p_value(d):.3f}" if len(d) >= 2 else "–"
+        lines.append(f"| {label} | {len(own)} | {_mean_pm_std(own)} | {n_common} | {base_mean} | "
+                     f"{diff} | {p} |")
     return "\n".join(lines)
 
 

@@ -154,12 +154,13 @@ def test_variant_table_pairs_each_variant_with_the_first_by_job():
     assert lines[2:5] == ["| r | 0 | 0 | 50.00 | 55.00 | – |",
                           "| r | 0 | 1 | 40.00 | 50.00 | – |",
                           "| r | 0 | 2 | 60.00 | – | – |"]
-    assert lines[8] == "| default | 3 | 50.00 ± 10.00 | – | – | – |"
-    # +5 and +10 points: mean 7.5, std 3.54; both signs flipped or not: p = 2/4
-    assert lines[9] == "| warm-up | 2 | 52.50 ± 3.54 | +7.50 ± 3.54 | 2 | 0.500 |"
-    assert lines[10] == "| other | 0 | – | – | – | – |"
+    assert lines[8] == "| default | 3 | 50.00 ± 10.00 | – | – | – | – |"
+    # +5 and +10 points: mean 7.5, std 3.54; both signs flipped or not: p = 2/4. The default on
+    # the same two jobs: 45.00 ± 7.07, not its 50.00 over all three
+    assert lines[9] == "| warm-up | 2 | 52.50 ± 3.54 | 2 | 45.00 ± 7.07 | +7.50 ± 3.54 | 0.500 |"
+    assert lines[10] == "| other | 0 | – | – | – | – | – |"
     one = variant_table({"default": default, "short": rows({(0, 1): 0.45})}).splitlines()
-    assert one[-1] == "| short | 1 | 45.00 | +5.00 | 1 | – |"     # no std of one value
+    assert one[-1] == "| short | 1 | 45.00 | 1 | 40.00 | +5.00 | – |"     # no std of one value
     assert variant_table({"a": empty}) == "(no finished emodarts runs in any variant)"
     with pytest.raises(ValueError, match="no variants"):
         variant_table({})
