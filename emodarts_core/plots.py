@@ -456,18 +456,23 @@ def plot_genotype_stability(genotypes: Sequence[Genotype | Mapping[str, Any] | s
 
 # ---------------------------------------------------------------------------------------------
 # Batch results
-def plot_method_comparison(rows: Sequence[Any], metric: str = "ua") -> Figure:
+def plot_method_comparison(rows: Sequence[Any], metric: str = "ua",
+                           order: Sequence[str] | None = None) -> Figure:
     """Test UA (or WA) of every method in every job of a batch, as grouped bars.
 
     ``rows`` are :class:`emodarts_core.reproduce.ResultRow` s (``reproduce.collect``). One group
     of bars per job (corpus, fold, seed), one colour per method; a dashed line per method marks
     its mean over all jobs, so both the spread between seeds and the average are visible.
+    ``order``: the methods' order in each group and in the legend (methods not in it follow);
+    default ``emodarts`` first, then alphabetical.
     """
     if metric not in ("ua", "wa"):
         raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
     if not rows:
         raise ValueError("plot_method_comparison: no result rows given")
-    methods = sorted({r.method for r in rows}, key=lambda m: (m != "emodarts", m))
+    rank = {m: k for k, m in enumerate(order or ())}
+    methods = sorted({r.method for r in rows},
+                     key=lambda m: (rank.get(m, len(rank)), m != "emodarts", m))
     jobs = sorted({(r.corpus, r.fold, r.seed) for r in rows})
     value = {(r.corpus, r.fold, r.seed, r.method): 100 * getattr(r, metric) for r in rows}
     fig, axes = _new_figure(size=(max(5.0, 1.3 * len(jobs) + 2), 4.0))

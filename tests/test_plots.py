@@ -255,3 +255,6 @@ def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["emodarts", "cnn_lstm", "random"]
     with pytest.raises(ValueError, match="metric"):
         plot_method_comparison(rows, metric="f1")
+    ordered = plot_method_comparison(rows, order=["random", "absent", "cnn_lstm"])
+    assert [t.get_text() for t in ordered.axes[0].get_legend().get_texts()] == [
+        "random", "cnn_lstm", "emodarts"]                # the rest after the given order
