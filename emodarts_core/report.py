@@ -152,12 +152,11 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
 
 def _mean_pm_std(values: Sequence[float], signed: bool = False) -> str:
     """``"mean ± sample std"`` with two decimals; just the mean for a single value."""
-    mean = sum(values) / len(values)
+    from .reproduce import _mean_std
+
+    mean, std = _mean_std(values)
     text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
-    if len(values) < 2:
-        return text
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{text} ± {std:.2f}"
+    return text if len(values) < 2 else f"{text} ± {std:.2f}"
 
 
 def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts",
@@ -216,12 +215,11 @@ def variant_rows(variants: Mapping[str, Sequence[Any]], method: str = "emodarts"
     """The ``method`` rows of every variant with the variant's label as their method, for
     :func:`emodarts_core.plots.plot_method_comparison`; only jobs that at least two variants
     ran, so that every bar group (and every dashed mean) compares like with like."""
+    from collections import Counter
     from dataclasses import replace
 
     rows = [replace(r, method=label) for label, rs in variants.items() for r in rs if r.method == method]
-    count: dict[tuple[str, int, int], int] = {}
-    for r in rows:
-        count[(r.corpus, r.fold, r.seed)] = count.get((r.corpus, r.fold, r.seed), 0) + 1
+    count = Counter((r.corpus, r.fold, r.seed) for r in rows)
     return [r for r in rows if count[(r.corpus, r.fold, r.seed)] >= 2]
 
 
