@@ -12,6 +12,9 @@ The cells compute one node at a time (:meth:`SearchCell.node`, :meth:`SeqSearchC
 under :func:`emodarts_core.memory.checkpoint` in training: the edge keeps only its input for the
 backward pass and recomputes its candidates' intermediates there, one edge at a time. Same
 numbers, a fraction of the memory, one extra forward pass of the edges.
+Otherwise the CNN edges leaving the same state share what they would compute alike: the ReLU
+of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_core.ops.SourceCache`;
+``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels.
 
 - CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
   ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
@@ -33,7 +36,8 @@ from torch import nn
 
 from .genotype import CellGenotype, edges_of_node, n_edges
 from .memory import checkpoint
-from .ops import FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, cnn_op, drop_path, seq_op
+from .ops import (FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, SourceCache, cnn_op,
+                  drop_path, seq_op)
 
 
 def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -53,12 +57,18 @@ def _preprocess(C_pp: int, C_p: int, C: int, reduction_p: bool, affine: bool) ->
 
 
 def _node(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor,
-          ckpt: bool) -> torch.Tensor:
-    """Sum of node ``j``'s mixed edges, each optionally under activation checkpointing."""
+          ckpt: bool, caches: Sequence[SourceCache] | None = None) -> torch.Tensor:
+    """Sum of node ``j``'s mixed edges, each optionally under activation checkpointing (which
+    recomputes every edge on its own) or else sharing work through the states' ``caches``."""
     out = None
     for src, e in enumerate(edges_of_node(j)):
         edge = edges[e]
-        h = checkpoint(edge, states[src], weights[e]) if ckpt else edge(states[src], weights[e])
+        if ckpt:
+            h = checkpoint(edge, states[src], weights[e])
+        elif caches is not None:
+            h = edge(states[src], weights[e], caches[src])
+        else:
+            h = edge(states[src], weights[e])
         out = h if out is None else out + h
     return out
 
@@ -92,20 +102,27 @@ class SearchCell(nn.Module):
                 self.edges.append(MixedOp(C, stride, self.primitives, affine=False))
         self.dropout = nn.Dropout(dropout)
         self.checkpoint_edges = False
+        self.share_sources = True      # edges leaving one state share ReLU and pooling (exact)
 
     @property
     def out_channels(self) -> int:
         return self.n_nodes * self.C
 
-    def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges."""
-        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training)
+    def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor,
+             caches: Sequence[SourceCache] | None = None) -> torch.Tensor:
+        """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges.
+        ``caches``: one :class:`~emodarts_core.ops.SourceCache` per state, for the edges leaving
+        the same state to share their ReLU and pooling (ignored when edges are checkpointed)."""
+        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training, caches)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SearchCell")
         states = [self.pre0(s0), self.pre1(s1)]
+        caches = [SourceCache(s) for s in states] if self.share_sources else None
         for j in range(self.n_nodes):
-            states.append(self.node(j, states, weights))
+            states.append(self.node(j, states, weights, caches))
+            if caches is not None:
+                caches.append(SourceCache(states[-1]))
         return self.dropout(torch.cat(states[2:], dim=1))
 
 
