@@ -19,8 +19,8 @@ Speed on CPU (exact; see ``benchmarks/RESULTS.md``). The supernet runs its CNN i
 ``channels_last`` memory format, where oneDNN's depthwise and pointwise convolutions are several
 times faster than in the default layout. Two kernels are slower in that layout, so the ops work
 around them without changing what they compute: :class:`BatchNorm2d` normalises a
-``channels_last`` CPU input whose channel count is not a multiple of 8 in the contiguous layout
-(same kernel, same numbers) and hands the result back as ``channels_last``; 3 x 3 average
+``channels_last`` CPU input whose channel count is not a multiple of 8 with its own vectorised
+kernel (:mod:`emodarts_core.batchnorm`); 3 x 3 average
 pooling runs as a depthwise convolution with a ones kernel divided by the count of valid
 (non-padding) pixels, which is the definition of ``count_include_pad=False`` pooling. In a mixed
 op the ReLU that every convolutional candidate applies first is computed once and shared
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batchnorm import batch_norm_channels_last
 from .recurrent import bankable, run_stacks
 
 # ---------------------------------------------------------------------------------------------
@@ -112,20 +113,34 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys, same arithmetic) that is
     fast for ``channels_last`` input on CPU.
 
-    PyTorch's CPU batch-norm kernel for ``channels_last`` maps was 1.8-5.7x slower than the
-    contiguous one plus two layout conversions when the channel count is not a multiple of 8
-    (C = 2, 4, 6, 12; its vectorised path covers channels in groups of 8), and within ~15 % of
-    it, mostly faster, when it is (C = 8 to 128; ``benchmarks/kernels.py``, figures in
-    ``benchmarks/RESULTS.md``). So a ``channels_last`` CPU input with ``C % 8 != 0`` is
-    normalised in the contiguous layout and returned as ``channels_last`` again. Otherwise, and
-    on CUDA, this is exactly ``nn.BatchNorm2d``.
+    PyTorch's CPU batch-norm kernel for ``channels_last`` maps is several times slower when the
+    channel count is not a multiple of 8 (C = 2, 4, 12: its vectorised path covers channels in
+    groups of 8) and within ~15 % of the best option when it is (C = 8 to 128;
+    ``benchmarks/kernels.py``, figures in ``benchmarks/RESULTS.md``). So for a ``channels_last``
+    CPU input with ``C % 8 != 0``, training mode normalises with
+    :func:`emodarts_core.batchnorm.batch_norm_channels_last` (wide-row view, no layout copies) and
+    updates the running statistics as ``nn.BatchNorm2d`` does; evaluation mode normalises in the
+    contiguous layout (same kernel, same numbers) and hands the result back as
+    ``channels_last``. Otherwise, and on CUDA, this is exactly ``nn.BatchNorm2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.shape[1] % 8 and _is_channels_last(x):
-            y = super().forward(relayout(x, torch.contiguous_format))
-            return relayout(y, _CL)
-        return super().forward(x)
+        if not (x.device.type == "cpu" and x.shape[1] % 8 and _is_channels_last(x)):
+            return super().forward(x)
+        if not (self.training or self.running_mean is None):
+            return relayout(super().forward(relayout(x, torch.contiguous_format)), _CL)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:                      # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        y, mean, var = batch_norm_channels_last(x, self.weight, self.bias, self.eps)
+        if self.training and self.running_mean is not None:
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():                          # nn.BatchNorm2d: unbiased variance
+                self.running_mean.mul_(1.0 - factor).add_(mean, alpha=factor)
+                self.running_var.mul_(1.0 - factor).add_(var * (n / (n - 1)), alpha=factor)
+        return y
 
 
 class ReLUConvBN(nn.Module):
@@ -525,7 +540,7 @@ class SourceCache:
         if owner is not op:
             with torch.no_grad():
                 for mine, theirs in zip(op.buffers(), owner.buffers()):
-                    pass  # mine.copy_(theirs)
+                    mine.copy_(theirs)
         return out
 
 

@@ -189,22 +189,55 @@ def test_fixed_cells_follow_the_genotype():
         FixedSeqCell(CellGenotype(nodes=sg.nodes, concat=(0,)), 3)
 
 
-@pytest.mark.parametrize("C", [4, 8, 12])
-def test_batchnorm_equals_torch_and_keeps_channels_last(C):
-    """Whichever layout it normalises in (contiguous for C % 8 != 0), the values, gradients and
-    running statistics are nn.BatchNorm2d's, and output and gradient stay channels-last."""
+@pytest.mark.parametrize("C, shape", [(2, (3, 5, 7)), (4, (3, 5, 7)), (4, (2, 1, 7)), (8, (3, 5, 7)),
+                                      (12, (3, 5, 7)), (4, (16, 40, 125))])
+@pytest.mark.parametrize("affine, momentum", [(True, 0.1), (False, 0.1), (True, None)])
+def test_batchnorm_equals_torch_and_keeps_channels_last(C, shape, affine, momentum):
+    """Whichever kernel it uses (its own wide-row one for C % 8 != 0), the values, gradients
+    (input, weight, bias), running statistics and step count are nn.BatchNorm2d's over two
+    training steps and in evaluation, and output and gradient stay channels-last."""
     from emodarts_core.ops import BatchNorm2d
     torch.manual_seed(0)
-    ours, ref = BatchNorm2d(C).double(), nn.BatchNorm2d(C).double()
-    x = torch.randn(3, C, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
-    ref_x = x.detach().contiguous().requires_grad_()
-    out, want = ours(x), ref(ref_x)
-    torch.testing.assert_close(out, want)
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    g = torch.randn_like(want)
-    out.backward(g.contiguous(memory_format=torch.channels_last))
-    want.backward(g)
-    torch.testing.assert_close(x.grad, ref_x.grad)
-    assert x.grad.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(ours.running_var, ref.running_var)
+    N, H, W = shape
+    ours = BatchNorm2d(C, affine=affine, momentum=momentum).double()
+    ref = nn.BatchNorm2d(C, affine=affine, momentum=momentum).double()
+    if affine:
+        with torch.no_grad():
+            for m in (ours, ref):
+                m.weight.copy_(torch.linspace(0.5, 2.0, C))
+                m.bias.copy_(torch.linspace(-1.0, 1.0, C))
+    for step in range(2):
+        x = (torch.randn(N, C, H, W, dtype=torch.float64) * (step + 1) + step).contiguous(
+            memory_format=torch.channels_last).requires_grad_()
+        ref_x = x.detach().contiguous().requires_grad_()
+        out, want = ours(x), ref(ref_x)
+        torch.testing.assert_close(out, want)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        g = torch.randn_like(want)
+        out.backward(g if step else g.contiguous(memory_format=torch.channels_last))
+        want.backward(g)
+        torch.testing.assert_close(x.grad, ref_x.grad)
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(ours.running_mean, ref.running_mean)
+        torch.testing.assert_close(ours.running_var, ref.running_var)
+        assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == step + 1
+    if affine:
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+    ours.eval()
+    ref.eval()
+    x = torch.randn(N, C, H, W, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours(x), ref(x.contiguous()))
+
+
+def test_wide_row_batchnorm_rows_and_errors():
+    """The wide view's row width divides the pixel count; bad input is refused clearly."""
+    from emodarts_core.batchnorm import batch_norm_channels_last, row_width
+    assert row_width(80000, 4) == 16 and row_width(45, 4) == 45 and row_width(7, 4) == 7
+    assert row_width(2 * 97, 4) == 2 and row_width(3, 128) == 1
+    for pixels, C in [(80000, 4), (45, 4), (7, 4), (194, 4), (1000, 12), (3, 128)]:
+        assert pixels % row_width(pixels, C) == 0
+    with pytest.raises(ValueError, match="channels_last"):
+        batch_norm_channels_last(torch.randn(2, 4, 3, 3))
+    with pytest.raises(ValueError, match="more than 1 value"):
+        batch_norm_channels_last(torch.randn(1, 4, 1, 1).contiguous(memory_format=torch.channels_last))
