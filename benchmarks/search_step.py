@@ -102,6 +102,7 @@ def plain_reference(net: SuperNet) -> SuperNet:
         cell.edges = nn.ModuleList(PlainMixed(e) for e in cell.edges)
     for cell in ref.cells:
         cell.pre0 = PlainPre(cell.pre0)
+        cell.share_sources = False               # every edge computes all its candidates itself
     return ref
 
 
