@@ -10,13 +10,18 @@
    PyTorch's ``nn.RNN`` modules one by one and as :func:`emodarts_core.recurrent.run_stacks`.
 3. **BatchNorm layouts.** Forward + backward of a training-mode BatchNorm on a ``channels_last``
    CPU map: normalised in the contiguous layout and converted back (``relayout``) vs PyTorch's
-   native ``channels_last`` kernel, for several channel counts (batch 16).
+   native ``channels_last`` kernel vs :func:`emodarts_core.batchnorm.batch_norm_channels_last`
+   (``wide``), for several channel counts (batch 16).
+4. **Edges sharing their source state.** One forward + backward of the ``cpu``-profile supernet
+   with the CNN edges leaving a state sharing its ReLU and pooled copies
+   (:class:`emodarts_core.ops.SourceCache`) and with every edge computing all its candidates.
 
 Best of ``--repeats`` after a warm-up, one torch thread. Run it on a quiet machine.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emodarts_core.batchnorm import batch_norm_channels_last  # noqa: E402
 from emodarts_core.config import PROFILES  # noqa: E402
 from emodarts_core.ops import SEQ_OPS, relayout  # noqa: E402
 from emodarts_core.recurrent import run_stacks  # noqa: E402
@@ -88,19 +94,47 @@ def rnn_bank(repeats: int) -> None:
 
 def batchnorm_layouts(repeats: int) -> None:
     print("\n3. BatchNorm of a channels_last map, training mode, forward + backward (ms), batch 16")
-    print(f"{'C':>4} {'map':>8} {'relayout':>9} {'native':>7}")
+    print(f"{'C':>4} {'map':>8} {'relayout':>9} {'native':>7} {'wide':>6}")
     for C, h, w in ((2, 40, 125), (4, 40, 125), (6, 40, 125), (8, 40, 125), (12, 40, 125),
                     (16, 20, 63), (20, 20, 63), (24, 20, 63), (48, 10, 32), (128, 32, 32)):
         x = torch.randn(16, C, h, w).contiguous(memory_format=torch.channels_last).requires_grad_()
+        g = torch.randn_like(x)                  # a channels_last gradient, as in the network
 
         def detour():
             y = F.batch_norm(relayout(x, torch.contiguous_format), None, None, training=True)
-            relayout(y, torch.channels_last).sum().backward()
+            relayout(y, torch.channels_last).backward(g)
 
         def native():
-            F.batch_norm(x, None, None, training=True).sum().backward()
+            F.batch_norm(x, None, None, training=True).backward(g)
 
-        print(f"{C:>4} {f'{h}x{w}':>8} {best_ms(detour, repeats):>9.2f} {best_ms(native, repeats):>7.2f}")
+        def wide():
+            batch_norm_channels_last(x)[0].backward(g)
+
+        print(f"{C:>4} {f'{h}x{w}':>8} {best_ms(detour, repeats):>9.2f} {best_ms(native, repeats):>7.2f}"
+              f" {best_ms(wide, repeats):>6.2f}")
+
+
+def shared_sources(repeats: int) -> None:
+    print("\n4. cpu-profile supernet, one forward + backward (ms), batch 16: CNN edges leaving one"
+          " state sharing its ReLU and pooling (SourceCache) or each computing everything")
+    torch.manual_seed(0)
+    p = PROFILES["cpu"]
+    shared = SuperNet(p.space, 8, p.features.shape).train()
+    alone = copy.deepcopy(shared)
+    for cell in alone.cells:
+        cell.share_sources = False
+    x = torch.randn(16, 1, *p.features.shape)
+    y = torch.randint(0, 8, (16,))
+    times: dict[str, list[float]] = {"shared": [], "each edge alone": []}
+    for m in (shared, alone):
+        m.loss(x, y).backward()                  # warm-up
+    for _ in range(repeats):                     # interleaved: both see the same machine load
+        for name, m in (("shared", shared), ("each edge alone", alone)):
+            t = time.perf_counter()
+            m.loss(x, y).backward()
+            times[name].append(time.perf_counter() - t)
+    for name, ts in times.items():
+        print(f"{name:>16}: best {1000 * min(ts):6.0f}   median {1000 * sorted(ts)[len(ts) // 2]:6.0f}")
 
 
 def main() -> None:
@@ -112,6 +146,7 @@ def main() -> None:
     seq_share(max(2, args.repeats // 3))
     rnn_bank(args.repeats)
     batchnorm_layouts(args.repeats)
+    shared_sources(args.repeats)
 
 
 if __name__ == "__main__":
