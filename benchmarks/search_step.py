@@ -18,6 +18,10 @@ the fastest kept (the machine is shared). Peak memory is the resident-set peak o
 process per configuration (``VmHWM``, see :func:`peak_rss_gib`), so the runs do not pollute
 each other.
 
+``--jobs 2`` runs each row as two such processes at once (with ``--threads 1``: one search per
+core, the way this project runs its batches on a 2-core machine) and reports their summed
+samples per second; ``s/step`` is then the slower process's step.
+
 Last line: ``speedup: X``, ours over the reference in samples/s of the second-order step.
 """
 from __future__ import annotations
@@ -203,11 +207,24 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int) -> dict:
+def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int,
+              jobs: int = 1) -> dict:
+    """Time one configuration in ``jobs`` fresh processes started together (one per core when
+    ``jobs`` = cores and ``threads`` = 1): ``seconds`` is the slowest process's best step,
+    ``rate`` the samples per second of all of them together, ``peak_gib`` the largest peak."""
     cmd = [sys.executable, __file__, "--child", "--profile", profile, "--batch", str(batch),
            "--order", order, "--kind", kind, "--repeats", str(repeats), "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(jobs)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"benchmark child failed ({' '.join(cmd)}):\n{err}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {"seconds": max(r["seconds"] for r in results),
+            "rate": sum(batch / r["seconds"] for r in results),
+            "peak_gib": max(r["peak_gib"] for r in results)}
 
 
 def main() -> None:
@@ -216,25 +233,31 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="default: the profile's search batch")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes run side by side per row (2 with --threads 1: both cores, "
+                         "one search each, as the RAVDESS batches run); samples/s is their sum")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--order", default="second", help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.batch = args.batch or PROFILES[args.profile].search.batch_size
+    if args.jobs < 1 or args.threads < 1 or args.batch < 1:
+        ap.error("--jobs, --threads and --batch must be at least 1")
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
     check_equal(args.profile, min(args.batch, 8))
     print(f"outputs and gradients equal in float64 (profile {args.profile}, batch {min(args.batch, 8)})")
-    print(f"profile {args.profile}, batch {args.batch}, {args.threads} torch thread(s), "
+    side = f", {args.jobs} processes side by side" if args.jobs > 1 else ""
+    print(f"profile {args.profile}, batch {args.batch}, {args.threads} torch thread(s){side}, "
           f"best of {args.repeats} steps after one warm-up, fresh process per row")
     print(f"{'order':<7}{'net':<22}{'s/step':>9}{'samples/s':>11}{'peak GiB':>10}")
     rate = {}
     for order in ("first", "second"):
         for kind, label in (("plain", "reference (plain)"), ("ours", "ours"),
                             ("ours_me", "ours, memory_efficient")):
-            r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads)
-            rate[order, kind] = args.batch / r["seconds"]
+            r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads, args.jobs)
+            rate[order, kind] = r["rate"]
             print(f"{order:<7}{label:<22}{r['seconds']:>9.2f}{rate[order, kind]:>11.1f}"
                   f"{r['peak_gib']:>10.2f}", flush=True)
     print(f"first-order speedup: {rate['first', 'ours'] / rate['first', 'plain']:.2f}")
