@@ -35,6 +35,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .batchnorm import batch_norm_channels_last
 from .recurrent import bankable, run_stacks
@@ -504,6 +505,70 @@ def seq_op(name: str, H: int) -> nn.Module:
 # Mixed operations (the continuous relaxation of one edge)
 
 
+def _dense_flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D view of all of ``t``'s elements in memory order (``t`` must be dense)."""
+    return t.as_strided((t.numel(),), (1,), t.storage_offset())
+
+
+def _dense(t: torch.Tensor) -> bool:
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=_CL))
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_i weights[i] * hs[i]`` with a hand-written backward (CPU).
+
+    Autograd's version saves the same tensors but runs a multiply and an add per term forward
+    and, backward, two multiplies and a reduction per term. Here the forward is one fused
+    ``out += w_i * h_i`` per term, and the backward one multiply (the gradient of ``h_i``) and
+    one dot product (the gradient of ``w_i``) per term.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, *hs: torch.Tensor) -> torch.Tensor:
+        w = weights.tolist()
+        out = torch.mul(hs[0], w[0])
+        for wi, h in zip(w[1:], hs[1:]):
+            out.add_(h, alpha=wi)
+        ctx.save_for_backward(weights, *hs)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        weights, *hs = ctx.saved_tensors
+        w = weights.tolist()
+        d_weights = None
+        if ctx.needs_input_grad[0]:
+            dots = []
+            for h in hs:
+                if _dense(h) and h.stride() == grad.stride():     # same layout: one BLAS dot
+                    dots.append(torch.dot(_dense_flat(grad), _dense_flat(h)))
+                else:
+                    dots.append((grad * h).sum())
+            d_weights = torch.stack(dots).to(weights.dtype)
+        d_hs = [torch.mul(grad, wi) if need else None
+                for wi, need in zip(w, ctx.needs_input_grad[1:])]
+        return (d_weights, *d_hs)
+
+
+def weighted_sum(weights: torch.Tensor, hs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_i weights[i] * hs[i]`` (``weights`` 1-D, ``hs`` tensors of one shape and dtype).
+
+    On CPU the fused :class:`_WeightedSum` (same values up to rounding; first derivatives only,
+    differentiating its backward again raises), elsewhere the autograd expression.
+    """
+    if len(hs) != weights.shape[0] or not hs:
+        raise ValueError(f"weighted_sum: {weights.shape[0]} weights for {len(hs)} tensors")
+    if weights.device.type == "cpu" and all(h.device.type == "cpu" and h.shape == hs[0].shape
+                                            and h.dtype == hs[0].dtype for h in hs):
+        return _WeightedSum.apply(weights, *hs)
+    out = None
+    for i, h in enumerate(hs):
+        term = weights[i] * h
+        out = term if out is None else out + term
+    return out
+
+
 class SourceCache:
     """What the mixed edges leaving one state can share, computed once per forward pass.
 
@@ -578,7 +643,9 @@ class _Mixed(nn.Module):
                              f"not match {len(self.primitives)} primitives")
         if cache is not None and cache.x is not x:
             raise ValueError(f"{type(self).__name__}: the cache belongs to another input")
-        out = None
+        if torch.is_grad_enabled():          # training: every output is kept for the backward
+            return weighted_sum(weights[self.indices], list(self.candidates(x, cache)))
+        out = None                           # no gradients: one candidate alive at a time
         for i, h in zip(self.indices, self.candidates(x, cache)):
             term = weights[i] * h
             out = term if out is None else out + term

@@ -241,3 +241,33 @@ def test_wide_row_batchnorm_rows_and_errors():
         batch_norm_channels_last(torch.randn(2, 4, 3, 3))
     with pytest.raises(ValueError, match="more than 1 value"):
         batch_norm_channels_last(torch.randn(1, 4, 1, 1).contiguous(memory_format=torch.channels_last))
+
+
+@pytest.mark.parametrize("layouts", [("cl", "cl", "cl"), ("cl", "plain", "cl"), ("plain", "plain", "plain")])
+def test_weighted_sum_equals_the_autograd_expression(layouts):
+    """The fused CPU weighted sum of a mixed edge: same value, same gradients for the weights and
+    every term (dot-product path when layouts match, plain reduction when they do not)."""
+    from emodarts_core.ops import weighted_sum
+    torch.manual_seed(3)
+    fmt = {"cl": torch.channels_last, "plain": torch.contiguous_format}
+    hs = [torch.randn(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt[k]).requires_grad_()
+          for k in layouts]
+    alpha = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.softmax(alpha, 0)
+    ours = weighted_sum(w, hs)
+    ref = sum(w[i] * h for i, h in enumerate(hs))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((ours * g).sum(), [alpha, *hs], retain_graph=True)
+    want = torch.autograd.grad((ref * g).sum(), [alpha, *hs])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="2 weights for 3"):
+        weighted_sum(w[:2], hs)
+    # first derivatives only: once_differentiable cuts the graph, so a second derivative with
+    # respect to what feeds the sum from outside is refused (autograd: input not reachable)
+    v = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = weighted_sum(torch.softmax(alpha, 0), hs)
+    (gw,) = torch.autograd.grad((y * v).sum(), alpha, create_graph=True)
+    with pytest.raises(RuntimeError, match="not have been used in the graph"):
+        torch.autograd.grad(gw.sum(), v)
