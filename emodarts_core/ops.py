@@ -20,12 +20,14 @@ Speed on CPU (exact; see ``benchmarks/RESULTS.md``). The supernet runs its CNN i
 times faster than in the default layout. Two kernels are slower in that layout, so the ops work
 around them without changing what they compute: :class:`BatchNorm2d` normalises a
 ``channels_last`` CPU input whose channel count is not a multiple of 8 with its own vectorised
-kernel (:mod:`emodarts_core.batchnorm`); 3 x 3 average
-pooling runs as a depthwise convolution with a ones kernel divided by the count of valid
-(non-padding) pixels, which is the definition of ``count_include_pad=False`` pooling. In a mixed
-op the ReLU that every convolutional candidate applies first is computed once and shared
-(:meth:`DilConv.forward_relu`), and on CPU the tanh-RNN stacks of all recurrent candidates run as
-one batched recurrence (:func:`run_recurrent`, :mod:`emodarts_core.recurrent`).
+kernel (:mod:`emodarts_core.batchnorm`); 3 x 3 average pooling runs as a depthwise convolution
+with a ones kernel divided by the count of valid (non-padding) pixels, which is the definition
+of ``count_include_pad=False`` pooling. The ReLU that every convolutional candidate applies
+first is computed once per state and shared (:meth:`DilConv.forward_relu`), as are the pooled
+candidates of all edges leaving one state (:class:`SourceCache`); the candidates' weighted sum
+is one fused function on CPU (:func:`weighted_sum`); and on CPU the tanh-RNN stacks of all
+recurrent candidates run as one batched recurrence (:func:`run_recurrent`,
+:mod:`emodarts_core.recurrent`).
 """
 from __future__ import annotations
 
