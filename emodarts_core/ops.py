@@ -557,7 +557,8 @@ def weighted_sum(weights: torch.Tensor, hs: Sequence[torch.Tensor]) -> torch.Ten
     """``sum_i weights[i] * hs[i]`` (``weights`` 1-D, ``hs`` tensors of one shape and dtype).
 
     On CPU the fused :class:`_WeightedSum` (same values up to rounding; first derivatives only,
-    differentiating its backward again raises), elsewhere the autograd expression.
+    like the other hand-written backward passes here: the search never differentiates twice, its
+    second order uses finite differences), elsewhere the autograd expression.
     """
     if len(hs) != weights.shape[0] or not hs:
         raise ValueError(f"weighted_sum: {weights.shape[0]} weights for {len(hs)} tensors")
