@@ -32,7 +32,7 @@ recurrent candidates run as one batched recurrence (:func:`run_recurrent`,
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -553,22 +553,31 @@ class _WeightedSum(torch.autograd.Function):
         return (d_weights, *d_hs)
 
 
-def weighted_sum(weights: torch.Tensor, hs: Sequence[torch.Tensor]) -> torch.Tensor:
+def weighted_sum(weights: torch.Tensor, hs: Iterable[torch.Tensor]) -> torch.Tensor:
     """``sum_i weights[i] * hs[i]`` (``weights`` 1-D, ``hs`` tensors of one shape and dtype).
 
-    On CPU the fused :class:`_WeightedSum` (same values up to rounding; first derivatives only,
-    like the other hand-written backward passes here: the search never differentiates twice, its
-    second order uses finite differences), elsewhere the autograd expression.
+    With gradients on CPU: the fused :class:`_WeightedSum` (same values up to rounding; first
+    derivatives only, like the other hand-written backward passes here: the search never
+    differentiates twice, its second order uses finite differences). Otherwise the plain
+    expression, consuming ``hs`` lazily, so that a generator of candidates evaluated without
+    gradients holds one candidate at a time.
     """
-    if len(hs) != weights.shape[0] or not hs:
-        raise ValueError(f"weighted_sum: {weights.shape[0]} weights for {len(hs)} tensors")
-    if weights.device.type == "cpu" and all(h.device.type == "cpu" and h.shape == hs[0].shape
-                                            and h.dtype == hs[0].dtype for h in hs):
-        return _WeightedSum.apply(weights, *hs)
-    out = None
-    for i, h in enumerate(hs):
-        term = weights[i] * h
+    n = weights.shape[0]
+    if torch.is_grad_enabled() and weights.device.type == "cpu":
+        hs = list(hs)
+        if len(hs) != n or not hs:
+            raise ValueError(f"weighted_sum: {n} weights for {len(hs)} tensors")
+        if all(h.device.type == "cpu" and h.shape == hs[0].shape and h.dtype == hs[0].dtype
+               for h in hs):
+            return _WeightedSum.apply(weights, *hs)
+    out, count = None, 0
+    for count, h in enumerate(hs, start=1):
+        if count > n:
+            break
+        term = weights[count - 1] * h
         out = term if out is None else out + term
+    if count != n or out is None:
+        raise ValueError(f"weighted_sum: {n} weights for {'more' if count > n else count} tensors")
     return out
 
 
@@ -646,13 +655,7 @@ class _Mixed(nn.Module):
                              f"not match {len(self.primitives)} primitives")
         if cache is not None and cache.x is not x:
             raise ValueError(f"{type(self).__name__}: the cache belongs to another input")
-        if torch.is_grad_enabled():          # training: every output is kept for the backward
-            return weighted_sum(weights[self.indices], list(self.candidates(x, cache)))
-        out = None                           # no gradients: one candidate alive at a time
-        for i, h in zip(self.indices, self.candidates(x, cache)):
-            term = weights[i] * h
-            out = term if out is None else out + term
-        return out
+        return weighted_sum(weights[self.indices], self.candidates(x, cache))
 
     def candidates(self, x: torch.Tensor, cache: SourceCache | None = None) -> Iterator[torch.Tensor]:
         """The evaluated ops' outputs on ``x``, in the order of :attr:`ops` (lazily, so that an

@@ -264,6 +264,12 @@ def test_weighted_sum_equals_the_autograd_expression(layouts):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="2 weights for 3"):
         weighted_sum(w[:2], hs)
+    with torch.no_grad():                                # the lazy path: same value, same checks
+        torch.testing.assert_close(weighted_sum(w, iter(hs)), ref, rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match="3 weights for 2"):
+            weighted_sum(w, iter(hs[:2]))
+        with pytest.raises(ValueError, match="2 weights for more"):
+            weighted_sum(w[:2], iter(hs))
     # first derivatives only: once_differentiable cuts the graph, so a second derivative with
     # respect to what feeds the sum from outside is refused (autograd: input not reachable)
     v = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
