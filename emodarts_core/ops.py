@@ -600,7 +600,7 @@ class SourceCache:
     def __init__(self, x: torch.Tensor) -> None:
         self.x = x
         self._relu: torch.Tensor | None = None
-        self._outputs: dict[tuple[str, int], tuple[torch.Tensor, nn.Module]] = {}
+        self._outputs: dict[str, tuple[torch.Tensor, nn.Module]] = {}
 
     def relu(self) -> torch.Tensor:
         if self._relu is None:
@@ -608,12 +608,12 @@ class SourceCache:
         return self._relu
 
     def output(self, name: str, op: nn.Module) -> torch.Tensor:
-        """``op(x)`` for a :func:`shareable` op, computed by the first edge that asks for it."""
-        key = (name, op.stride)
-        if key not in self._outputs:
-            self._outputs[key] = (op(self.x), op)
-            return self._outputs[key][0]
-        out, owner = self._outputs[key]
+        """``op(x)`` for a :func:`shareable` op, computed by the first edge that asks for it
+        (all edges leaving one state have the same stride, so the op's name identifies it)."""
+        if name not in self._outputs:
+            self._outputs[name] = (op(self.x), op)
+            return self._outputs[name][0]
+        out, owner = self._outputs[name]
         if owner is not op:
             with torch.no_grad():
                 for mine, theirs in zip(op.buffers(), owner.buffers()):
