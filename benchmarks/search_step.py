@@ -22,6 +22,14 @@ each other.
 core, the way this project runs its batches on a 2-core machine) and reports their summed
 samples per second; ``s/step`` is then the slower process's step.
 
+``--threads T`` with ``T > 1`` gives each net the ``T`` cores the way it uses them best: the
+reference through PyTorch's intra-op threads, ours (the row ``ours``) through ``T`` branch threads
+with one intra-op thread each (:mod:`emodarts_core.branches`: a search node's convolutional
+candidates run in two groups side by side, forward and backward; intra-op threads on top of them
+would oversubscribe the cores). ``--ours-threads intra-op`` gives ours intra-op threads instead,
+for comparison; the memory-efficient row (checkpointed edges, no branches) always uses intra-op
+threads.
+
 ``--rounds R`` runs the whole table ``R`` times in turn, prints each round and the per-round
 speed-ups, and then each row's best round: on a shared machine a slow spell then cannot fall on
 one net's rows only.
@@ -45,6 +53,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emodarts_core.architect import Architect  # noqa: E402
+from emodarts_core.branches import set_branch_threads  # noqa: E402
 from emodarts_core.config import PROFILES, override  # noqa: E402
 from emodarts_core.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp,  # noqa: E402
                                PoolBN, Recurrent, SepConv, Zero)
@@ -183,7 +192,9 @@ def check_equal(profile: str, batch: int) -> None:
 
 def child(args: argparse.Namespace) -> None:
     """Run in a fresh process: time ``repeats`` steps of one configuration, report JSON."""
-    torch.set_num_threads(args.threads)
+    intra, branch = thread_plan(args.kind, args.threads, args.ours_threads)
+    torch.set_num_threads(intra)
+    set_branch_threads(branch)
     net, arch, w_opt, data, scfg = make_setup(args.profile, args.batch, args.order, args.kind)
     times = []
     for _ in range(args.repeats + 1):                     # the first step warms up
@@ -192,6 +203,13 @@ def child(args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t)
     times = times[1:] or times                            # --repeats 0: the one (cold) step
     print(json.dumps({"seconds": min(times), "peak_gib": peak_rss_gib()}))
+
+
+def thread_plan(kind: str, threads: int, ours_threads: str) -> tuple[int, int]:
+    """(intra-op threads, branch threads) for a row: see the module text."""
+    if kind == "ours" and ours_threads == "branches" and threads > 1:
+        return 1, threads
+    return threads, 1
 
 
 def peak_rss_gib() -> float:
@@ -212,12 +230,13 @@ def peak_rss_gib() -> float:
 
 
 def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int,
-              jobs: int = 1) -> dict:
+              jobs: int = 1, ours_threads: str = "branches") -> dict:
     """Time one configuration in ``jobs`` fresh processes started together (one per core when
     ``jobs`` = cores and ``threads`` = 1): ``seconds`` is the slowest process's best step,
     ``rate`` the samples per second of all of them together, ``peak_gib`` the largest peak."""
     cmd = [sys.executable, __file__, "--child", "--profile", profile, "--batch", str(batch),
-           "--order", order, "--kind", kind, "--repeats", str(repeats), "--threads", str(threads)]
+           "--order", order, "--kind", kind, "--repeats", str(repeats), "--threads", str(threads),
+           "--ours-threads", ours_threads]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(jobs)]
     results = []
@@ -243,6 +262,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="run all rows this many times in turn; each row keeps its best round, so "
                          "a slow spell of the machine does not fall on one net only")
+    ap.add_argument("--ours-threads", default="branches", choices=("branches", "intra-op"),
+                    help="how our net uses --threads > 1 cores: branch threads with one intra-op "
+                         "thread each (default) or intra-op threads (the reference's way)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--order", default="second", help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
@@ -253,11 +275,16 @@ def main() -> None:
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
+    set_branch_threads(thread_plan("ours", args.threads, args.ours_threads)[1])
     check_equal(args.profile, min(args.batch, 8))
     print(f"outputs and gradients equal in float64 (profile {args.profile}, batch {min(args.batch, 8)})")
     side = f", {args.jobs} processes side by side" if args.jobs > 1 else ""
-    print(f"profile {args.profile}, batch {args.batch}, {args.threads} torch thread(s){side}, "
+    print(f"profile {args.profile}, batch {args.batch}, {args.threads} core(s) per net{side}, "
           f"best of {args.repeats} steps after one warm-up, fresh process per row")
+    if args.threads > 1:
+        intra, branch = thread_plan("ours", args.threads, args.ours_threads)
+        print(f"threads: reference {args.threads} intra-op; ours {intra} intra-op x {branch} "
+              f"branch; memory-efficient {args.threads} intra-op")
     rows = [(order, kind, label) for order in ("first", "second")
             for kind, label in (("plain", "reference (plain)"), ("ours", "ours"),
                                 ("ours_me", "ours, memory_efficient"))]
@@ -270,7 +297,8 @@ def main() -> None:
         print(f"{'order':<7}{'net':<22}{'s/step':>9}{'samples/s':>11}{'peak GiB':>10}")
         this: dict[tuple[str, str], dict] = {}
         for order, kind, label in rows:
-            r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads, args.jobs)
+            r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads, args.jobs,
+                          args.ours_threads)
             this[order, kind] = r
             if (order, kind) not in best or r["rate"] > best[order, kind]["rate"]:
                 best[order, kind] = dict(r)

@@ -39,6 +39,11 @@ Implementation notes
   only the two distinct forward passes (training and validation) had drawn from it. (Limit: on
   CUDA, cuDNN draws the *inter-layer* dropout of stacked LSTM/RNN layers from its own internal
   state, which torch's generators do not control, so those masks are not replayed.)
+- **Alpha-only passes do not track the weights.** The validation pass of the first order and
+  the two finite-difference passes need gradients for alpha only, so they run with the weights'
+  ``requires_grad`` switched off (:func:`_frozen`, restored afterwards): no weight gradient is
+  computed or stored for them, even inside nodes that compute their own backward
+  (:mod:`emodarts_core.branches`), which cannot see which gradients the caller asked for.
 - The virtual step reads the momentum buffer, momentum, dampening, Nesterov flag and weight decay
   from ``w_optimizer`` itself, so it predicts the step that optimiser would really take (gradient
   clipping, applied by the search loop, is not part of the prediction, as in DARTS).
@@ -48,8 +53,9 @@ The architect works with any module that exposes ``weights()``, ``alphas()`` and
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -93,6 +99,19 @@ def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     """``d loss / d params`` without touching ``.grad``; unused parameters get zeros."""
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+@contextmanager
+def _frozen(params: Sequence[Tensor]) -> Iterator[None]:
+    """``requires_grad`` off for ``params`` inside the block, restored on leaving it."""
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 def _global_norm(tensors: Sequence[Tensor]) -> Tensor:
@@ -169,8 +188,9 @@ class Architect:
     def _first_order(self, x_valid: Tensor, y_valid: Tensor) -> tuple[list[Tensor], float]:
         buffers = [b.detach().clone() for b in self._buffers()]
         try:
-            loss = self.net.loss(x_valid, y_valid)
-            grads = _grads(loss, list(self.net.alphas()))
+            with _frozen(list(self.net.weights())):
+                loss = self.net.loss(x_valid, y_valid)
+                grads = _grads(loss, list(self.net.alphas()))
         finally:
             self._restore_buffers(buffers)
         return grads, float(loss.detach())
@@ -230,7 +250,8 @@ class Architect:
             for w, saved, d, c in zip(weights, saved_w, dw, coeffs):
                 w.copy_(saved).add_(d, alpha=step * c)
         rng.restore()
-        return _grads(self.net.loss(x_train, y_train), alphas)
+        with _frozen(weights):
+            return _grads(self.net.loss(x_train, y_train), alphas)
 
     @staticmethod
     def _sgd_terms(weights: list[Tensor], opt: torch.optim.Optimizer

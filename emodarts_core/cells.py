@@ -14,7 +14,11 @@ backward pass and recomputes its candidates' intermediates there, one edge at a 
 numbers, a fraction of the memory, one extra forward pass of the edges.
 Otherwise the CNN edges leaving the same state share what they would compute alike: the ReLU
 of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_core.ops.SourceCache`;
-``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels.
+``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels. With
+gradients, a node's convolutional candidates (all its edges together) are then dealt into
+``NODE_BRANCHES`` groups of similar cost that run side by side on CPU threads, forward and
+backward (:mod:`emodarts_core.branches`; one thread unless ``set_branch_threads`` says more).
+The grouping does not depend on the thread count, so neither do the numbers.
 
 - CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
   ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
@@ -34,10 +38,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .branches import Branch, run_branches, split_by_cost
 from .genotype import CellGenotype, edges_of_node, n_edges
 from .memory import checkpoint
 from .ops import (FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, SourceCache, cnn_op,
-                  drop_path, seq_op)
+                  drop_path, seq_op, shareable, weighted_sum)
+
+NODE_BRANCHES = 2     # groups of a search node's convolutional candidates (see the module text)
 
 
 def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -69,6 +76,61 @@ def _node(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor], weights:
             h = edge(states[src], weights[e], caches[src])
         else:
             h = edge(states[src], weights[e])
+        out = h if out is None else out + h
+    return out
+
+
+def conv_cost(op: nn.Module) -> int:
+    """A rough cost of a convolutional op for balancing branches: the kernel taps of its
+    convolutions (a k x k depthwise conv counts k * k, a pointwise one 1); at least 1."""
+    return max(1, sum(m.kernel_size[0] * m.kernel_size[1] for m in op.modules()
+                      if isinstance(m, nn.Conv2d)))
+
+
+def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
+                   caches: Sequence[SourceCache]) -> torch.Tensor:
+    """Node ``j`` with its convolutional candidates in :data:`NODE_BRANCHES` branches.
+
+    The candidates that start with a ReLU (``forward_relu``: separable, dilated, factorized
+    reduce) of every incoming edge are dealt into branches by :func:`conv_cost`; each branch is
+    the weighted sum of its candidates on the states' shared ReLUs. The other candidates (pooling
+    through the cache, identity) are summed on the calling thread. Same terms as
+    :func:`_node`, summed in another order.
+    """
+    sources = list(enumerate(edges_of_node(j)))
+    convs: list[tuple[int, int, nn.Module, int]] = []       # (edge row, primitive column, op, src)
+    rest_at: list[tuple[int, int]] = []
+    rest: list[torch.Tensor] = []
+    for src, e in sources:
+        edge = edges[e]
+        for i, op in zip(edge.indices, edge.ops):
+            if hasattr(op, "forward_relu"):
+                convs.append((e, i, op, src))
+                continue
+            rest_at.append((e, i))
+            rest.append(caches[src].output(edge.primitives[i], op) if shareable(op)
+                        else op(caches[src].x))
+    out = None
+    if convs:
+        groups = split_by_cost([conv_cost(op) for _, _, op, _ in convs], NODE_BRANCHES)
+        relus = [caches[src].relu() for src, _ in sources]
+
+        def branch(members: list[int]) -> Branch:
+            terms = [convs[m] for m in members]
+            rows = torch.tensor([e for e, _, _, _ in terms])
+            cols = torch.tensor([i for _, i, _, _ in terms])
+
+            def fn(*inputs: torch.Tensor) -> torch.Tensor:
+                w, rs = inputs[0], inputs[1:]
+                return weighted_sum(w[rows, cols], (op.forward_relu(rs[src]) for _, _, op, src in terms))
+
+            return Branch(fn, tuple(p for _, _, op, _ in terms for p in op.parameters()))
+
+        out = run_branches([branch(g) for g in groups], [weights, *relus])
+    if rest:
+        rows = torch.tensor([e for e, _ in rest_at])
+        cols = torch.tensor([i for _, i in rest_at])
+        h = weighted_sum(weights[rows, cols], rest)
         out = h if out is None else out + h
     return out
 
@@ -113,7 +175,13 @@ class SearchCell(nn.Module):
         """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges.
         ``caches``: one :class:`~emodarts_core.ops.SourceCache` per state, for the edges leaving
         the same state to share their ReLU and pooling (ignored when edges are checkpointed)."""
-        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training, caches)
+        ckpt = self.checkpoint_edges and self.training
+        if caches is not None and not ckpt and torch.is_grad_enabled():
+            for s, c in zip(states, caches):
+                if c.x is not s:
+                    raise ValueError("SearchCell.node: a cache belongs to another state")
+            return _node_branched(self.edges, j, weights, caches)
+        return _node(self.edges, j, states, weights, ckpt, caches)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SearchCell")

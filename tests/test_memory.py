@@ -51,13 +51,18 @@ def test_memory_efficient_supernet_gives_identical_loss_gradients_and_bn_stats()
     x, y = _data()
     l1, g1 = _loss_and_grads(plain, x, y)
     l2, g2 = _loss_and_grads(eff, x, y)
-    assert torch.equal(l1, l2)                        # dropout 0.3: the masks are replayed
+    # dropout 0.3: the masks are replayed. Not bitwise: the plain net sums a node's candidates
+    # in branches (emodarts_core.branches), the checkpointed one edge by edge
+    assert torch.allclose(l1, l2, rtol=1e-6, atol=0)
     for (name, _), a, b in zip(plain.named_parameters(), g1, g2):
-        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
     assert any(g.abs().sum() > 0 for g in g2[-3:])    # alpha gradients are not trivially zero
-    # BatchNorm running statistics saw the batch exactly once in both nets
+    # BatchNorm running statistics saw the batch exactly once in both nets (a second update
+    # would move a running mean by a tenth of the batch mean: far outside the tolerance)
     for (name, b1), b2 in zip(plain.named_buffers(), eff.buffers()):
-        assert torch.equal(b1, b2), name
+        assert torch.allclose(b1, b2, rtol=1e-5, atol=1e-7), name
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(b1, b2), name
 
 
 def test_edges_sharing_their_source_state_give_identical_results_and_bn_stats(monkeypatch):
@@ -130,19 +135,22 @@ def test_architect_alpha_gradients_unchanged_by_memory_efficiency(order):
             a.grad = None
         arch = Architect(net, SearchConfig(order=order))
         before = [w.detach().clone() for w in net.weights()]
+        buffers = [b.clone() for b in net.buffers()]
         torch.manual_seed(5)
         grads, loss = arch.alpha_gradients(x_t, y_t, x_v, y_v, 0.1, w_opt)
         assert all(torch.equal(p, w) for p, w in zip(before, net.weights()))  # restored bitwise
-        out.append((grads, loss, [b.clone() for b in net.buffers()], before))
+        assert all(torch.equal(p, b) for p, b in zip(buffers, net.buffers()))
+        out.append((grads, loss, buffers, before))
     (ga, la, ba, wa), (gb, lb, bb, wb) = out
     assert la == pytest.approx(lb, rel=1e-6)
     for a, b in zip(ga, gb):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
         assert a.abs().sum() > 0
-    assert all(torch.equal(p, q) for p, q in zip(ba, bb))    # buffers restored in both
     # the real step before: equal up to float32 summation order (the plain net shares each
-    # state's ReLU between edges, so its gradient sums the edges' shares in another order)
+    # state's ReLU between edges and sums a node's candidates in branches, so it adds the same
+    # terms in another order)
     assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-7) for p, q in zip(wa, wb))
+    assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-7) for p, q in zip(ba, bb))
 
 
 def test_checkpoint_restores_bn_statistics_and_rng():

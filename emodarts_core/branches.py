@@ -1,0 +1,180 @@
+"""Independent branches of a computation, run side by side on CPU threads, forward and backward.
+
+A search cell's node sums many convolutional candidates that do not depend on each other. On a
+CPU their kernels are small (a few channels), so PyTorch's intra-op threads barely help, and the
+autograd engine runs a CPU backward pass on one thread. :func:`run_branches` splits such a sum
+into branches and computes each branch's forward pass *and its backward pass* on its own thread:
+the branches are one autograd node (:class:`_Branches`) whose backward calls
+:func:`torch.autograd.grad` on each branch's own graph, one thread per branch. PyTorch releases
+the interpreter lock inside its kernels and runs a ``grad`` call on the thread that makes it, so
+two branches keep two cores busy.
+
+The arithmetic does not depend on the number of threads: the same branches are computed and
+summed in the same order whether they run side by side or one after the other, so a run gives
+the same numbers, to the bit, on one core or two (``tests/test_branches.py``).
+
+Rules for a branch: it reads only the tensors passed as ``inputs`` and the parameters it lists,
+draws no random numbers (the order of draws between threads would not be fixed) and writes
+nothing another branch reads (a BatchNorm updating its own running statistics is fine).
+
+``set_branch_threads(n)`` sets how many threads run branches (1: all on the calling thread, the
+default). Only CPU tensors use threads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+_lock = threading.Lock()
+_threads = 1
+_pool: ThreadPoolExecutor | None = None
+
+
+def set_branch_threads(n: int) -> None:
+    """Run up to ``n`` branches at once (``n - 1`` helper threads beside the calling one)."""
+    global _threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_branch_threads: n must be an integer >= 1, got {n!r}")
+    with _lock:
+        if n != _threads and _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = n
+
+
+def branch_threads() -> int:
+    """How many branches run at once (see :func:`set_branch_threads`)."""
+    return _threads
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="emodarts-branch")
+        return _pool
+
+
+def _after_fork() -> None:          # a forked child has none of the parent's threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """``fn(*inputs) -> Tensor`` and the parameters it uses (their gradients pass through)."""
+
+    fn: Callable[..., Tensor]
+    params: tuple[Tensor, ...] = ()
+
+
+def split_by_cost(costs: Sequence[float], k: int) -> list[list[int]]:
+    """Indices of ``costs`` dealt into at most ``k`` groups of similar total cost.
+
+    Largest first, each to the group with the least so far (ties: the lower group); groups keep
+    the items in their original order; empty groups are dropped. Deterministic.
+    """
+    if k < 1:
+        raise ValueError(f"split_by_cost: k must be >= 1, got {k}")
+    groups: list[list[int]] = [[] for _ in range(k)]
+    loads = [0.0] * k
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        g = min(range(k), key=lambda g: (loads[g], g))
+        groups[g].append(i)
+        loads[g] += costs[i]
+    return [sorted(g) for g in groups if g]
+
+
+def _map(fn: Callable[[int], object], n: int, threaded: bool) -> list:
+    """``[fn(0), ..., fn(n - 1)]``; with ``threaded``, items 1.. on helper threads meanwhile."""
+    if not threaded or n < 2:
+        return [fn(i) for i in range(n)]
+    futures = [_helpers().submit(fn, i) for i in range(1, n)]
+    first = [fn(0)]
+    return first + [f.result() for f in futures]
+
+
+def _threaded(tensors: Sequence[Tensor]) -> bool:
+    return _threads > 1 and all(t.device.type == "cpu" for t in tensors)
+
+
+class _Branches(torch.autograd.Function):
+    """The sum of the branches' outputs; forward and backward of each branch on its own thread."""
+
+    @staticmethod
+    def forward(ctx, branches: Sequence[Branch], n_inputs: int, *args: Tensor) -> Tensor:
+        leaves = [x.detach().requires_grad_(x.requires_grad) for x in args[:n_inputs]]
+        threaded = _threaded(leaves)
+
+        def run(k: int) -> Tensor:
+            with torch.enable_grad():
+                return branches[k].fn(*leaves)
+
+        outs = _map(run, len(branches), threaded)
+        total = outs[0].detach().clone()
+        for o in outs[1:]:
+            total.add_(o.detach())
+        ctx.branches, ctx.leaves, ctx.outs, ctx.threaded = branches, leaves, outs, threaded
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if ctx.outs is None:
+            raise RuntimeError("run_branches: a second backward pass through the same branches; "
+                               "their graphs are freed after the first (retain_graph is not kept)")
+        leaves = [x for x in ctx.leaves if x.requires_grad]
+        params = [[p for p in b.params if p.requires_grad] for b in ctx.branches]
+
+        def back(k: int) -> tuple:
+            out = ctx.outs[k]
+            if not out.requires_grad:
+                return (None,) * (len(leaves) + len(params[k]))
+            return torch.autograd.grad(out, leaves + params[k], grad, allow_unused=True)
+
+        results = _map(back, len(ctx.branches), ctx.threaded)
+        ctx.outs = None                                   # the branches' graphs are freed
+        d_inputs: list[Tensor | None] = []
+        i = 0
+        for x in ctx.leaves:
+            if not x.requires_grad:
+                d_inputs.append(None)
+                continue
+            total = None
+            for r in results:                             # summed in branch order
+                if r[i] is not None:
+                    total = r[i] if total is None else total + r[i]
+            d_inputs.append(total)
+            i += 1
+        d_params: list[Tensor | None] = []
+        for b, r in zip(ctx.branches, results):
+            mine = iter(r[len(leaves):])
+            d_params.extend(next(mine) if p.requires_grad else None for p in b.params)
+        return (None, None, *d_inputs, *d_params)
+
+
+def run_branches(branches: Sequence[Branch], inputs: Sequence[Tensor]) -> Tensor:
+    """``sum_k branches[k].fn(*inputs)``, the branches side by side (see the module text).
+
+    Without gradients the branches simply run in turn (nothing to parallelise backward, and
+    nothing saved); with them, forward and backward of the branches run on up to
+    :func:`branch_threads` threads, CPU tensors only. Either way the same sum in the same order.
+    """
+    if not branches:
+        raise ValueError("run_branches: no branches")
+    inputs = list(inputs)
+    if not torch.is_grad_enabled():
+        out = branches[0].fn(*inputs)
+        for b in branches[1:]:
+            out = out + b.fn(*inputs)
+        return out
+    params = [p for b in branches for p in b.params]
+    return _Branches.apply(list(branches), len(inputs), *inputs, *params)
