@@ -117,6 +117,7 @@ def plain_reference(net: SuperNet) -> SuperNet:
     ref.memory_efficient = False
     for cell in list(ref.cells) + list(ref.seq_cells):
         cell.edges = nn.ModuleList(PlainMixed(e) for e in cell.edges)
+        cell.branch_nodes = False                # edge by edge, each edge summing its candidates
     for cell in ref.cells:
         cell.pre0 = PlainPre(cell.pre0)
         cell.share_sources = False               # every edge computes all its candidates itself

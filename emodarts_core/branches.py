@@ -14,8 +14,10 @@ summed in the same order whether they run side by side or one after the other, s
 the same numbers, to the bit, on one core or two (``tests/test_branches.py``).
 
 Rules for a branch: it reads only the tensors passed as ``inputs`` and the parameters it lists,
-draws no random numbers (the order of draws between threads would not be fixed) and writes
-nothing another branch reads (a BatchNorm updating its own running statistics is fine).
+and writes nothing another branch reads (a BatchNorm updating its own running statistics is
+fine). Only the *first* branch may draw random numbers (dropout): it runs on the calling thread,
+so its draws come from torch's generator in the same order as without threads, while draws on
+two threads at once would come in no fixed order.
 
 ``set_branch_threads(n)`` sets how many threads run branches (1: all on the calling thread, the
 default). Only CPU tensors use threads.
@@ -25,8 +27,9 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -53,6 +56,29 @@ def branch_threads() -> int:
     return _threads
 
 
+@contextmanager
+def cores_to_branches(device: torch.device | str, branches: int = 2) -> Iterator[None]:
+    """On CPU with ``N >= 2`` torch threads: for the block, ``branches`` branch threads of
+    ``max(1, N // branches)`` intra-op threads each (so the cores are not oversubscribed);
+    both restored on leaving. On other devices, or with one thread, nothing changes.
+
+    The search uses it: its nodes' branches keep two cores busier than PyTorch's intra-op
+    threads do on the supernet's small kernels (``benchmarks/search_step.py``).
+    """
+    n = torch.get_num_threads()
+    before = branch_threads()
+    if torch.device(device).type != "cpu" or n < 2:
+        yield
+        return
+    set_branch_threads(min(branches, n))
+    torch.set_num_threads(max(1, n // branches))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+        set_branch_threads(before)
+
+
 def _helpers() -> ThreadPoolExecutor:
     global _pool
     with _lock:
@@ -77,17 +103,21 @@ class Branch:
     params: tuple[Tensor, ...] = ()
 
 
-def split_by_cost(costs: Sequence[float], k: int) -> list[list[int]]:
+def split_by_cost(costs: Sequence[float], k: int, first: Sequence[int] = ()) -> list[list[int]]:
     """Indices of ``costs`` dealt into at most ``k`` groups of similar total cost.
 
-    Largest first, each to the group with the least so far (ties: the lower group); groups keep
-    the items in their original order; empty groups are dropped. Deterministic.
+    The items ``first`` go to the first group; the others, largest first, each to the group
+    with the least so far (ties: the lower group). Groups keep the items in their original
+    order; empty groups are dropped. Deterministic.
     """
     if k < 1:
         raise ValueError(f"split_by_cost: k must be >= 1, got {k}")
-    groups: list[list[int]] = [[] for _ in range(k)]
-    loads = [0.0] * k
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+    pinned = set(first)
+    if not pinned <= set(range(len(costs))):
+        raise ValueError(f"split_by_cost: first = {sorted(pinned)} names items that do not exist")
+    groups: list[list[int]] = [sorted(pinned)] + [[] for _ in range(k - 1)]
+    loads = [float(sum(costs[i] for i in pinned))] + [0.0] * (k - 1)
+    for i in sorted((i for i in range(len(costs)) if i not in pinned), key=lambda i: (-costs[i], i)):
         g = min(range(k), key=lambda g: (loads[g], g))
         groups[g].append(i)
         loads[g] += costs[i]

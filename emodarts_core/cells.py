@@ -41,8 +41,8 @@ from torch import nn
 from .branches import Branch, run_branches, split_by_cost
 from .genotype import CellGenotype, edges_of_node, n_edges
 from .memory import checkpoint
-from .ops import (FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp, SourceCache, cnn_op,
-                  drop_path, seq_op, shareable, weighted_sum)
+from .ops import (AttentiveRecurrent, FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp,
+                  SourceCache, cnn_op, drop_path, run_recurrent, seq_op, shareable, weighted_sum)
 
 NODE_BRANCHES = 2     # groups of a search node's convolutional candidates (see the module text)
 
@@ -135,6 +135,76 @@ def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
     return out
 
 
+def draws_random(op: nn.Module) -> bool:
+    """Whether ``op`` draws random numbers in training: a dropout module, or stacked recurrent
+    layers with dropout between them."""
+    return any((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+               or (isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers > 1)
+               for m in op.modules())
+
+
+def recurrent_cost(op: nn.Module) -> int:
+    """A rough cost of a sequence op for balancing branches: its recurrent layers, times 2 when
+    bidirectional and 4 for an LSTM (four gates), plus 1 for attention; at least 1."""
+    cost = sum(m.num_layers * (2 if m.bidirectional else 1) * (4 if isinstance(m, nn.LSTM) else 1)
+               for m in op.modules() if isinstance(m, nn.RNNBase))
+    return max(1, cost + isinstance(op, AttentiveRecurrent))
+
+
+def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor],
+                       weights: torch.Tensor) -> torch.Tensor:
+    """SeqNN node ``j`` with its recurrent candidates in :data:`NODE_BRANCHES` branches.
+
+    The candidates that draw random numbers (stacks with dropout between layers) all go to the
+    first branch, which runs on the calling thread; the others are dealt by
+    :func:`recurrent_cost`. Within a branch each edge runs its recurrent stacks together
+    (:func:`~emodarts_core.ops.run_recurrent`) in edge order, so dropout masks are drawn in the
+    order of :func:`_node`. The other candidates (skip) are summed on the calling thread.
+    """
+    sources = list(enumerate(edges_of_node(j)))
+    recs: list[tuple[int, int, nn.Module, int]] = []        # (edge row, primitive column, op, src)
+    rest_at: list[tuple[int, int]] = []
+    rest: list[torch.Tensor] = []
+    for src, e in sources:
+        edge = edges[e]
+        for i, op in zip(edge.indices, edge.ops):
+            if hasattr(op, "rnn") and hasattr(op, "finish"):
+                recs.append((e, i, op, src))
+            else:
+                rest_at.append((e, i))
+                rest.append(op(states[src]))
+    out = None
+    if recs:
+        groups = split_by_cost([recurrent_cost(op) for _, _, op, _ in recs], NODE_BRANCHES,
+                               first=[n for n, (_, _, op, _) in enumerate(recs) if draws_random(op)])
+
+        def branch(members: list[int]) -> Branch:
+            terms = [recs[m] for m in members]
+            rows = torch.tensor([e for e, _, _, _ in terms])
+            cols = torch.tensor([i for _, i, _, _ in terms])
+            by_edge: dict[int, list[tuple[nn.Module, int]]] = {}
+            for _, _, op, src in terms:
+                by_edge.setdefault(src, []).append((op, src))
+
+            def candidates(xs: Sequence[torch.Tensor]):
+                for src, ops in by_edge.items():       # edges in order, their ops in order
+                    stacks = run_recurrent([op.rnn for op, _ in ops], xs[src])
+                    yield from (op.finish(o) for (op, _), o in zip(ops, stacks))
+
+            def fn(*inputs: torch.Tensor) -> torch.Tensor:
+                return weighted_sum(inputs[0][rows, cols], candidates(inputs[1:]))
+
+            return Branch(fn, tuple(p for _, _, op, _ in terms for p in op.parameters()))
+
+        out = run_branches([branch(g) for g in groups], [weights, *states[:2 + j]])
+    if rest:
+        rows = torch.tensor([e for e, _ in rest_at])
+        cols = torch.tensor([i for _, i in rest_at])
+        h = weighted_sum(weights[rows, cols], rest)
+        out = h if out is None else out + h
+    return out
+
+
 def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
     if weights.shape != (rows, cols):
         raise ValueError(f"{who}: weights of shape {tuple(weights.shape)}, expected ({rows}, {cols}) "
@@ -165,6 +235,7 @@ class SearchCell(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.checkpoint_edges = False
         self.share_sources = True      # edges leaving one state share ReLU and pooling (exact)
+        self.branch_nodes = True       # with gradients, a node's convolutions in branches
 
     @property
     def out_channels(self) -> int:
@@ -176,7 +247,7 @@ class SearchCell(nn.Module):
         ``caches``: one :class:`~emodarts_core.ops.SourceCache` per state, for the edges leaving
         the same state to share their ReLU and pooling (ignored when edges are checkpointed)."""
         ckpt = self.checkpoint_edges and self.training
-        if caches is not None and not ckpt and torch.is_grad_enabled():
+        if caches is not None and self.branch_nodes and not ckpt and torch.is_grad_enabled():
             for s, c in zip(states, caches):
                 if c.x is not s:
                     raise ValueError("SearchCell.node: a cache belongs to another state")
@@ -266,10 +337,15 @@ class SeqSearchCell(nn.Module):
         self.edges = nn.ModuleList(SeqMixedOp(H, self.primitives) for _ in range(n_edges(n_nodes)))
         self.dropout = nn.Dropout(dropout)
         self.checkpoint_edges = False
+        self.branch_nodes = True       # with gradients, a node's recurrent stacks in branches
 
     def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it."""
-        return _node(self.edges, j, states, weights, self.checkpoint_edges and self.training)
+        """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it (with
+        gradients and without checkpointing: its recurrent candidates in branches)."""
+        ckpt = self.checkpoint_edges and self.training
+        if self.branch_nodes and not ckpt and torch.is_grad_enabled():
+            return _seq_node_branched(self.edges, j, states, weights)
+        return _node(self.edges, j, states, weights, ckpt)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         _check_weights(weights, n_edges(self.n_nodes), len(self.primitives), "SeqSearchCell")

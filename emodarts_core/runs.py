@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .branches import branch_threads
 from .config import Profile, from_dict, get_profile, to_dict
 
 RUN_KINDS = ("search", "train", "baseline")
@@ -227,6 +228,7 @@ def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(resolve_device(device)),
         "torch_threads": torch.get_num_threads(),
+        "branch_threads": branch_threads(),
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -95,7 +95,17 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
     loaded from ``cfg``. Returns a :class:`SearchResult`; writes ``genotype.json`` (the final
     genotype), ``metrics.json`` (its selection: epoch, validation WA / UA), ``history.json`` and
     ``checkpoint.pt`` to the run directory.
+
+    On CPU with two or more torch threads the supernet's nodes run their branches on two
+    threads (:func:`~emodarts_core.branches.cores_to_branches`); the numbers are the same.
     """
+    from .branches import cores_to_branches
+
+    with cores_to_branches(resolve_device(cfg.device)):
+        return _run_search(cfg, progress, data)
+
+
+def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> SearchResult:
     from .architect import Architect
     from .supernet import SuperNet
 

@@ -138,8 +138,8 @@ def test_supernet_branches_match_edges_computing_alone(threads):
         if isinstance(m, nn.RNNBase):
             m.dropout = 0.0
     plain = copy.deepcopy(net)
-    for cell in plain.cells:
-        cell.share_sources = False                                  # no caches: edge by edge
+    for cell in list(plain.cells) + list(plain.seq_cells):
+        cell.branch_nodes = False                                   # edge by edge
     x = torch.randn(6, 1, *SHAPE, dtype=torch.float64)
     y = torch.randint(0, 4, (6,))
     (l1, g1), (l2, g2) = _step(net, x, y), _step(plain, x, y)
@@ -154,3 +154,24 @@ def test_supernet_branches_match_edges_computing_alone(threads):
     for a, alpha in zip(ga, net.alphas()):
         assert torch.allclose(a, full[id(alpha)], rtol=1e-12, atol=1e-15)
         assert a.abs().sum() > 0
+
+
+def test_cores_to_branches_moves_cpu_threads_to_branches_and_back():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with branches.cores_to_branches("cpu"):
+            assert (branches.branch_threads(), torch.get_num_threads()) == (2, 1)
+        assert (branches.branch_threads(), torch.get_num_threads()) == (1, 2)
+        with pytest.raises(KeyError):                    # restored on an error too
+            with branches.cores_to_branches("cpu"):
+                raise KeyError("x")
+        assert (branches.branch_threads(), torch.get_num_threads()) == (1, 2)
+        with branches.cores_to_branches("cuda"):         # other devices: unchanged
+            assert (branches.branch_threads(), torch.get_num_threads()) == (1, 2)
+        torch.set_num_threads(1)
+        with branches.cores_to_branches("cpu"):          # one thread: nothing to move
+            assert (branches.branch_threads(), torch.get_num_threads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before)
+        set_branch_threads(1)

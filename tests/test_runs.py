@@ -61,6 +61,7 @@ def test_environment_info_fields():
         assert key in env
     assert env["torch"] == torch.__version__
     assert env["torch_threads"] == torch.get_num_threads()
+    assert env["branch_threads"] == 1
 
 
 def test_environment_info_resolves_auto_device():
