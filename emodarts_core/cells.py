@@ -17,8 +17,10 @@ of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_cor
 ``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels. With
 gradients, a node's convolutional candidates (all its edges together) are then dealt into
 ``NODE_BRANCHES`` groups of similar cost that run side by side on CPU threads, forward and
-backward (:mod:`emodarts_core.branches`; one thread unless ``set_branch_threads`` says more).
-The grouping does not depend on the thread count, so neither do the numbers.
+backward (:mod:`emodarts_core.branches`; one thread unless ``set_branch_threads`` says more);
+a SeqNN node does the same with its recurrent stacks, keeping every stack that draws dropout
+masks on the calling thread, in edge order. The grouping does not depend on the thread count,
+so neither do the numbers; ``branch_nodes = False`` computes edge by edge instead.
 
 - CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
   ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
