@@ -35,7 +35,7 @@ so neither do the numbers; ``branch_nodes = False`` computes edge by edge instea
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -89,52 +89,76 @@ def conv_cost(op: nn.Module) -> int:
                       if isinstance(m, nn.Conv2d)))
 
 
-def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
-                   caches: Sequence[SourceCache]) -> torch.Tensor:
-    """Node ``j`` with its convolutional candidates in :data:`NODE_BRANCHES` branches.
+Term = tuple[int, int, nn.Module, int]          # (edge row, primitive column, op, source state)
 
-    The candidates that start with a ReLU (``forward_relu``: separable, dilated, factorized
-    reduce) of every incoming edge are dealt into branches by :func:`conv_cost`; each branch is
-    the weighted sum of its candidates on the states' shared ReLUs. The other candidates (pooling
-    through the cache, identity) are summed on the calling thread. Same terms as
-    :func:`_node`, summed in another order.
+
+def _rows_cols(at: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([t[0] for t in at]), torch.tensor([t[1] for t in at])
+
+
+def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
+                   inputs: Sequence[torch.Tensor], in_branch: Callable[[nn.Module], bool],
+                   other: Callable[[int, str, nn.Module], torch.Tensor],
+                   cost: Callable[[nn.Module], int], first: Callable[[nn.Module], bool],
+                   outputs: Callable[[list[Term], Sequence[torch.Tensor]], Iterator[torch.Tensor]]
+                   ) -> torch.Tensor:
+    """Node ``j`` as the weighted sum of its candidates, those with ``in_branch(op)`` dealt
+    into :data:`NODE_BRANCHES` branches by ``cost`` (those with ``first(op)`` into the first).
+
+    A branch computes ``outputs(terms, inputs)`` (its candidates' outputs, in term order, from
+    the per-state ``inputs``) and their weighted sum; every other candidate is
+    ``other(src, name, op)``, summed on the calling thread. Same terms as :func:`_node`, summed
+    in another order.
     """
-    sources = list(enumerate(edges_of_node(j)))
-    convs: list[tuple[int, int, nn.Module, int]] = []       # (edge row, primitive column, op, src)
+    terms: list[Term] = []
     rest_at: list[tuple[int, int]] = []
     rest: list[torch.Tensor] = []
-    for src, e in sources:
+    for src, e in enumerate(edges_of_node(j)):
         edge = edges[e]
         for i, op in zip(edge.indices, edge.ops):
-            if hasattr(op, "forward_relu"):
-                convs.append((e, i, op, src))
-                continue
-            rest_at.append((e, i))
-            rest.append(caches[src].output(edge.primitives[i], op) if shareable(op)
-                        else op(caches[src].x))
+            if in_branch(op):
+                terms.append((e, i, op, src))
+            else:
+                rest_at.append((e, i))
+                rest.append(other(src, edge.primitives[i], op))
     out = None
-    if convs:
-        groups = split_by_cost([conv_cost(op) for _, _, op, _ in convs], NODE_BRANCHES)
-        relus = [caches[src].relu() for src, _ in sources]
+    if terms:
+        groups = split_by_cost([cost(op) for _, _, op, _ in terms], NODE_BRANCHES,
+                               first=[n for n, (_, _, op, _) in enumerate(terms) if first(op)])
 
         def branch(members: list[int]) -> Branch:
-            terms = [convs[m] for m in members]
-            rows = torch.tensor([e for e, _, _, _ in terms])
-            cols = torch.tensor([i for _, i, _, _ in terms])
+            mine = [terms[m] for m in members]
+            rows, cols = _rows_cols(mine)
 
-            def fn(*inputs: torch.Tensor) -> torch.Tensor:
-                w, rs = inputs[0], inputs[1:]
-                return weighted_sum(w[rows, cols], (op.forward_relu(rs[src]) for _, _, op, src in terms))
+            def fn(w: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:
+                return weighted_sum(w[rows, cols], outputs(mine, xs))
 
-            return Branch(fn, tuple(p for _, _, op, _ in terms for p in op.parameters()))
+            return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()))
 
-        out = run_branches([branch(g) for g in groups], [weights, *relus])
+        out = run_branches([branch(g) for g in groups], [weights, *inputs])
     if rest:
-        rows = torch.tensor([e for e, _ in rest_at])
-        cols = torch.tensor([i for _, i in rest_at])
-        h = weighted_sum(weights[rows, cols], rest)
+        h = weighted_sum(weights[_rows_cols(rest_at)], rest)
         out = h if out is None else out + h
     return out
+
+
+def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
+                   caches: Sequence[SourceCache]) -> torch.Tensor:
+    """CNN node ``j`` in branches: the candidates that start with a ReLU (``forward_relu``:
+    separable, dilated, factorized reduce) of every incoming edge, dealt by
+    :func:`conv_cost`, each on its state's shared ReLU; pooling (through the caches) and
+    identity on the calling thread."""
+    n = 2 + j
+
+    def other(src: int, name: str, op: nn.Module) -> torch.Tensor:
+        return caches[src].output(name, op) if shareable(op) else op(caches[src].x)
+
+    def outputs(terms: list[Term], relus: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        return (op.forward_relu(relus[src]) for _, _, op, src in terms)
+
+    return _branched_node(edges, j, weights, [c.relu() for c in caches[:n]],
+                          lambda op: hasattr(op, "forward_relu"), other, conv_cost,
+                          lambda op: False, outputs)
 
 
 def draws_random(op: nn.Module) -> bool:
@@ -155,56 +179,23 @@ def recurrent_cost(op: nn.Module) -> int:
 
 def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor],
                        weights: torch.Tensor) -> torch.Tensor:
-    """SeqNN node ``j`` with its recurrent candidates in :data:`NODE_BRANCHES` branches.
+    """SeqNN node ``j`` in branches: the recurrent candidates, dealt by
+    :func:`recurrent_cost`, those that draw random numbers (stacks with dropout between layers)
+    all in the first branch, which runs on the calling thread. Within a branch each edge runs
+    its recurrent stacks together (:func:`~emodarts_core.ops.run_recurrent`) in edge order, so
+    dropout masks are drawn in the order of :func:`_node`. Skip on the calling thread."""
+    def outputs(terms: list[Term], xs: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        by_source: dict[int, list[nn.Module]] = {}
+        for _, _, op, src in terms:                  # edges in order, their ops in order
+            by_source.setdefault(src, []).append(op)
+        for src, ops in by_source.items():
+            stacks = run_recurrent([op.rnn for op in ops], xs[src])
+            yield from (op.finish(o) for op, o in zip(ops, stacks))
 
-    The candidates that draw random numbers (stacks with dropout between layers) all go to the
-    first branch, which runs on the calling thread; the others are dealt by
-    :func:`recurrent_cost`. Within a branch each edge runs its recurrent stacks together
-    (:func:`~emodarts_core.ops.run_recurrent`) in edge order, so dropout masks are drawn in the
-    order of :func:`_node`. The other candidates (skip) are summed on the calling thread.
-    """
-    sources = list(enumerate(edges_of_node(j)))
-    recs: list[tuple[int, int, nn.Module, int]] = []        # (edge row, primitive column, op, src)
-    rest_at: list[tuple[int, int]] = []
-    rest: list[torch.Tensor] = []
-    for src, e in sources:
-        edge = edges[e]
-        for i, op in zip(edge.indices, edge.ops):
-            if hasattr(op, "rnn") and hasattr(op, "finish"):
-                recs.append((e, i, op, src))
-            else:
-                rest_at.append((e, i))
-                rest.append(op(states[src]))
-    out = None
-    if recs:
-        groups = split_by_cost([recurrent_cost(op) for _, _, op, _ in recs], NODE_BRANCHES,
-                               first=[n for n, (_, _, op, _) in enumerate(recs) if draws_random(op)])
-
-        def branch(members: list[int]) -> Branch:
-            terms = [recs[m] for m in members]
-            rows = torch.tensor([e for e, _, _, _ in terms])
-            cols = torch.tensor([i for _, i, _, _ in terms])
-            by_edge: dict[int, list[tuple[nn.Module, int]]] = {}
-            for _, _, op, src in terms:
-                by_edge.setdefault(src, []).append((op, src))
-
-            def candidates(xs: Sequence[torch.Tensor]):
-                for src, ops in by_edge.items():       # edges in order, their ops in order
-                    stacks = run_recurrent([op.rnn for op, _ in ops], xs[src])
-                    yield from (op.finish(o) for (op, _), o in zip(ops, stacks))
-
-            def fn(*inputs: torch.Tensor) -> torch.Tensor:
-                return weighted_sum(inputs[0][rows, cols], candidates(inputs[1:]))
-
-            return Branch(fn, tuple(p for _, _, op, _ in terms for p in op.parameters()))
-
-        out = run_branches([branch(g) for g in groups], [weights, *states[:2 + j]])
-    if rest:
-        rows = torch.tensor([e for e, _ in rest_at])
-        cols = torch.tensor([i for _, i in rest_at])
-        h = weighted_sum(weights[rows, cols], rest)
-        out = h if out is None else out + h
-    return out
+    return _branched_node(edges, j, weights, states[:2 + j],
+                          lambda op: hasattr(op, "rnn") and hasattr(op, "finish"),
+                          lambda src, name, op: op(states[src]), recurrent_cost, draws_random,
+                          outputs)
 
 
 def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
