@@ -94,6 +94,13 @@ def test_split_by_cost_balances_and_keeps_every_item_once():
     assert split_by_cost([3.0], 2) == [[0]]                        # empty groups dropped
     with pytest.raises(ValueError):
         split_by_cost(costs, 0)
+    # pinned items (the SeqNN's dropout-drawing stacks) go to the first group, whose load
+    # then counts them: here the two cheapest items pinned, the others fill the second group
+    pinned = split_by_cost([1, 1, 5, 5, 5], 2, first=[0, 1])
+    assert pinned[0][:2] == [0, 1] and sorted(pinned[0] + pinned[1]) == [0, 1, 2, 3, 4]
+    assert sum([1, 1, 5, 5, 5][i] for i in pinned[1]) == 10
+    with pytest.raises(ValueError, match="do not exist"):
+        split_by_cost([1, 2], 2, first=[2])
 
 
 SPACE = SearchSpaceConfig(cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=2,
