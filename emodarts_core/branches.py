@@ -88,8 +88,9 @@ def _helpers() -> ThreadPoolExecutor:
 
 
 def _after_fork() -> None:          # a forked child has none of the parent's threads
-    global _pool
+    global _pool, _lock
     _pool = None
+    _lock = threading.Lock()        # (a thread of the parent may have held it)
 
 
 os.register_at_fork(after_in_child=_after_fork)

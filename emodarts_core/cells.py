@@ -17,7 +17,8 @@ of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_cor
 ``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels. With
 gradients, a node's convolutional candidates (all its edges together) are then dealt into
 ``NODE_BRANCHES`` groups of similar cost that run side by side on CPU threads, forward and
-backward (:mod:`emodarts_core.branches`; one thread unless ``set_branch_threads`` says more);
+backward (:mod:`emodarts_core.branches`; CPU only; one thread unless ``set_branch_threads``
+says more);
 a SeqNN node does the same with its recurrent stacks, keeping every stack that draws dropout
 masks on the calling thread, in edge order. The grouping does not depend on the thread count,
 so neither do the numbers; ``branch_nodes = False`` computes edge by edge instead.
@@ -198,6 +199,12 @@ def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tens
                           outputs)
 
 
+def _branching(weights: torch.Tensor) -> bool:
+    """Whether a node runs in branches: with gradients, on CPU (elsewhere there are no threads
+    to gain, and the CUDA path stays edge by edge as it was measured on the GPU)."""
+    return torch.is_grad_enabled() and weights.device.type == "cpu"
+
+
 def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
     if weights.shape != (rows, cols):
         raise ValueError(f"{who}: weights of shape {tuple(weights.shape)}, expected ({rows}, {cols}) "
@@ -240,7 +247,7 @@ class SearchCell(nn.Module):
         ``caches``: one :class:`~emodarts_core.ops.SourceCache` per state, for the edges leaving
         the same state to share their ReLU and pooling (ignored when edges are checkpointed)."""
         ckpt = self.checkpoint_edges and self.training
-        if caches is not None and self.branch_nodes and not ckpt and torch.is_grad_enabled():
+        if caches is not None and self.branch_nodes and not ckpt and _branching(weights):
             for s, c in zip(states, caches):
                 if c.x is not s:
                     raise ValueError("SearchCell.node: a cache belongs to another state")
@@ -336,7 +343,7 @@ class SeqSearchCell(nn.Module):
         """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it (with
         gradients and without checkpointing: its recurrent candidates in branches)."""
         ckpt = self.checkpoint_edges and self.training
-        if self.branch_nodes and not ckpt and torch.is_grad_enabled():
+        if self.branch_nodes and not ckpt and _branching(weights):
             return _seq_node_branched(self.edges, j, states, weights)
         return _node(self.edges, j, states, weights, ckpt)
 
