@@ -522,7 +522,7 @@ class _WeightedSum(torch.autograd.Function):
     Autograd's version saves the same tensors but runs a multiply and an add per term forward
     and, backward, two multiplies and a reduction per term. Here the forward is one fused
     ``out += w_i * h_i`` per term, and the backward one multiply (the gradient of ``h_i``) and
-    one dot product (the gradient of ``w_i``) per term.
+    one dot product (the gradient of ``w_i``, as a multiply and PyTorch's sum) per term.
     """
 
     @staticmethod
@@ -543,8 +543,11 @@ class _WeightedSum(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dots = []
             for h in hs:
-                if _dense(h) and h.stride() == grad.stride():     # same layout: one BLAS dot
-                    dots.append(torch.dot(_dense_flat(grad), _dense_flat(h)))
+                # Not torch.dot: BLAS's dot sums in an order that depends on the memory
+                # alignment of its operands, so the same numbers at other addresses (a resumed
+                # run) gave other roundings. PyTorch's own sum does not depend on it.
+                if _dense(h) and h.stride() == grad.stride():     # same layout: flat views
+                    dots.append((_dense_flat(grad) * _dense_flat(h)).sum())
                 else:
                     dots.append((grad * h).sum())
             d_weights = torch.stack(dots).to(weights.dtype)

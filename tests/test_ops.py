@@ -10,7 +10,7 @@ from emodarts_core.cells import (FixedCell, FixedSeqCell, SearchCell, SeqSearchC
 from emodarts_core.config import CNN_PRIMITIVES, SEQ_OP_SETS
 from emodarts_core.genotype import CellGenotype, n_edges
 from emodarts_core.ops import (CNN_OPS, SEQ_OPS, AttentiveRecurrent, FactorizedReduce, Identity,
-                               MixedOp, SeqMixedOp, drop_path)
+                               MixedOp, SeqMixedOp, drop_path, weighted_sum)
 
 
 
@@ -246,8 +246,7 @@ def test_wide_row_batchnorm_rows_and_errors():
 @pytest.mark.parametrize("layouts", [("cl", "cl", "cl"), ("cl", "plain", "cl"), ("plain", "plain", "plain")])
 def test_weighted_sum_equals_the_autograd_expression(layouts):
     """The fused CPU weighted sum of a mixed edge: same value, same gradients for the weights and
-    every term (dot-product path when layouts match, plain reduction when they do not)."""
-    from emodarts_core.ops import weighted_sum
+    every term (flat-view path when layouts match, plain reduction when they do not)."""
     torch.manual_seed(3)
     fmt = {"cl": torch.channels_last, "plain": torch.contiguous_format}
     hs = [torch.randn(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt[k]).requires_grad_()
@@ -277,3 +276,25 @@ def test_weighted_sum_equals_the_autograd_expression(layouts):
     (gw,) = torch.autograd.grad((y * v).sum(), alpha, create_graph=True)
     with pytest.raises(RuntimeError, match="not have been used in the graph"):
         torch.autograd.grad(gw.sum(), v)
+
+
+def test_weighted_sum_gradient_does_not_depend_on_memory_alignment():
+    """The same numbers at other addresses give the same bits (a resumed run allocates its
+    tensors elsewhere; BLAS's dot, used here before, summed in an alignment-dependent order)."""
+    torch.manual_seed(0)
+    shape, k = (4, 4, 40, 125), 3
+    n = 4 * 4 * 40 * 125
+    values = [torch.randn(n) for _ in range(k + 1)]
+    w = torch.rand(k)
+    grads = set()
+    for offset in range(8):
+        views = []
+        for v in values:
+            buf = torch.empty(n + 16)
+            buf[offset:offset + n] = v
+            views.append(buf[offset:offset + n].view(shape))
+        *hs, g = views
+        weights = w.clone().requires_grad_(True)
+        (dw,) = torch.autograd.grad(weighted_sum(weights, hs), [weights], g)
+        grads.add(tuple(dw.tolist()))
+    assert len(grads) == 1
