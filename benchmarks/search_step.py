@@ -30,6 +30,11 @@ would oversubscribe the cores). ``--ours-threads intra-op`` gives ours intra-op 
 for comparison; the memory-efficient row (checkpointed edges, no branches) always uses intra-op
 threads.
 
+``--allocator keep`` (the default) makes glibc keep freed blocks for reuse
+(:func:`emodarts_core.memory.keep_freed_blocks`, as a search with branch threads does) in the
+processes of *both* nets, so that the comparison is of the supernets, not of allocator settings;
+``--allocator default`` leaves glibc's defaults (the memory-efficient row always does).
+
 ``--rounds R`` runs the whole table ``R`` times in turn, prints each round and the per-round
 speed-ups, and then each row's best round: on a shared machine a slow spell then cannot fall on
 one net's rows only.
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emodarts_core.architect import Architect  # noqa: E402
 from emodarts_core.branches import set_branch_threads  # noqa: E402
 from emodarts_core.config import PROFILES, override  # noqa: E402
+from emodarts_core.memory import keep_freed_blocks  # noqa: E402
 from emodarts_core.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp,  # noqa: E402
                                PoolBN, Recurrent, SepConv, Zero)
 from emodarts_core.supernet import SuperNet  # noqa: E402
@@ -194,6 +201,8 @@ def check_equal(profile: str, batch: int) -> None:
 def child(args: argparse.Namespace) -> None:
     """Run in a fresh process: time ``repeats`` steps of one configuration, report JSON."""
     intra, branch = thread_plan(args.kind, args.threads, args.ours_threads)
+    if args.allocator == "keep" and args.kind != "ours_me":
+        keep_freed_blocks()
     torch.set_num_threads(intra)
     set_branch_threads(branch)
     net, arch, w_opt, data, scfg = make_setup(args.profile, args.batch, args.order, args.kind)
@@ -231,13 +240,13 @@ def peak_rss_gib() -> float:
 
 
 def run_child(profile: str, batch: int, order: str, kind: str, repeats: int, threads: int,
-              jobs: int = 1, ours_threads: str = "branches") -> dict:
+              jobs: int = 1, ours_threads: str = "branches", allocator: str = "keep") -> dict:
     """Time one configuration in ``jobs`` fresh processes started together (one per core when
     ``jobs`` = cores and ``threads`` = 1): ``seconds`` is the slowest process's best step,
     ``rate`` the samples per second of all of them together, ``peak_gib`` the largest peak."""
     cmd = [sys.executable, __file__, "--child", "--profile", profile, "--batch", str(batch),
            "--order", order, "--kind", kind, "--repeats", str(repeats), "--threads", str(threads),
-           "--ours-threads", ours_threads]
+           "--ours-threads", ours_threads, "--allocator", allocator]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(jobs)]
     results = []
@@ -266,6 +275,9 @@ def main() -> None:
     ap.add_argument("--ours-threads", default="branches", choices=("branches", "intra-op"),
                     help="how our net uses --threads > 1 cores: branch threads with one intra-op "
                          "thread each (default) or intra-op threads (the reference's way)")
+    ap.add_argument("--allocator", default="keep", choices=("keep", "default"),
+                    help="glibc keeps freed blocks for reuse in both nets' processes (default), "
+                         "or its defaults")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--order", default="second", help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
@@ -286,6 +298,7 @@ def main() -> None:
         intra, branch = thread_plan("ours", args.threads, args.ours_threads)
         print(f"threads: reference {args.threads} intra-op; ours {intra} intra-op x {branch} "
               f"branch; memory-efficient {args.threads} intra-op")
+    print(f"allocator: {'freed blocks kept (both nets)' if args.allocator == 'keep' else 'glibc defaults'}")
     rows = [(order, kind, label) for order in ("first", "second")
             for kind, label in (("plain", "reference (plain)"), ("ours", "ours"),
                                 ("ours_me", "ours, memory_efficient"))]
@@ -299,7 +312,7 @@ def main() -> None:
         this: dict[tuple[str, str], dict] = {}
         for order, kind, label in rows:
             r = run_child(args.profile, args.batch, order, kind, args.repeats, args.threads, args.jobs,
-                          args.ours_threads)
+                          args.ours_threads, args.allocator)
             this[order, kind] = r
             if (order, kind) not in best or r["rate"] > best[order, kind]["rate"]:
                 best[order, kind] = dict(r)
@@ -311,6 +324,9 @@ def main() -> None:
     if args.rounds > 1:
         print(f"per-round speedups, first order: {' '.join(f'{x:.2f}' for x in ratios['first'])}; "
               f"second order: {' '.join(f'{x:.2f}' for x in ratios['second'])}")
+        print(f"median per-round speedup (robust to one lucky row): first order "
+              f"{statistics.median(ratios['first']):.2f}, second order "
+              f"{statistics.median(ratios['second']):.2f}")
         print("best of all rounds per row (peak: the largest):")
         for order, kind, label in rows:
             r = best[order, kind]

@@ -62,14 +62,20 @@ def cores_to_branches(device: torch.device | str, branches: int = 2) -> Iterator
     ``max(1, N // branches)`` intra-op threads each (so the cores are not oversubscribed);
     both restored on leaving. On other devices, or with one thread, nothing changes.
 
+    It also makes glibc keep freed blocks for reuse, for the rest of the process
+    (:func:`emodarts_core.memory.keep_freed_blocks`): otherwise the threads queue on page faults.
+
     The search uses it: its nodes' branches keep two cores busier than PyTorch's intra-op
     threads do on the supernet's small kernels (``benchmarks/search_step.py``).
     """
+    from .memory import keep_freed_blocks
+
     n = torch.get_num_threads()
     before = branch_threads()
     if torch.device(device).type != "cpu" or n < 2:
         yield
         return
+    keep_freed_blocks()
     set_branch_threads(min(branches, n))
     torch.set_num_threads(max(1, n // branches))
     try:

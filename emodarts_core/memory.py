@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
-__all__ = ["checkpoint", "frozen_batchnorm_stats", "return_freed_blocks_to_os"]
+__all__ = ["checkpoint", "frozen_batchnorm_stats", "keep_freed_blocks", "return_freed_blocks_to_os"]
 
 
 @contextlib.contextmanager
@@ -81,6 +81,24 @@ def checkpoint(module: nn.Module, *args: Any) -> torch.Tensor:
                              context_fn=contexts)
 
 
+def _mallopt(settings: dict[int, int]) -> bool:
+    """glibc ``mallopt(param, value)`` for each item; whether all took effect (False off
+    Linux/glibc)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(bool(libc.mallopt(param, int(value))) for param, value in settings.items())
+    except (OSError, AttributeError):                          # not glibc (e.g. musl)
+        return False
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3                    # from <malloc.h>
+
+
 def return_freed_blocks_to_os(threshold_bytes: int = 1 << 20) -> bool:
     """Make glibc serve every block of at least ``threshold_bytes`` with its own ``mmap``, so that
     a freed activation goes back to the operating system at once. Returns whether it took effect.
@@ -95,14 +113,21 @@ def return_freed_blocks_to_os(threshold_bytes: int = 1 << 20) -> bool:
     ``mallopt(M_MMAP_THRESHOLD)`` call, which also switches off glibc's dynamic threshold); a
     no-op returning False off Linux/glibc. Numbers computed are unchanged.
     """
-    import ctypes
-    import sys
+    return _mallopt({M_MMAP_THRESHOLD: threshold_bytes})
 
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_mmap_threshold = -3                                  # from <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, int(threshold_bytes)))
-    except (OSError, AttributeError):                          # not glibc (e.g. musl)
-        return False
+
+def keep_freed_blocks(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """The opposite trade: glibc keeps freed blocks for reuse instead of giving them back.
+
+    Blocks under ``mmap_threshold`` (32 MiB, glibc's own upper limit) come from the heap, and
+    free space is returned to the system only past ``trim_threshold``. Why: with the defaults,
+    freed heap tops are trimmed and later blocks fault their pages in afresh, and page faults of
+    the threads of one process take the process's memory-map lock in turn, so two threads of
+    small CPU kernels (the search's branches, :mod:`emodarts_core.branches`) wait for each other
+    there; two *processes* do not. Measured (benchmarks/RESULTS.md, "Eighth session"): a loop of
+    small convolutions on two threads ran 1.3-1.6x one thread's rate with the defaults and
+    1.8-2.1x with this. The price: the resident size stays near its peak. Process-wide and permanent
+    (both settings also switch off glibc's dynamic threshold); False off Linux/glibc. Numbers
+    computed are unchanged.
+    """
+    return _mallopt({M_MMAP_THRESHOLD: mmap_threshold, M_TRIM_THRESHOLD: trim_threshold})

@@ -97,10 +97,13 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
     ``checkpoint.pt`` to the run directory.
 
     On CPU with two or more torch threads the supernet's nodes run their branches on two
-    threads (:func:`~emodarts_core.branches.cores_to_branches`); the numbers are the same.
+    threads (:func:`~emodarts_core.branches.cores_to_branches`; not with ``memory_efficient``,
+    whose checkpointed edges do not branch); the numbers are the same.
     """
     from .branches import cores_to_branches
 
+    if cfg.profile.search.memory_efficient:
+        return _run_search(cfg, progress, data)
     with cores_to_branches(resolve_device(cfg.device)):
         return _run_search(cfg, progress, data)
 

@@ -267,3 +267,40 @@ def test_freed_activation_sized_blocks_go_back_to_the_os():
         pytest.skip(f"this C library returned the blocks without the call too "
                     f"(kept {held['nocall']:.0f} MiB)")
     assert held["nocall"] > held["call"] + 10
+
+
+_KEEP_PROBE = """
+import os, sys, torch
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+if sys.argv[1] == "keep":
+    from emodarts_core.memory import keep_freed_blocks
+    assert keep_freed_blocks()
+before = rss()
+blocks, pins = [], []
+for _ in range(64):                              # 64 x 2 MiB, touched, each followed by a small
+    blocks.append(torch.ones(512 * 1024))        # live block
+    pins.append(torch.ones(256))
+grown = rss()
+del blocks
+print(grown - before, rss() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_freed_blocks_keeps_activation_sized_blocks_for_reuse():
+    """The opposite trade (used with branch threads): freed 2 MiB blocks stay in the process
+    for reuse instead of going back to the OS (and being faulted in again)."""
+    import subprocess
+    left = {}
+    for mode in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", _KEEP_PROBE, mode], capture_output=True,
+                             text=True, check=True, env={**__import__("os").environ,
+                                                          "OMP_NUM_THREADS": "1"})
+        grown, left[mode] = map(float, out.stdout.split()[-2:])
+        assert grown > 100                                   # the blocks were resident
+    assert left["keep"] > 100                                # kept with the call
+    if left["default"] > 20:                                 # the control, as above
+        pytest.skip(f"this C library kept the blocks without the call too "
+                    f"(kept {left['default']:.0f} MiB)")
