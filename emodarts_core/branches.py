@@ -34,6 +34,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from .memory import keep_freed_blocks
+
 _lock = threading.Lock()
 _threads = 1
 _pool: ThreadPoolExecutor | None = None
@@ -68,8 +70,6 @@ def cores_to_branches(device: torch.device | str, branches: int = 2) -> Iterator
     The search uses it: its nodes' branches keep two cores busier than PyTorch's intra-op
     threads do on the supernet's small kernels (``benchmarks/search_step.py``).
     """
-    from .memory import keep_freed_blocks
-
     n = torch.get_num_threads()
     before = branch_threads()
     if torch.device(device).type != "cpu" or n < 2:

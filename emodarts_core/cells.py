@@ -47,7 +47,7 @@ from .memory import checkpoint
 from .ops import (AttentiveRecurrent, FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp,
                   SourceCache, cnn_op, drop_path, run_recurrent, seq_op, shareable, weighted_sum)
 
-NODE_BRANCHES = 2     # groups of a search node's convolutional candidates (see the module text)
+NODE_BRANCHES = 2     # groups of a search node's convolutions / recurrent stacks (module text)
 
 
 def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
