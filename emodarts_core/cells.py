@@ -149,15 +149,13 @@ def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
     separable, dilated, factorized reduce) of every incoming edge, dealt by
     :func:`conv_cost`, each on its state's shared ReLU; pooling (through the caches) and
     identity on the calling thread."""
-    n = 2 + j
-
     def other(src: int, name: str, op: nn.Module) -> torch.Tensor:
         return caches[src].output(name, op) if shareable(op) else op(caches[src].x)
 
     def outputs(terms: list[Term], relus: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         return (op.forward_relu(relus[src]) for _, _, op, src in terms)
 
-    return _branched_node(edges, j, weights, [c.relu() for c in caches[:n]],
+    return _branched_node(edges, j, weights, [c.relu() for c in caches],
                           lambda op: hasattr(op, "forward_relu"), other, conv_cost,
                           lambda op: False, outputs)
 

@@ -507,15 +507,6 @@ def seq_op(name: str, H: int) -> nn.Module:
 # Mixed operations (the continuous relaxation of one edge)
 
 
-def _dense_flat(t: torch.Tensor) -> torch.Tensor:
-    """A 1-D view of all of ``t``'s elements in memory order (``t`` must be dense)."""
-    return t.as_strided((t.numel(),), (1,), t.storage_offset())
-
-
-def _dense(t: torch.Tensor) -> bool:
-    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=_CL))
-
-
 class _WeightedSum(torch.autograd.Function):
     """``sum_i weights[i] * hs[i]`` with a hand-written backward (CPU).
 
@@ -541,16 +532,10 @@ class _WeightedSum(torch.autograd.Function):
         w = weights.tolist()
         d_weights = None
         if ctx.needs_input_grad[0]:
-            dots = []
-            for h in hs:
-                # Not torch.dot: BLAS's dot sums in an order that depends on the memory
-                # alignment of its operands, so the same numbers at other addresses (a resumed
-                # run) gave other roundings. PyTorch's own sum does not depend on it.
-                if _dense(h) and h.stride() == grad.stride():     # same layout: flat views
-                    dots.append((_dense_flat(grad) * _dense_flat(h)).sum())
-                else:
-                    dots.append((grad * h).sum())
-            d_weights = torch.stack(dots).to(weights.dtype)
+            # Not torch.dot: BLAS's dot sums in an order that depends on the memory alignment
+            # of its operands, so the same numbers at other addresses (a resumed run) gave
+            # other roundings. PyTorch's own sum does not depend on it.
+            d_weights = torch.stack([(grad * h).sum() for h in hs]).to(weights.dtype)
         d_hs = [torch.mul(grad, wi) if need else None
                 for wi, need in zip(w, ctx.needs_input_grad[1:])]
         return (d_weights, *d_hs)

@@ -39,6 +39,7 @@ precision. Nothing CUDA-specific happens on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -102,9 +103,9 @@ def run_search(cfg: RunConfig, progress: bool = True, data: FoldData | None = No
     """
     from .branches import cores_to_branches
 
-    if cfg.profile.search.memory_efficient:
-        return _run_search(cfg, progress, data)
-    with cores_to_branches(resolve_device(cfg.device)):
+    threads = (contextlib.nullcontext() if cfg.profile.search.memory_efficient
+               else cores_to_branches(resolve_device(cfg.device)))
+    with threads:
         return _run_search(cfg, progress, data)
 
 

@@ -246,7 +246,7 @@ def test_wide_row_batchnorm_rows_and_errors():
 @pytest.mark.parametrize("layouts", [("cl", "cl", "cl"), ("cl", "plain", "cl"), ("plain", "plain", "plain")])
 def test_weighted_sum_equals_the_autograd_expression(layouts):
     """The fused CPU weighted sum of a mixed edge: same value, same gradients for the weights and
-    every term (flat-view path when layouts match, plain reduction when they do not)."""
+    every term, whether the layouts of the terms and the gradient match or not)."""
     torch.manual_seed(3)
     fmt = {"cl": torch.channels_last, "plain": torch.contiguous_format}
     hs = [torch.randn(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt[k]).requires_grad_()
