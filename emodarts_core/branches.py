@@ -5,9 +5,9 @@ CPU their kernels are small (a few channels), so PyTorch's intra-op threads bare
 autograd engine runs a CPU backward pass on one thread. :func:`run_branches` splits such a sum
 into branches and computes each branch's forward pass *and its backward pass* on its own thread:
 the branches are one autograd node (:class:`_Branches`) whose backward calls
-:func:`torch.autograd.grad` on each branch's own graph, one thread per branch. PyTorch releases
-the interpreter lock inside its kernels and runs a ``grad`` call on the thread that makes it, so
-two branches keep two cores busy.
+:func:`torch.autograd.grad` on each branch's own graph, on whichever thread is free. PyTorch
+releases the interpreter lock inside its kernels and runs a ``grad`` call on the thread that
+makes it, so two threads keep two cores busy.
 
 The arithmetic does not depend on the number of threads: the same branches are computed and
 summed in the same order whether they run side by side or one after the other, so a run gives
@@ -15,9 +15,13 @@ the same numbers, to the bit, on one core or two (``tests/test_branches.py``).
 
 Rules for a branch: it reads only the tensors passed as ``inputs`` and the parameters it lists,
 and writes nothing another branch reads (a BatchNorm updating its own running statistics is
-fine). Only the *first* branch may draw random numbers (dropout): it runs on the calling thread,
-so its draws come from torch's generator in the same order as without threads, while draws on
-two threads at once would come in no fixed order.
+fine). A branch that draws random numbers (dropout) says so (``Branch.draws_random``): such
+branches run on the calling thread, in their order, so their draws come from torch's generator
+in the same order as without threads, while draws on two threads at once would come in no fixed
+order. The others are shared out as threads come free, costliest first (``Branch.cost``): many
+small branches balance two threads better than two fixed groups (the costs of small
+convolutions' backward passes are hard to guess, and an input that needs no gradient makes a
+branch's backward nearly free).
 
 ``set_branch_threads(n)`` sets how many threads run branches (1: all on the calling thread, the
 default). Only CPU tensors use threads.
@@ -104,40 +108,59 @@ os.register_at_fork(after_in_child=_after_fork)
 
 @dataclass(frozen=True)
 class Branch:
-    """``fn(*inputs) -> Tensor`` and the parameters it uses (their gradients pass through)."""
+    """``fn(*inputs) -> Tensor``, the parameters it uses (their gradients pass through), a
+    rough ``cost`` (threads take the costliest branches first) and whether it ``draws_random``
+    numbers (dropout: such a branch runs on the calling thread)."""
 
     fn: Callable[..., Tensor]
     params: tuple[Tensor, ...] = ()
+    cost: float = 1.0
+    draws_random: bool = False
 
 
-def split_by_cost(costs: Sequence[float], k: int, first: Sequence[int] = ()) -> list[list[int]]:
-    """Indices of ``costs`` dealt into at most ``k`` groups of similar total cost.
+def _schedule(branches: Sequence[Branch]) -> tuple[list[int], list[int]]:
+    """The branches for the calling thread alone (those that draw random numbers, in order) and
+    the order in which threads take the others (costliest first; ties in index order)."""
+    pinned = [i for i, b in enumerate(branches) if b.draws_random]
+    shared = sorted((i for i, b in enumerate(branches) if not b.draws_random),
+                    key=lambda i: (-branches[i].cost, i))
+    return pinned, shared
 
-    The items ``first`` go to the first group; the others, largest first, each to the group
-    with the least so far (ties: the lower group). Groups keep the items in their original
-    order; empty groups are dropped. Deterministic.
+
+def _map(fn: Callable[[int], object], branches: Sequence[Branch], threaded: bool) -> list:
+    """``[fn(0), ..., fn(n - 1)]`` for the ``n`` branches; with ``threaded``, shared out.
+
+    Unthreaded, in index order. Threaded, the branches that draw random numbers run on the
+    calling thread first, in index order (so they draw what they would draw unthreaded: no
+    other branch draws), and the others go to whichever thread is free next, costliest first
+    (a free thread takes the next one, so an ill-guessed cost costs little balance). The
+    results are returned in index order either way.
     """
-    if k < 1:
-        raise ValueError(f"split_by_cost: k must be >= 1, got {k}")
-    pinned = set(first)
-    if not pinned <= set(range(len(costs))):
-        raise ValueError(f"split_by_cost: first = {sorted(pinned)} names items that do not exist")
-    groups: list[list[int]] = [sorted(pinned)] + [[] for _ in range(k - 1)]
-    loads = [float(sum(costs[i] for i in pinned))] + [0.0] * (k - 1)
-    for i in sorted((i for i in range(len(costs)) if i not in pinned), key=lambda i: (-costs[i], i)):
-        g = min(range(k), key=lambda g: (loads[g], g))
-        groups[g].append(i)
-        loads[g] += costs[i]
-    return [sorted(g) for g in groups if g]
-
-
-def _map(fn: Callable[[int], object], n: int, threaded: bool) -> list:
-    """``[fn(0), ..., fn(n - 1)]``; with ``threaded``, items 1.. on helper threads meanwhile."""
+    n = len(branches)
     if not threaded or n < 2:
         return [fn(i) for i in range(n)]
-    futures = [_helpers().submit(fn, i) for i in range(1, n)]
-    first = [fn(0)]
-    return first + [f.result() for f in futures]
+    results: list = [None] * n
+    pinned, shared = _schedule(branches)
+    queue = iter(shared)
+    take = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with take:
+                i = next(queue, None)
+            if i is None:
+                return
+            results[i] = fn(i)
+
+    helpers = [_helpers().submit(work) for _ in range(min(_threads, n) - 1)]
+    try:
+        for i in pinned:
+            results[i] = fn(i)
+        work()
+    finally:
+        for h in helpers:                                 # wait for all; a helper's error surfaces
+            h.result()
+    return results
 
 
 def _threaded(tensors: Sequence[Tensor]) -> bool:
@@ -156,7 +179,7 @@ class _Branches(torch.autograd.Function):
             with torch.enable_grad():
                 return branches[k].fn(*leaves)
 
-        outs = _map(run, len(branches), threaded)
+        outs = _map(run, branches, threaded)
         total = outs[0].detach().clone()
         for o in outs[1:]:
             total.add_(o.detach())
@@ -177,7 +200,7 @@ class _Branches(torch.autograd.Function):
                 return (None,) * (len(leaves) + len(params[k]))
             return torch.autograd.grad(out, leaves + params[k], grad, allow_unused=True)
 
-        results = _map(back, len(ctx.branches), ctx.threaded)
+        results = _map(back, ctx.branches, ctx.threaded)
         ctx.outs = None                                   # the branches' graphs are freed
         d_inputs: list[Tensor | None] = []
         i = 0

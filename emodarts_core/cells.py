@@ -15,13 +15,13 @@ numbers, a fraction of the memory, one extra forward pass of the edges.
 Otherwise the CNN edges leaving the same state share what they would compute alike: the ReLU
 of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_core.ops.SourceCache`;
 ``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels. With
-gradients, a node's convolutional candidates (all its edges together) are then dealt into
-``NODE_BRANCHES`` groups of similar cost that run side by side on CPU threads, forward and
-backward (:mod:`emodarts_core.branches`; CPU only; one thread unless ``set_branch_threads``
-says more);
-a SeqNN node does the same with its recurrent stacks, keeping every stack that draws dropout
-masks on the calling thread, in edge order. The grouping does not depend on the thread count,
-so neither do the numbers; ``branch_nodes = False`` computes edge by edge instead.
+gradients, a node's convolutional candidates (all its edges together) are then branches that
+CPU threads share out, forward and backward (:mod:`emodarts_core.branches`: one branch per
+candidate; CPU only; one thread unless ``set_branch_threads`` says more); a SeqNN node does
+the same with its recurrent stacks (an edge's tanh RNNs as one branch), keeping every stack
+that draws dropout masks on the calling thread, in edge order. The branches do not depend on
+the thread count, so neither do the numbers; ``branch_nodes = False`` computes edge by edge
+instead.
 
 - CNN cells work on ``(B, C, F, T)`` maps (frequency, time). Their inputs are preprocessed to
   ``C`` channels (ReLU-1x1 conv-BN; ``c_{k-2}`` goes through a :class:`FactorizedReduce` instead
@@ -41,14 +41,12 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .branches import Branch, run_branches, split_by_cost
+from .branches import Branch, run_branches
 from .genotype import CellGenotype, edges_of_node, n_edges
 from .memory import checkpoint
+from .recurrent import bankable
 from .ops import (AttentiveRecurrent, FactorizedReduce, Identity, MixedOp, ReLUConvBN, SeqMixedOp,
                   SourceCache, cnn_op, drop_path, run_recurrent, seq_op, shareable, weighted_sum)
-
-NODE_BRANCHES = 2     # groups of a search node's convolutions / recurrent stacks (module text)
-
 
 def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
     """``(..., n * H) -> (..., H)``: the mean of each group of ``n`` adjacent features.
@@ -84,7 +82,7 @@ def _node(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor], weights:
 
 
 def conv_cost(op: nn.Module) -> int:
-    """A rough cost of a convolutional op for balancing branches: the kernel taps of its
+    """A rough cost of a convolutional op, for the order of branches: the kernel taps of its
     convolutions (a k x k depthwise conv counts k * k, a pointwise one 1); at least 1."""
     return max(1, sum(m.kernel_size[0] * m.kernel_size[1] for m in op.modules()
                       if isinstance(m, nn.Conv2d)))
@@ -100,11 +98,12 @@ def _rows_cols(at: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
 def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
                    inputs: Sequence[torch.Tensor], in_branch: Callable[[nn.Module], bool],
                    other: Callable[[int, str, nn.Module], torch.Tensor],
-                   cost: Callable[[nn.Module], int], first: Callable[[nn.Module], bool],
+                   cost: Callable[[nn.Module], int],
+                   pieces: Callable[[list[Term]], list[list[int]]],
                    outputs: Callable[[list[Term], Sequence[torch.Tensor]], Iterator[torch.Tensor]]
                    ) -> torch.Tensor:
-    """Node ``j`` as the weighted sum of its candidates, those with ``in_branch(op)`` dealt
-    into :data:`NODE_BRANCHES` branches by ``cost`` (those with ``first(op)`` into the first).
+    """Node ``j`` as the weighted sum of its candidates, those with ``in_branch(op)`` in
+    branches: one per ``pieces(terms)`` (lists of term indices), each of cost ``sum(cost(op))``.
 
     A branch computes ``outputs(terms, inputs)`` (its candidates' outputs, in term order, from
     the per-state ``inputs``) and their weighted sum; every other candidate is
@@ -124,9 +123,6 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
                 rest.append(other(src, edge.primitives[i], op))
     out = None
     if terms:
-        groups = split_by_cost([cost(op) for _, _, op, _ in terms], NODE_BRANCHES,
-                               first=[n for n, (_, _, op, _) in enumerate(terms) if first(op)])
-
         def branch(members: list[int]) -> Branch:
             mine = [terms[m] for m in members]
             rows, cols = _rows_cols(mine)
@@ -134,9 +130,11 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
             def fn(w: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:
                 return weighted_sum(w[rows, cols], outputs(mine, xs))
 
-            return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()))
+            return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()),
+                          cost=sum(cost(op) for _, _, op, _ in mine),
+                          draws_random=any(draws_random(op) for _, _, op, _ in mine))
 
-        out = run_branches([branch(g) for g in groups], [weights, *inputs])
+        out = run_branches([branch(p) for p in pieces(terms)], [weights, *inputs])
     if rest:
         h = weighted_sum(weights[_rows_cols(rest_at)], rest)
         out = h if out is None else out + h
@@ -146,8 +144,8 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
 def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
                    caches: Sequence[SourceCache]) -> torch.Tensor:
     """CNN node ``j`` in branches: the candidates that start with a ReLU (``forward_relu``:
-    separable, dilated, factorized reduce) of every incoming edge, dealt by
-    :func:`conv_cost`, each on its state's shared ReLU; pooling (through the caches) and
+    separable, dilated, factorized reduce) of every incoming edge, one branch each (cost
+    :func:`conv_cost`), each on its state's shared ReLU; pooling (through the caches) and
     identity on the calling thread."""
     def other(src: int, name: str, op: nn.Module) -> torch.Tensor:
         return caches[src].output(name, op) if shareable(op) else op(caches[src].x)
@@ -157,7 +155,7 @@ def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
 
     return _branched_node(edges, j, weights, [c.relu() for c in caches],
                           lambda op: hasattr(op, "forward_relu"), other, conv_cost,
-                          lambda op: False, outputs)
+                          lambda terms: [[n] for n in range(len(terms))], outputs)
 
 
 def draws_random(op: nn.Module) -> bool:
@@ -169,20 +167,31 @@ def draws_random(op: nn.Module) -> bool:
 
 
 def recurrent_cost(op: nn.Module) -> int:
-    """A rough cost of a sequence op for balancing branches: its recurrent layers, times 2 when
+    """A rough cost of a sequence op, for the order of branches: its recurrent layers, times 2 when
     bidirectional and 4 for an LSTM (four gates), plus 1 for attention; at least 1."""
     cost = sum(m.num_layers * (2 if m.bidirectional else 1) * (4 if isinstance(m, nn.LSTM) else 1)
                for m in op.modules() if isinstance(m, nn.RNNBase))
     return max(1, cost + isinstance(op, AttentiveRecurrent))
 
 
+def _seq_pieces(terms: list[Term]) -> list[list[int]]:
+    """A SeqNN node's branches: per edge (``terms`` come edge by edge), its tanh-RNN stacks
+    together (:func:`~emodarts_core.recurrent.run_stacks` runs them as one bank), then each
+    other recurrent stack alone: the order in which an edge computed alone draws its dropout."""
+    pieces: list[list[int]] = []
+    for src in dict.fromkeys(t[3] for t in terms):
+        mine = [n for n, t in enumerate(terms) if t[3] == src]
+        banked = [n for n in mine if bankable(terms[n][2].rnn)]
+        pieces += ([banked] if banked else []) + [[n] for n in mine if n not in banked]
+    return pieces
+
+
 def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor],
                        weights: torch.Tensor) -> torch.Tensor:
-    """SeqNN node ``j`` in branches: the recurrent candidates, dealt by
-    :func:`recurrent_cost`, those that draw random numbers (stacks with dropout between layers)
-    all in the first branch, which runs on the calling thread. Within a branch each edge runs
-    its recurrent stacks together (:func:`~emodarts_core.ops.run_recurrent`) in edge order, so
-    dropout masks are drawn in the order of :func:`_node`. Skip on the calling thread."""
+    """SeqNN node ``j`` in branches (:func:`_seq_pieces`, costs by :func:`recurrent_cost`);
+    the branches with stacks that draw random numbers (dropout between layers) run on the
+    calling thread in edge order, so dropout masks are drawn in the order of :func:`_node`.
+    Skip on the calling thread."""
     def outputs(terms: list[Term], xs: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         by_source: dict[int, list[nn.Module]] = {}
         for _, _, op, src in terms:                  # edges in order, their ops in order
@@ -193,7 +202,7 @@ def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tens
 
     return _branched_node(edges, j, weights, states[:2 + j],
                           lambda op: hasattr(op, "rnn") and hasattr(op, "finish"),
-                          lambda src, name, op: op(states[src]), recurrent_cost, draws_random,
+                          lambda src, name, op: op(states[src]), recurrent_cost, _seq_pieces,
                           outputs)
 
 

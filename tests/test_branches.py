@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
 from torch import nn
 
 from emodarts_core import branches
-from emodarts_core.branches import Branch, run_branches, set_branch_threads, split_by_cost
+from emodarts_core.branches import Branch, run_branches, set_branch_threads
 from emodarts_core.config import SearchSpaceConfig
 from emodarts_core.supernet import SuperNet
 
@@ -83,24 +84,31 @@ def test_set_branch_threads_rejects_bad_values(bad):
     assert branches.branch_threads() == 1
 
 
-def test_split_by_cost_balances_and_keeps_every_item_once():
-    costs = [52, 52, 26, 26, 20, 20, 10, 10, 2]
-    groups = split_by_cost(costs, 2)
-    assert sorted(i for g in groups for i in g) == list(range(len(costs)))
-    loads = [sum(costs[i] for i in g) for g in groups]
-    assert abs(loads[0] - loads[1]) <= max(costs) // 2
-    assert groups == split_by_cost(costs, 2)                       # deterministic
-    assert all(g == sorted(g) for g in groups)
-    assert split_by_cost([3.0], 2) == [[0]]                        # empty groups dropped
-    with pytest.raises(ValueError):
-        split_by_cost(costs, 0)
-    # pinned items (the SeqNN's dropout-drawing stacks) go to the first group, whose load
-    # then counts them: here the two cheapest items pinned, the others fill the second group
-    pinned = split_by_cost([1, 1, 5, 5, 5], 2, first=[0, 1])
-    assert pinned[0][:2] == [0, 1] and sorted(pinned[0] + pinned[1]) == [0, 1, 2, 3, 4]
-    assert sum([1, 1, 5, 5, 5][i] for i in pinned[1]) == 10
-    with pytest.raises(ValueError, match="do not exist"):
-        split_by_cost([1, 2], 2, first=[2])
+def test_random_draws_stay_on_the_calling_thread_in_order_the_rest_costliest_first(threads):
+    """Threaded: branches that draw random numbers run on the calling thread, in their order,
+    before it takes any other; the others are taken costliest first; results in branch order."""
+    threads(2)
+    caller = threading.get_ident()
+    started: list[tuple[int, bool]] = []
+    x = torch.ones(3, requires_grad=True)
+
+    def branch(k: int, cost: float, draws: bool) -> Branch:
+        def fn(x):
+            started.append((k, threading.get_ident() == caller))
+            return x * (k + 1)
+        return Branch(fn, cost=cost, draws_random=draws)
+
+    bs = [branch(0, 1.0, False), branch(1, 5.0, True), branch(2, 9.0, False),
+          branch(3, 2.0, True), branch(4, 9.0, False)]
+    for _ in range(20):                                             # threads race: try often
+        started.clear()
+        out = run_branches(bs, [x])
+        assert torch.equal(out, x.detach() * 15)                    # 1 + 2 + 3 + 4 + 5
+        assert sorted(k for k, _ in started) == [0, 1, 2, 3, 4]      # each once
+        on_caller = [k for k, here in started if here]
+        assert on_caller[:2] == [1, 3]
+        assert all(here for k, here in started if k in (1, 3))
+    assert branches._schedule(bs) == ([1, 3], [2, 4, 0])
 
 
 SPACE = SearchSpaceConfig(cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=2,
