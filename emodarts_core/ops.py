@@ -448,20 +448,17 @@ def layer_by_layer(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
     if not lstm and rnn.nonlinearity != "tanh":
         raise TypeError("layer_by_layer: only tanh RNNs are used here")
     dirs = 2 if rnn.bidirectional else 1
-    batch = x.shape[0] if rnn.batch_first else x.shape[1]
-    h0 = x.new_zeros(dirs, batch, rnn.hidden_size)
+    names = [f"{w}_{{}}{d}" for d in ("", "_reverse")[:dirs]
+             for w in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())]
     h = x
     for k in range(rnn.num_layers):
-        suffixes = (f"_l{k}", f"_l{k}_reverse")
-        weights = [getattr(rnn, n) for n in rnn._flat_weights_names if n.endswith(suffixes)]
+        layer = type(rnn)(rnn.input_size if k == 0 else dirs * rnn.hidden_size, rnn.hidden_size,
+                          num_layers=1, bias=rnn.bias, batch_first=rnn.batch_first,
+                          bidirectional=rnn.bidirectional, device="meta")   # shape only
+        weights = {n.format("l0"): getattr(rnn, n.format(f"l{k}")) for n in names}
         with warnings.catch_warnings():     # one layer's weights are not cuDNN's flat buffer:
             warnings.filterwarnings("ignore", message="RNN module weights are not part")
-            if lstm:                         # cuDNN copies them (small), and warns every call
-                out = torch._VF.lstm(h, (h0, h0), weights, rnn.bias, 1, 0.0, rnn.training,
-                                     rnn.bidirectional, rnn.batch_first)[0]
-            else:
-                out = torch._VF.rnn_tanh(h, h0, weights, rnn.bias, 1, 0.0, rnn.training,
-                                         rnn.bidirectional, rnn.batch_first)[0]
+            out = torch.func.functional_call(layer, weights, (h,))[0]   # cuDNN copies them
         h = F.dropout(out, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else out
     return h
 
