@@ -25,7 +25,7 @@ samples per second; ``s/step`` is then the slower process's step.
 ``--threads T`` with ``T > 1`` gives each net the ``T`` cores the way it uses them best: the
 reference through PyTorch's intra-op threads, ours (the row ``ours``) through ``T`` branch threads
 with one intra-op thread each (:mod:`emodarts_core.branches`: a search node's convolutional
-candidates run in two groups side by side, forward and backward; intra-op threads on top of them
+candidates are branches that the threads take in turn, forward and backward; intra-op threads on top of them
 would oversubscribe the cores). ``--ours-threads intra-op`` gives ours intra-op threads instead,
 for comparison; the memory-efficient row (checkpointed edges, no branches) always uses intra-op
 threads.

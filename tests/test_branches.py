@@ -190,3 +190,16 @@ def test_cores_to_branches_moves_cpu_threads_to_branches_and_back():
     finally:
         torch.set_num_threads(before)
         set_branch_threads(1)
+
+
+def test_branch_costs_rank_candidates_by_their_layers():
+    from emodarts_core.cells import conv_cost, recurrent_cost
+    from emodarts_core.ops import cnn_op, seq_op
+    costs = {n: conv_cost(cnn_op(n, 4, s, False)) for n, s in
+             [("sep_conv_3x3", 1), ("sep_conv_5x5", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 1),
+              ("skip_connect", 2)]}
+    assert costs == {"sep_conv_3x3": 4, "sep_conv_5x5": 4, "dil_conv_3x3": 2, "dil_conv_5x5": 2,
+                     "skip_connect": 2}
+    rec = {n: recurrent_cost(seq_op(n, 8)) for n in ("lstm_1", "lstm_4", "rnn_1", "rnn_4")}
+    assert rec["lstm_4"] == 4 * rec["lstm_1"] and rec["rnn_4"] == 4 * rec["rnn_1"]
+    assert rec["lstm_1"] == 4 * rec["rnn_1"]
