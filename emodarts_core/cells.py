@@ -107,7 +107,8 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
     branches: one per ``pieces(terms)`` (lists of term indices), each of cost ``sum(cost(op))``.
 
     A branch computes ``outputs(terms, inputs)`` (its candidates' outputs, in term order, from
-    the per-state ``inputs``) and their weighted sum; every other candidate is
+    the per-state ``inputs``) and their weighted sum, its weights gathered for it beforehand
+    (one gather for the node, not one per branch); every other candidate is
     ``other(src, name, op)``, summed on the calling thread. Same terms as :func:`_node`, summed
     in another order.
     """
@@ -124,18 +125,22 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
                 rest.append(other(src, edge.primitives[i], op))
     out = None
     if terms:
-        def branch(members: list[int]) -> Branch:
-            mine = [terms[m] for m in members]
-            rows, cols = _rows_cols(mine)
+        groups = pieces(terms)
+        n = len(groups)
+        gathered = weights[_rows_cols([terms[m] for g in groups for m in g])]    # piece order
+        parts = gathered.split([len(g) for g in groups])                        # one per piece
 
-            def fn(w: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:
-                return weighted_sum(w[rows, cols], outputs(mine, xs))
+        def branch(k: int, members: list[int]) -> Branch:
+            mine = [terms[m] for m in members]
+
+            def fn(*xs: torch.Tensor) -> torch.Tensor:          # xs: the n parts, then inputs
+                return weighted_sum(xs[k], outputs(mine, xs[n:]))
 
             return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()),
                           cost=sum(cost(op) for _, _, op, _ in mine),
                           draws_random=any(draws_random(op) for _, _, op, _ in mine))
 
-        out = run_branches([branch(p) for p in pieces(terms)], [weights, *inputs])
+        out = run_branches([branch(k, g) for k, g in enumerate(groups)], [*parts, *inputs])
     if rest:
         h = weighted_sum(weights[_rows_cols(rest_at)], rest)
         out = h if out is None else out + h
