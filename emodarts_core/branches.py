@@ -127,17 +127,22 @@ def _schedule(branches: Sequence[Branch]) -> tuple[list[int], list[int]]:
     return pinned, shared
 
 
-def _map(fn: Callable[[int], object], branches: Sequence[Branch], threaded: bool) -> list:
-    """``[fn(0), ..., fn(n - 1)]`` for the ``n`` branches; with ``threaded``, shared out.
+def _map(fn: Callable[[int], object], branches: Sequence[Branch], threaded: bool,
+         first: Callable[[], None] | None = None) -> list:
+    """``[fn(0), ..., fn(n - 1)]`` for the ``n`` branches, after ``first()`` on the calling
+    thread; with ``threaded``, shared out.
 
-    Unthreaded, in index order. Threaded, the branches that draw random numbers run on the
-    calling thread first, in index order (so they draw what they would draw unthreaded: no
-    other branch draws), and the others go to whichever thread is free next, costliest first
-    (a free thread takes the next one, so an ill-guessed cost costs little balance). The
-    results are returned in index order either way.
+    Unthreaded, in index order. Threaded, the helper threads start on the branches while the
+    calling thread runs ``first``, then the branches that draw random numbers, in index order
+    (so they draw what they would draw unthreaded: no other branch draws), then it joins the
+    helpers; the others go to whichever thread is free next, costliest first (a free thread
+    takes the next one, so an ill-guessed cost costs little balance). The results are returned
+    in index order either way.
     """
     n = len(branches)
     if not threaded or n < 2:
+        if first is not None:
+            first()
         return [fn(i) for i in range(n)]
     results: list = [None] * n
     pinned, shared = _schedule(branches)
@@ -154,6 +159,8 @@ def _map(fn: Callable[[int], object], branches: Sequence[Branch], threaded: bool
 
     helpers = [_helpers().submit(work) for _ in range(min(_threads, n) - 1)]
     try:
+        if first is not None:
+            first()
         for i in pinned:
             results[i] = fn(i)
         work()
@@ -171,7 +178,8 @@ class _Branches(torch.autograd.Function):
     """The sum of the branches' outputs; forward and backward of each branch on its own thread."""
 
     @staticmethod
-    def forward(ctx, branches: Sequence[Branch], n_inputs: int, *args: Tensor) -> Tensor:
+    def forward(ctx, branches: Sequence[Branch], meanwhile: Callable[[], None] | None,
+                n_inputs: int, *args: Tensor) -> Tensor:
         leaves = [x.detach().requires_grad_(x.requires_grad) for x in args[:n_inputs]]
         threaded = _threaded(leaves)
 
@@ -179,7 +187,11 @@ class _Branches(torch.autograd.Function):
             with torch.enable_grad():
                 return branches[k].fn(*leaves)
 
-        outs = _map(run, branches, threaded)
+        def first() -> None:               # the caller's work, in the caller's graph
+            with torch.enable_grad():
+                meanwhile()
+
+        outs = _map(run, branches, threaded, None if meanwhile is None else first)
         total = outs[0].detach().clone()
         for o in outs[1:]:
             total.add_(o.detach())
@@ -218,23 +230,31 @@ class _Branches(torch.autograd.Function):
         for b, r in zip(ctx.branches, results):
             mine = iter(r[len(leaves):])
             d_params.extend(next(mine) if p.requires_grad else None for p in b.params)
-        return (None, None, *d_inputs, *d_params)
+        return (None, None, None, *d_inputs, *d_params)
 
 
-def run_branches(branches: Sequence[Branch], inputs: Sequence[Tensor]) -> Tensor:
+def run_branches(branches: Sequence[Branch], inputs: Sequence[Tensor],
+                 meanwhile: Callable[[], None] | None = None) -> Tensor:
     """``sum_k branches[k].fn(*inputs)``, the branches side by side (see the module text).
 
     Without gradients the branches simply run in turn (nothing to parallelise backward, and
     nothing saved); with them, forward and backward of the branches run on up to
     :func:`branch_threads` threads, CPU tensors only. Either way the same sum in the same order.
+
+    ``meanwhile()``: the caller's own work that does not depend on the branches (it keeps its
+    results itself), run on the calling thread before any branch, or, threaded, while the
+    helper threads already start on them. It runs with gradients recorded as the caller's, and
+    may draw random numbers (always before any branch does).
     """
     if not branches:
         raise ValueError("run_branches: no branches")
     inputs = list(inputs)
     if not torch.is_grad_enabled():
+        if meanwhile is not None:
+            meanwhile()
         out = branches[0].fn(*inputs)
         for b in branches[1:]:
             out = out + b.fn(*inputs)
         return out
     params = [p for b in branches for p in b.params]
-    return _Branches.apply(list(branches), len(inputs), *inputs, *params)
+    return _Branches.apply(list(branches), meanwhile, len(inputs), *inputs, *params)

@@ -109,12 +109,12 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
     A branch computes ``outputs(terms, inputs)`` (its candidates' outputs, in term order, from
     the per-state ``inputs``) and their weighted sum, its weights gathered for it beforehand
     (one gather for the node, not one per branch); every other candidate is
-    ``other(src, name, op)``, summed on the calling thread. Same terms as :func:`_node`, summed
-    in another order.
+    ``other(src, name, op)``, summed on the calling thread while the helper threads start on
+    the branches. Same terms as :func:`_node`, summed in another order.
     """
     terms: list[Term] = []
     rest_at: list[tuple[int, int]] = []
-    rest: list[torch.Tensor] = []
+    rest_ops: list[tuple[int, str, nn.Module]] = []
     for src, e in enumerate(edges_of_node(j)):
         edge = edges[e]
         for i, op in zip(edge.indices, edge.ops):
@@ -122,29 +122,34 @@ def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
                 terms.append((e, i, op, src))
             else:
                 rest_at.append((e, i))
-                rest.append(other(src, edge.primitives[i], op))
-    out = None
-    if terms:
-        groups = pieces(terms)
-        n = len(groups)
-        gathered = weights[_rows_cols([terms[m] for g in groups for m in g])]    # piece order
-        parts = gathered.split([len(g) for g in groups])                        # one per piece
+                rest_ops.append((src, edge.primitives[i], op))
+    rest: list[torch.Tensor] = []
 
-        def branch(k: int, members: list[int]) -> Branch:
-            mine = [terms[m] for m in members]
+    def rest_sum() -> None:                 # the other candidates, on the calling thread
+        if rest_ops:
+            rest.append(weighted_sum(weights[_rows_cols(rest_at)], [other(*r) for r in rest_ops]))
 
-            def fn(*xs: torch.Tensor) -> torch.Tensor:          # xs: the n parts, then inputs
-                return weighted_sum(xs[k], outputs(mine, xs[n:]))
+    if not terms:
+        rest_sum()
+        return rest[0]
+    groups = pieces(terms)
+    n = len(groups)
+    gathered = weights[_rows_cols([terms[m] for g in groups for m in g])]    # piece order
+    parts = gathered.split([len(g) for g in groups])                        # one per piece
 
-            return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()),
-                          cost=sum(cost(op) for _, _, op, _ in mine),
-                          draws_random=any(draws_random(op) for _, _, op, _ in mine))
+    def branch(k: int, members: list[int]) -> Branch:
+        mine = [terms[m] for m in members]
 
-        out = run_branches([branch(k, g) for k, g in enumerate(groups)], [*parts, *inputs])
-    if rest:
-        h = weighted_sum(weights[_rows_cols(rest_at)], rest)
-        out = h if out is None else out + h
-    return out
+        def fn(*xs: torch.Tensor) -> torch.Tensor:          # xs: the n parts, then inputs
+            return weighted_sum(xs[k], outputs(mine, xs[n:]))
+
+        return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()),
+                      cost=sum(cost(op) for _, _, op, _ in mine),
+                      draws_random=any(draws_random(op) for _, _, op, _ in mine))
+
+    out = run_branches([branch(k, g) for k, g in enumerate(groups)], [*parts, *inputs],
+                       meanwhile=rest_sum)
+    return out + rest[0] if rest else out
 
 
 def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,

@@ -111,6 +111,38 @@ def test_random_draws_stay_on_the_calling_thread_in_order_the_rest_costliest_fir
     assert branches._schedule(bs) == ([1, 3], [2, 4, 0])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_meanwhile_runs_on_the_calling_thread_in_the_callers_graph(threads, n_threads):
+    """The caller's own work runs on its thread before any branch draws, and what it computes
+    stays differentiable in the caller's graph (the pooled candidates of a node use this)."""
+    threads(n_threads)
+    fns, x, w, params = _two_branch_problem()
+    caller = threading.get_ident()
+    events: list[str] = []
+    box: list[torch.Tensor] = []
+    modes: list[bool] = []
+
+    def meanwhile() -> None:
+        events.append("meanwhile" if threading.get_ident() == caller else "elsewhere")
+        modes.append(torch.is_grad_enabled())               # the caller's grad mode
+        box.append((3 * x).pow(2).sum())
+
+    drawing = Branch(lambda x, w: (events.append("draw"), w[0] * x[:, :4])[1], draws_random=True)
+    out = run_branches([fns[0], drawing, fns[1]], [x, w], meanwhile=meanwhile)
+    assert events == ["meanwhile", "draw"]
+    loss = out.sum() + box[0]
+    got = torch.autograd.grad(loss, [x, w, *params])
+    expected = (fns[0].fn(x, w) + w[0] * x[:, :4] + fns[1].fn(x, w)).sum() + (3 * x).pow(2).sum()
+    want = torch.autograd.grad(expected, [x, w, *params])
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():                                            # without gradients too
+        box.clear()
+        run_branches(fns, [x, w], meanwhile=meanwhile)
+        assert len(box) == 1 and box[0].grad_fn is None
+    assert modes == [True, False]
+
+
 SPACE = SearchSpaceConfig(cnn_layers=3, cnn_nodes=3, init_channels=4, seq_cells=1, seq_nodes=2,
                           seq_ops="all", seq_hidden=6, dropout=0.3)
 SHAPE = (12, 10)
