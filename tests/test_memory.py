@@ -7,6 +7,8 @@ same input and seed.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import sys
 
 import pytest
@@ -226,16 +228,13 @@ def test_shared_relu_mixed_op_equals_separate_relus():
     assert torch.allclose(mixed(x, w), expected, atol=1e-6)
 
 
-_HEAP_PROBE = """
+_PROBE = """
 import os, sys, torch
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-if sys.argv[1] == "call":
-    from emodarts_core.memory import return_freed_blocks_to_os
-    assert return_freed_blocks_to_os(1 << 20)
-big = torch.ones(4 * 1024 * 1024); del big       # frees an mmapped 16 MiB block: glibc's
-before = rss()                                   # dynamic threshold now exceeds 2 MiB
+SETUP
+before = rss()
 blocks, pins = [], []
 for _ in range(64):                              # 64 x 2 MiB, touched, each followed by a small
     blocks.append(torch.ones(512 * 1024))        # live block, so that the heap cannot simply
@@ -246,19 +245,28 @@ print(grown - before, rss() - before)
 """
 
 
+def _freed_blocks_left(setup: str) -> float:
+    """In a fresh process, after ``setup``: 64 touched 2 MiB blocks are allocated (asserted
+    resident) and freed; returns the MiB of them still resident."""
+    out = subprocess.run([sys.executable, "-c", _PROBE.replace("SETUP", setup)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    grown, left = map(float, out.stdout.split()[-2:])
+    assert grown > 100                                       # the blocks were resident
+    return left
+
+
+# frees an mmapped 16 MiB block first: glibc's dynamic threshold then exceeds 2 MiB
+_BIG_FREED = "big = torch.ones(4 * 1024 * 1024); del big"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_freed_activation_sized_blocks_go_back_to_the_os():
     """Without the call glibc keeps freed 2 MiB activations in its heap (after one bigger block
     was freed); with it they go back to the OS at once, so the resident peak is the real one."""
-    import subprocess
-    held = {}
-    for mode in ("nocall", "call"):
-        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], capture_output=True,
-                             text=True, check=True, env={**__import__("os").environ,
-                                                          "OMP_NUM_THREADS": "1"})
-        grown, left = map(float, out.stdout.split()[-2:])
-        assert grown > 100                                   # the blocks were resident
-        held[mode] = left
+    held = {"nocall": _freed_blocks_left(_BIG_FREED),
+            "call": _freed_blocks_left("from emodarts_core.memory import return_freed_blocks_to_os\n"
+                                       "assert return_freed_blocks_to_os(1 << 20)\n" + _BIG_FREED)}
     assert held["call"] < 20                                 # returned with the call
     # The control: this glibc keeps them without the call (the dev machine's and CI's do, ~128
     # MiB; the GPU machine's image kept 32 MiB). Where it keeps almost nothing the call has
@@ -269,37 +277,13 @@ def test_freed_activation_sized_blocks_go_back_to_the_os():
     assert held["nocall"] > held["call"] + 10
 
 
-_KEEP_PROBE = """
-import os, sys, torch
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-if sys.argv[1] == "keep":
-    from emodarts_core.memory import keep_freed_blocks
-    assert keep_freed_blocks()
-before = rss()
-blocks, pins = [], []
-for _ in range(64):                              # 64 x 2 MiB, touched, each followed by a small
-    blocks.append(torch.ones(512 * 1024))        # live block
-    pins.append(torch.ones(256))
-grown = rss()
-del blocks
-print(grown - before, rss() - before)
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_keep_freed_blocks_keeps_activation_sized_blocks_for_reuse():
     """The opposite trade (used with branch threads): freed 2 MiB blocks stay in the process
     for reuse instead of going back to the OS (and being faulted in again)."""
-    import subprocess
-    left = {}
-    for mode in ("default", "keep"):
-        out = subprocess.run([sys.executable, "-c", _KEEP_PROBE, mode], capture_output=True,
-                             text=True, check=True, env={**__import__("os").environ,
-                                                          "OMP_NUM_THREADS": "1"})
-        grown, left[mode] = map(float, out.stdout.split()[-2:])
-        assert grown > 100                                   # the blocks were resident
+    left = {"default": _freed_blocks_left(""),
+            "keep": _freed_blocks_left("from emodarts_core.memory import keep_freed_blocks\n"
+                                       "assert keep_freed_blocks()")}
     assert left["keep"] > 100                                # kept with the call
     if left["default"] > 20:                                 # the control, as above
         pytest.skip(f"this C library kept the blocks without the call too "
