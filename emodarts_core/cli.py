@@ -277,7 +277,8 @@ def run_command(args: argparse.Namespace) -> int:
         cfg = make_run_config(args, "train", {})
         res = run_train(cfg, genotype, progress=progress)
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
-              f"(best epoch {res.best_epoch}, valid UA {_pct(res.best_valid_ua)})")
+              f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; best valid UA "
+              f"{_pct(res.best_valid_ua)} at epoch {res.best_epoch})")
     elif args.command == "evaluate":
         from .train import run_evaluate
 

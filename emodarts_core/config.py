@@ -163,6 +163,9 @@ class SearchConfig:
     memory_efficient: bool = False
 
 
+TRAIN_SELECTIONS = ("best", "last")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Final training of the network derived from a genotype."""
@@ -178,6 +181,16 @@ class TrainConfig:
     aux_weight: float = 0.4
     class_weighted: bool = True
     patience: int = 50                # early stopping on validation UA (0 = off)
+    # Which weights are tested: "best" = the epoch of the best validation UA (best.pt), "last" =
+    # the weights after the last epoch run (checkpoint.pt), the DARTS convention; with "last" set
+    # patience 0 so the cosine schedule runs to its end. metrics.json reports both on the test
+    # speakers ("test_by_selection"); the top-level WA / UA are this rule's.
+    select: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.select not in TRAIN_SELECTIONS:
+            raise ValueError(f"TrainConfig.select must be one of {', '.join(TRAIN_SELECTIONS)}, "
+                             f"got {self.select!r}")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,13 @@ the loss, the head, the optimiser and the budget:
 - after every epoch: loss, WA and UA on the validation speakers (whole speakers from the training
   side, disjoint from the test speakers); ``best.pt`` keeps the weights of the best validation UA;
   training stops after ``patience`` epochs without a better validation UA (0 = never);
-- at the end: the best weights are evaluated once on the test speakers -> ``metrics.json``.
+- at the end: the weights of the best validation UA and those of the last epoch are each
+  evaluated once on the test speakers -> ``metrics.json``, whose top-level WA / UA are the ones
+  of the rule ``TrainConfig.select`` names ("best" or "last"), the other in
+  ``test_by_selection``.
 
-The test fold never chooses anything: the epoch is chosen on validation UA (the public emoDARTS code
-picked the best epoch on the fold it reported). A checkpoint after every epoch holds the weights,
+The test fold never chooses anything: the rule is fixed before the run, and "best" chooses the epoch
+on validation UA (the public emoDARTS code picked the best epoch on the fold it reported). A checkpoint after every epoch holds the weights,
 optimiser, scheduler, RNG states (torch, NumPy, Python and the batch generator), the early-stopping
 state and the history, so a killed run resumed with the same command ends in the same numbers
 (bit-identical on CPU).
@@ -221,15 +224,26 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         if state["stopped"]:
             break
 
-    # final evaluation with the best weights on the test speakers
+    # final evaluation on the test speakers: the weights of both rules, the configured one on top
     best = run.load_checkpoint(RunDir.BEST)
     if best is None:
         raise RuntimeError(f"{run.path} has no {RunDir.BEST}: no epoch was trained")
-    model.load_state_dict(best["model"])
-    logits = predict(model, data.x_test, tcfg.batch_size, device, amp)
-    m: Metrics = evaluate_predictions(data.y_test.numpy(), logits.argmax(1).numpy(), data.classes)
-    metrics = m.to_dict()
-    metrics.update({"split": "test", "fold": data.fold_name, "best_epoch": int(state["best_epoch"]),
+    last_epoch = len(history["epochs"]) - 1
+    candidates = {"last": (last_epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}),
+                  "best": (int(state["best_epoch"]), best["model"])}
+    by_rule: dict[str, Metrics] = {}
+    for rule in ("last", "best"):       # "best" last: the model ends with the best weights
+        model.load_state_dict(candidates[rule][1])
+        logits = predict(model, data.x_test, tcfg.batch_size, device, amp)
+        by_rule[rule] = evaluate_predictions(data.y_test.numpy(), logits.argmax(1).numpy(),
+                                             data.classes)
+    model.load_state_dict(candidates[tcfg.select][1])
+    metrics = by_rule[tcfg.select].to_dict()
+    metrics.update({"split": "test", "fold": data.fold_name, "selection": tcfg.select,
+                    "selected_epoch": candidates[tcfg.select][0],
+                    "test_by_selection": {rule: {"epoch": candidates[rule][0], "wa": m.wa, "ua": m.ua}
+                                          for rule, m in by_rule.items()},
+                    "best_epoch": int(state["best_epoch"]),
                     "best_valid_ua": float(state["best_ua"]),
                     "epochs_run": len(history["epochs"]), "stopped_early": bool(state["stopped"]),
                     "speakers_test": data.speakers_test,
@@ -293,11 +307,26 @@ def build_model(run: RunDir, n_classes: int, input_shape: tuple[int, int]) -> nn
                    aux=cfg.profile.train.aux_weight > 0)
 
 
+def selected_weights(run: RunDir) -> dict[str, torch.Tensor]:
+    """The weights a finished training run tests under its ``train.select`` rule: ``best.pt``'s
+    for "best", the last epoch's (``checkpoint.pt``) for "last"."""
+    cfg = run.config
+    select = cfg.profile.train.select
+    name = RunDir.BEST if select == "best" else RunDir.CHECKPOINT
+    ckpt = run.load_checkpoint(name)
+    if ckpt is None or not run.file(RunDir.METRICS).exists():
+        hint = (f"; evaluate its final model, {run.path / 'final'}"
+                if cfg.options.get("baseline") == "random" else "; train it to the end first")
+        raise DataError(f"{run.path} holds no finished training ({name}, {RunDir.METRICS}){hint}")
+    return ckpt["model"]
+
+
 def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
                  protocol: str | None = None, fold: int | None = None,
                  cache_dir: str | Path | None = None, out: str | Path | None = None,
                  device: str = "cpu") -> dict[str, Any]:
-    """Evaluate a trained run's best weights on a corpus with the same label set.
+    """Evaluate a trained run's selected weights (:func:`selected_weights`) on a corpus with the
+    same label set.
 
     ``fold=None`` evaluates every utterance of the corpus; an integer evaluates that fold's test
     side. Features use the run's profile and the normalisation fitted on the run's own training
@@ -308,11 +337,7 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
 
     run = RunDir.open(run_dir)
     cfg = run.config
-    best = run.load_checkpoint(RunDir.BEST)
-    if best is None:
-        hint = (f"; evaluate its final model, {run.path / 'final'}"
-                if cfg.options.get("baseline") == "random" else "; train it first")
-        raise DataError(f"{run.path} holds no trained weights ({RunDir.BEST}){hint}")
+    weights = selected_weights(run)
     norm = run.load_checkpoint("normalizer.pt")
     if norm is None:
         raise DataError(f"{run.path} holds no normalizer.pt; it was not written by run_train")
@@ -338,7 +363,7 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
     y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
     dev = resolve_device(device)
     model = build_model(run, len(run_classes), (x.shape[-2], x.shape[-1]))
-    model.load_state_dict(best["model"])
+    model.load_state_dict(weights)
     model.to(dev)
     logits = predict(model, x, cfg.profile.train.batch_size, dev)
     metrics = evaluate_predictions(y.numpy(), logits.argmax(1).numpy(), run_classes).to_dict()

@@ -37,6 +37,7 @@ def test_overrides_are_typed_by_the_dataclass_field():
     ("epochs=1", "SECTION.FIELD=VALUE"),
     ("train.class_weighted=maybe", "true or false"),
     ("search.alpha_betas=0.1", "2 comma-separated"),
+    ("train.select=middle", "must be one of best, last"),
 ])
 def test_bad_overrides_are_usage_errors(item, match):
     with pytest.raises(UsageError, match=match):

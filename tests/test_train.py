@@ -11,6 +11,7 @@ import torch
 from emodarts_core.baselines import CNNLSTM, run_baseline, sample_genotype
 from emodarts_core.config import get_profile, override
 from emodarts_core.corpora import generate_corpus
+from emodarts_core.datasets import DataError
 from emodarts_core.genotype import Genotype
 from emodarts_core.runs import RunConfig, RunDir
 from emodarts_core.train import run_evaluate, run_train
@@ -56,6 +57,10 @@ def test_train_from_genotype_then_evaluate(corpus, tmp_path):
     # drop-path ramps 0 -> drop_path over the epochs
     assert [h["drop_path_prob"] for h in hist] == pytest.approx([0.0, prof.train.drop_path / 2])
     assert m["best_valid_ua"] == max(h["valid_ua"] for h in hist)
+    # the default rule tests the best validation epoch; the last epoch's test figures ride along
+    assert m["selection"] == "best" and m["selected_epoch"] == m["best_epoch"]
+    assert m["test_by_selection"]["best"] == {"epoch": m["best_epoch"], "wa": m["wa"], "ua": m["ua"]}
+    assert m["test_by_selection"]["last"]["epoch"] == len(hist) - 1
 
     # evaluating the same fold's test side reproduces the metrics; all utterances: n = 32
     ev = run_evaluate(run.path, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
@@ -63,6 +68,37 @@ def test_train_from_genotype_then_evaluate(corpus, tmp_path):
     ev_all = run_evaluate(run.path, "generated", corpus / "data", cache_dir=corpus / "cache",
                           out=tmp_path / "all.json")
     assert ev_all["n"] == 32 and json.loads((tmp_path / "all.json").read_text())["n"] == 32
+
+
+def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
+    prof = small_profile(epochs=3)
+    prof = dataclasses.replace(prof, train=override(prof.train, select="last"))
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(3))
+    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
+                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
+                    cache_dir=str(corpus / "cache"))
+    res = run_train(cfg, geno, progress=False)
+    m = RunDir.open(res.run_dir).read_json("metrics.json")
+    assert m["selection"] == "last" and m["selected_epoch"] == 2 and m["epochs_run"] == 3
+    assert m["test_by_selection"]["last"] == {"epoch": 2, "wa": m["wa"], "ua": m["ua"]}
+    assert m["test_by_selection"]["best"]["epoch"] == m["best_epoch"]
+    # evaluate reads the last epoch's weights (checkpoint.pt), not best.pt: it still works without
+    # best.pt and reproduces the reported confusion matrix
+    (res.run_dir / "best.pt").unlink()
+    ev = run_evaluate(res.run_dir, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
+    assert ev["confusion"] == m["confusion"]
+    # a "best" run without best.pt cannot be evaluated, and says so
+    cfg_best = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"),
+                                   profile=small_profile(epochs=1))
+    res_best = run_train(cfg_best, geno, progress=False)
+    (res_best.run_dir / "best.pt").unlink()
+    with pytest.raises(DataError, match="no finished training"):
+        run_evaluate(res_best.run_dir, "generated", corpus / "data", cache_dir=corpus / "cache")
+
+
+def test_train_select_must_be_a_known_rule():
+    with pytest.raises(ValueError, match="best, last"):
+        override(get_profile("smoke").train, select="median")
 
 
 def test_class_weights_balance_the_training_side():
