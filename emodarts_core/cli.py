@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the network of a genotype and test it")
     common(p)
     p.add_argument("--genotype", required=True,
-                   help="a genotype JSON file or a search run directory")
+                   help="a genotype JSON file, or a search or random-search run directory")
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on a corpus")
     p.add_argument("--run", required=True, help="a training or baseline run directory")
@@ -193,8 +193,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def genotype_source(path: Path) -> dict[str, str]:
+    """Where a genotype file came from, kept in a training's config: its absolute path and the
+    method of the run directory holding it (``emodarts`` for a search, ``random`` for a random
+    search; ``file`` outside a run). Tables label the training with that method."""
+    from .reproduce import method_of
+
+    method = "file"
+    cfg_path = path.parent / "config.json"
+    if cfg_path.exists():
+        try:
+            run_cfg = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            run_cfg = {}
+        method = "emodarts" if run_cfg.get("kind") == "search" else (method_of(run_cfg) or "file")
+    return {"path": str(path.resolve()), "method": method}
+
+
 def load_genotype(source: str):
-    """A genotype from a JSON file or a search run directory (its genotype.json)."""
+    """A genotype from a JSON file or a run directory holding one (a search, or a random search's
+    winner), and its :func:`genotype_source`."""
     from .genotype import Genotype
 
     path = Path(source)
@@ -206,7 +224,7 @@ def load_genotype(source: str):
     if not path.exists():
         raise UsageError(f"--genotype {source}: no such file or directory")
     try:
-        return Genotype.load(path)
+        return Genotype.load(path), genotype_source(path)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise UsageError(f"--genotype {path}: not a valid genotype ({e})") from None
 
@@ -273,8 +291,8 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from .train import run_train
 
-        genotype = load_genotype(args.genotype)
-        cfg = make_run_config(args, "train", {})
+        genotype, source = load_genotype(args.genotype)
+        cfg = make_run_config(args, "train", {"genotype_source": source})
         res = run_train(cfg, genotype, progress=progress)
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
               f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; best valid UA "

@@ -264,12 +264,14 @@ class ResultRow:
 
 
 def method_of(config: dict[str, Any]) -> str | None:
-    """The method a run's ``config.json`` stands for in tables: ``emodarts`` for a final training,
+    """The method a run's ``config.json`` stands for in tables: ``emodarts`` for a final training
+    (``random`` for one of a genotype taken from a random search's run, ``train --genotype``),
     the baseline's name (a CNN-LSTM with ``head_norm`` as ``cnn_lstm+head_norm``); None for
     anything else (a search has no test metrics)."""
     kind = config.get("kind")
     if kind == "train":
-        return "emodarts"
+        source = config.get("options", {}).get("genotype_source", {})
+        return "random" if source.get("method") == "random" else "emodarts"
     if kind == "baseline":
         options = config.get("options", {})
         name = str(options.get("baseline", options.get("kind", "baseline")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -160,5 +161,21 @@ def test_baseline_and_evaluate_commands(capsys, tmp_path):
         assert main(["baseline", "--kind", "random", "--head-norm", *common,
                      "--out", str(tmp_path / "x")]) == 2
         assert "cnn_lstm only" in capsys.readouterr().err
+
+        # a random search's winner trained again (here with the last-epoch rule) keeps where its
+        # genotype came from and counts as random search in tables; a bare file counts as emodarts
+        assert main(["baseline", "--kind", "random", "--k", "1", *common, "--out",
+                     str(tmp_path / "r"), "--set", "train.epochs=1"]) == 0
+        assert main(["train", "--genotype", str(tmp_path / "r"), *common, "--out",
+                     str(tmp_path / "rt"), "--set", "train.epochs=1",
+                     "--set", "train.select=last"]) == 0
+        assert "(last epoch 0;" in capsys.readouterr().out
+        source = json.loads((tmp_path / "rt" / "config.json").read_text())["options"]["genotype_source"]
+        assert source == {"path": str((tmp_path / "r" / "genotype.json").resolve()), "method": "random"}
+        (tmp_path / "g.json").write_text((tmp_path / "r" / "genotype.json").read_text())
+        assert main(["train", "--genotype", str(tmp_path / "g.json"), *common, "--out",
+                     str(tmp_path / "gt"), "--set", "train.epochs=1"]) == 0
+        methods = {Path(r.run_dir).name: r.method for r in collect(tmp_path)}
+        assert methods["r"] == methods["rt"] == "random" and methods["gt"] == "emodarts"
     finally:
         torch.set_num_threads(n)
