@@ -255,6 +255,45 @@ def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[
     return "\n".join(lines)
 
 
+def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
+    """Test ``metric`` of every method under both epoch rules of the final training (Markdown).
+
+    Each training reports in its ``metrics.json`` the test figures of the best-validation epoch
+    ("best") and of the last epoch ("last"), whichever rule it was configured with
+    (``TrainConfig.select``). Per method, over its runs (:class:`~emodarts_core.reproduce.ResultRow`
+    s) that hold both: the mean ± sample std of each rule, the mean epoch the best rule kept, and
+    the paired difference last - best in points with the sign-flip p-value of
+    :func:`paired_p_value`. Runs written before both were recorded are left out and counted.
+    """
+    import json
+
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    missing = 0
+    for r in rows:
+        metrics = json.loads((Path(r.run_dir) / "metrics.json").read_text())
+        both = metrics.get("test_by_selection")
+        if not both:
+            missing += 1
+            continue
+        by_method.setdefault(r.method, []).append(both)
+    lines = [f"| method | runs | best-validation epoch: test {metric.upper()} % | its epoch (mean) "
+             f"| last epoch: test {metric.upper()} % | last - best (points) | p |",
+             "|---|---|---|---|---|---|---|"]
+    for method in sorted(by_method):
+        runs = by_method[method]
+        best = [100 * b["best"][metric] for b in runs]
+        last = [100 * b["last"][metric] for b in runs]
+        epochs = sum(b["best"]["epoch"] for b in runs) / len(runs)
+        diffs = [x - y for x, y in zip(last, best)]
+        p = f"{paired_p_value(diffs):.3f}" if len(runs) >= 2 else "–"
+        lines.append(f"| {method} | {len(runs)} | {_mean_pm_std(best)} | {epochs:.1f} "
+                     f"| {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} | {p} |")
+    if missing:
+        lines.append(f"\n{missing} run(s) without both rules' figures (written before they were "
+                     f"recorded) are left out.")
+    return "\n".join(lines)
+
+
 def random_search_table(run_dir: str | Path) -> str:
     """The candidates of a random-search baseline run (its ``candidates.json``): each sampled
     genotype's best validation UA in its brief training, and which one was kept."""

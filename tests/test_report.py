@@ -219,3 +219,28 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
         compute_table(tmp_path)
     with pytest.raises(ValueError, match="no search"):
         compute_table(tmp_path / "c" / "nothing")
+
+
+def test_selection_table_pairs_the_two_epoch_rules_per_method(tmp_path):
+    import json
+
+    from emodarts_core.report import selection_table
+
+    rows = []
+    # emodarts: last - best = +10 and +20 points; cnn_lstm: one run; an old run without both
+    for i, (method, best, last, epoch) in enumerate([("emodarts", 0.4, 0.5, 10),
+                                                     ("emodarts", 0.3, 0.5, 20),
+                                                     ("cnn_lstm", 0.6, 0.5, 7), ("cnn_lstm", None, None, 0)]):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        metrics = {"ua": 0.0, "wa": 0.0}
+        if best is not None:
+            metrics["test_by_selection"] = {"best": {"epoch": epoch, "ua": best, "wa": 0.0},
+                                            "last": {"epoch": 59, "ua": last, "wa": 0.0}}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        rows.append(ResultRow("r", method, 0, i, wa=0.0, ua=0.0, run_dir=str(run)))
+    lines = selection_table(rows).splitlines()
+    assert lines[2] == "| cnn_lstm | 1 | 60.00 | 7.0 | 50.00 | -10.00 | – |"
+    # two paired differences of one sign: p = 2/4
+    assert lines[3] == "| emodarts | 2 | 35.00 ± 7.07 | 15.0 | 50.00 ± 0.00 | +15.00 ± 7.07 | 0.500 |"
+    assert "1 run(s) without both" in lines[-1]
