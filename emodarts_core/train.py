@@ -229,19 +229,19 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
     if best is None:
         raise RuntimeError(f"{run.path} has no {RunDir.BEST}: no epoch was trained")
     last_epoch = len(history["epochs"]) - 1
-    candidates = {"last": (last_epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}),
-                  "best": (int(state["best_epoch"]), best["model"])}
+    by_epoch = {"last": (last_epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}),
+                "best": (int(state["best_epoch"]), best["model"])}
     by_rule: dict[str, Metrics] = {}
-    for rule in ("last", "best"):       # "best" last: the model ends with the best weights
-        model.load_state_dict(candidates[rule][1])
+    for rule in ("last", "best"):
+        model.load_state_dict(by_epoch[rule][1])
         logits = predict(model, data.x_test, tcfg.batch_size, device, amp)
         by_rule[rule] = evaluate_predictions(data.y_test.numpy(), logits.argmax(1).numpy(),
                                              data.classes)
-    model.load_state_dict(candidates[tcfg.select][1])
+    model.load_state_dict(by_epoch[tcfg.select][1])
     metrics = by_rule[tcfg.select].to_dict()
     metrics.update({"split": "test", "fold": data.fold_name, "selection": tcfg.select,
-                    "selected_epoch": candidates[tcfg.select][0],
-                    "test_by_selection": {rule: {"epoch": candidates[rule][0], "wa": m.wa, "ua": m.ua}
+                    "selected_epoch": by_epoch[tcfg.select][0],
+                    "test_by_selection": {rule: {"epoch": by_epoch[rule][0], "wa": m.wa, "ua": m.ua}
                                           for rule, m in by_rule.items()},
                     "best_epoch": int(state["best_epoch"]),
                     "best_valid_ua": float(state["best_ua"]),
