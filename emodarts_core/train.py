@@ -19,11 +19,11 @@ the loss, the head, the optimiser and the budget:
   of the rule ``TrainConfig.select`` names ("best" or "last"), the other in
   ``test_by_selection``.
 
-The test fold never chooses anything: the rule is fixed before the run, and "best" chooses the epoch
-on validation UA (the public emoDARTS code picked the best epoch on the fold it reported). A checkpoint after every epoch holds the weights,
-optimiser, scheduler, RNG states (torch, NumPy, Python and the batch generator), the early-stopping
-state and the history, so a killed run resumed with the same command ends in the same numbers
-(bit-identical on CPU).
+The test fold never chooses anything: the rule is fixed before the run, and "best" chooses the
+epoch on validation UA (the public emoDARTS code picked the best epoch on the fold it reported).
+A checkpoint after every epoch holds the weights, optimiser, scheduler, RNG states (torch, NumPy,
+Python and the batch generator), the early-stopping state and the history, so a killed run
+resumed with the same command ends in the same numbers (bit-identical on CPU).
 """
 from __future__ import annotations
 
