@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="root directory of the batch's runs")
     p.add_argument("--baselines", default="cnn_lstm",
                    help="baselines per fold, comma-separated: cnn_lstm, random (default cnn_lstm)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE",
+                   help="override a profile field in every job, repeatable")
     p.add_argument("--backend", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: local)")
     p.add_argument("--gpus-per-job", type=float, default=0.0)
@@ -141,9 +144,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not args.table_only:
         try:
-            get_profile(args.profile)
+            profile = get_profile(args.profile)
         except ValueError as e:
             raise UsageError(f"--profile: {e}") from None
+        apply_overrides(profile, args.overrides)     # a bad --set stops here, before any job
         if not args.corpora:
             raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
         corpora: dict[str, str] = {}
@@ -170,7 +174,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
             folds = _int_list(args.folds, "--folds")
         jobs = reproduce.make_grid(corpora, folds, seeds, args.profile, out,
                                    protocol=args.protocol, device=args.device,
-                                   baselines=baselines)
+                                   baselines=baselines, overrides=args.overrides)
         print(f"reproduce: {len(jobs)} jobs ({args.backend})")
         reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
                            cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)

@@ -44,6 +44,7 @@ class GridJob:
     protocol: str | None = None
     device: str = "auto"
     baselines: tuple[str, ...] = ("cnn_lstm",)
+    overrides: tuple[str, ...] = ()     # profile changes, ``section.field=value`` (as ``--set``)
 
     @property
     def name(self) -> str:
@@ -66,6 +67,7 @@ class GridJob:
         params["out_dir"] = params.pop("out_root")
         params["protocol"] = self.protocol or ""
         params["baselines"] = list(self.baselines)
+        params["overrides"] = list(self.overrides)
         params["progress"] = False
         return params
 
@@ -81,10 +83,12 @@ def count_folds(corpus: str, root: str | Path, protocol: str | None = None) -> i
 def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence[int]],
               seeds: Sequence[int], profile: str, out_root: str | Path,
               protocol: str | None = None, device: str = "auto",
-              baselines: Sequence[str] = ("cnn_lstm",)) -> list[GridJob]:
+              baselines: Sequence[str] = ("cnn_lstm",),
+              overrides: Sequence[str] = ()) -> list[GridJob]:
     """All jobs of ``corpora`` (name -> data root) x ``folds`` x ``seeds``.
 
-    ``folds`` is one list for every corpus or a dict giving each corpus its own list.
+    ``folds`` is one list for every corpus or a dict giving each corpus its own list;
+    ``overrides`` (``"train.select=last"`` ...) change the profile of every job alike.
     """
     if not corpora:
         raise ValueError("make_grid needs at least one corpus")
@@ -98,7 +102,7 @@ def make_grid(corpora: dict[str, str], folds: Sequence[int] | dict[str, Sequence
                 jobs.append(GridJob(corpus=corpus, data_root=str(root), fold=int(fold),
                                     seed=int(seed), profile=profile, out_root=str(out_root),
                                     protocol=protocol, device=device,
-                                    baselines=tuple(baselines)))
+                                    baselines=tuple(baselines), overrides=tuple(overrides)))
     return jobs
 
 

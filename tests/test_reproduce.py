@@ -28,6 +28,7 @@ def test_grid_covers_corpora_folds_seeds(tmp_path):
     assert job.job_dir == tmp_path / "msp_improv" / "fold3" / "seed2"
     assert jobs[0].parameters()["progress"] is False
     assert jobs[0].parameters()["baselines"] == ["cnn_lstm"]
+    assert jobs[0].parameters()["overrides"] == []
     both = make_grid({"generated": "/g"}, [0], [0], "smoke", tmp_path, baselines=("cnn_lstm", "random"))
     assert both[0].parameters()["baselines"] == ["cnn_lstm", "random"]
 
@@ -128,6 +129,24 @@ def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
                  "--seeds", "a"]) == 2
     assert main(["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
                  "--baselines", "cnn_lstm,svm"]) == 2
+
+
+def test_cli_reproduce_passes_set_to_every_job_and_refuses_a_bad_one(tmp_path, monkeypatch, capsys):
+    from emodarts_core import reproduce
+    from emodarts_core.cli import main
+
+    ran = []
+    monkeypatch.setattr(reproduce, "run_grid", lambda jobs, **kw: ran.extend(jobs))
+    _fake_run(tmp_path, "generated", "train", 0, 0, 0.6, 0.5)     # so the table step has a row
+    common = ["reproduce", "--out", str(tmp_path), "--corpus", f"generated={tmp_path / 'g'}",
+              "--folds", "0,1", "--seeds", "0", "--profile", "smoke"]
+    assert main([*common, "--set", "train.select=last", "--set", "train.patience=0"]) == 0
+    assert len(ran) == 2
+    assert all(j.parameters()["overrides"] == ["train.select=last", "train.patience=0"] for j in ran)
+    ran.clear()
+    assert main([*common, "--set", "train.select=first"]) == 2       # not a selection rule
+    assert main([*common, "--set", "train.epoch=3"]) == 2            # no such field
+    assert ran == [] and "train.epoch" in capsys.readouterr().err
 
 
 def test_count_folds_of_the_generated_corpus(tmp_path):
