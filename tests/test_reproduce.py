@@ -251,3 +251,19 @@ def test_records_source_names_the_corpora_of_the_runs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no finished"):
         records_source(tmp_path / "empty")
+
+
+def test_every_job_parameter_is_a_parameter_of_the_experiment_notebook(tmp_path):
+    # papermill only warns about a name the notebook lacks, and the job would run with the
+    # notebook's default instead: each GridJob parameter must be a name of its parameters cell
+    import ast
+
+    from emodarts_core.reproduce import DEFAULT_NOTEBOOK
+
+    nb = json.loads(DEFAULT_NOTEBOOK.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    names = {node.target.id for node in ast.parse("".join(cell["source"])).body
+             if isinstance(node, ast.AnnAssign)}
+    job = make_grid({"generated": "/g"}, [0], [0], "smoke", tmp_path,
+                    overrides=("train.select=last",))[0]
+    assert "overrides" in names and set(job.parameters()) <= names, set(job.parameters()) - names
