@@ -37,3 +37,14 @@ def test_seq_op_sets_end_with_none():
         assert ops[-1] == "none" and "skip_connect" in ops
     with pytest.raises(ValueError):
         seq_primitives(("lstm_1", "skip_connect"))
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_profile_testing_the_last_epoch_runs_its_whole_schedule(name):
+    # "last" means the end of the cosine schedule; with early stopping on it would test whatever
+    # epoch the stopping happened to hit
+    train = PROFILES[name].train
+    assert train.select in ("best", "last")
+    if train.select == "last":
+        assert train.patience == 0
+    assert PROFILES["cpu"].train.select == "last"     # chosen on RAVDESS (benchmarks/RESULTS.md)
