@@ -60,6 +60,9 @@ def seq_primitives(seq_ops: str | tuple[str, ...]) -> tuple[str, ...]:
     return ops
 
 
+NORMALIZATIONS: tuple[str, ...] = ("training", "speaker")
+
+
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -75,6 +78,16 @@ class FeatureConfig:
     fmax: float | None = None         # None = sample_rate / 2
     top_db: float | None = 80.0       # power_to_db clipping, as librosa
     time_pool: int = 4                # max-pool factor along time (1 = none)
+    # How the images are standardised before the network sees them (not part of the cached
+    # extraction): "training" = one per-coefficient mean and spread from the fold's training side
+    # (the paper's setting); "speaker" = first each speaker's utterances by that speaker's own
+    # per-coefficient statistics (from their audio, never their labels), then as "training".
+    normalization: str = "training"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"FeatureConfig.normalization must be one of {list(NORMALIZATIONS)}, "
+                             f"got {self.normalization!r}")
 
     @property
     def n_samples(self) -> int:

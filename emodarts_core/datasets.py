@@ -1,6 +1,7 @@
 """From a corpus on disk to normalised tensors for one fold, and the batches the loops draw.
 
-The chain is ``load_corpus`` -> ``make_folds`` -> ``extract_features`` (cached) -> a
+The chain is ``load_corpus`` -> ``make_folds`` -> ``extract_features`` (cached) -> (with
+``FeatureConfig.normalization="speaker"``, each speaker standardised by their own statistics) -> a
 ``Normalizer`` fitted on the fold's training side only -> :class:`FoldData`. MFCC images are small
 (the paper's 128 x 128 float32 is 64 KiB per utterance), so a fold lives in memory as tensors and
 batching is a seeded index permutation: no DataLoader, no worker processes, and an exact resume
@@ -127,7 +128,7 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
                    protocol: str | None = None, fold: int = 0,
                    cache_dir: str | Path | None = None, progress: bool = False) -> FoldData:
     """Load, split, featurise and normalise one fold (see the module docstring)."""
-    from .features import Normalizer
+    from .features import Normalizer, speaker_step
     from .folds import make_folds
 
     crp = load_records(corpus, root, protocol)
@@ -140,6 +141,7 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
                         f"fold(s) (0..{len(folds) - 1})")
     f = folds[fold]
     feats, kept = features_for(crp.records, features, cache_dir, progress, crp.report)
+    feats = speaker_step(feats, [crp.records[i].speaker for i in kept], features)
     # map corpus index -> row in feats (a record whose audio was skipped has no row)
     row = {idx: r for r, idx in enumerate(kept)}
     labels = torch.tensor(crp.label_indices(), dtype=torch.int64)
@@ -165,15 +167,6 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
         report=crp.report, test_ids=[crp.records[i].utt_id for i in te],
         norm_stats=norm.state_dict(),
     )
-
-
-def load_all_data(corpus: str, root: str | Path | None, features: FeatureConfig,
-                  protocol: str | None = None, cache_dir: str | Path | None = None):
-    """Every utterance of a corpus as ``(x (N, n_mfcc, n_frames) unnormalised, y, classes, ids)``."""
-    crp = load_records(corpus, root, protocol)
-    feats, kept = features_for(crp.records, features, cache_dir, report=crp.report)
-    labels = torch.tensor(crp.label_indices(), dtype=torch.int64)[kept]
-    return feats, labels, tuple(crp.classes), [crp.records[i].utt_id for i in kept]
 
 
 def split_search(x: torch.Tensor, y: torch.Tensor, weight_fraction: float, seed: int):

@@ -277,8 +277,12 @@ class FeatureCache:
     # -- keys -----------------------------------------------------------------------------
     @staticmethod
     def config_key(cfg: FeatureConfig) -> str:
-        """A short hash of the feature configuration and :data:`FEATURE_VERSION`."""
-        blob = json.dumps({"version": FEATURE_VERSION, "config": to_dict(cfg)}, sort_keys=True)
+        """A short hash of the extraction settings and :data:`FEATURE_VERSION`.
+
+        ``normalization`` is left out: it acts after the cache, on whole splits.
+        """
+        blob = json.dumps({"version": FEATURE_VERSION, "config": extraction_settings(cfg)},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def content_hash(self, path: str | PathLike[str]) -> str:
@@ -381,7 +385,8 @@ class FeatureCache:
             if not os.path.exists(info):
                 os.makedirs(d, exist_ok=True)
                 _atomic_write_text(Path(info), json.dumps(
-                    {"feature_version": FEATURE_VERSION, "config": to_dict(cfg)}, indent=2))
+                    {"feature_version": FEATURE_VERSION, "config": extraction_settings(cfg)},
+                    indent=2))
             self._config_dirs[cfg] = d
         return d
 
@@ -641,6 +646,13 @@ def extract_features(
     return Features(tensor=tensor, kept=kept, report=report)
 
 
+def extraction_settings(cfg: FeatureConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that decide the cached image (all but ``normalization``)."""
+    d = to_dict(cfg)
+    d.pop("normalization", None)
+    return d
+
+
 # ---------------------------------------------------------------------------------------------
 # Normalisation
 class Normalizer:
@@ -706,3 +718,33 @@ class Normalizer:
         if missing:
             raise KeyError(f"Normalizer state lacks {sorted(missing)}")
         return cls(state["mean"], state["std"], state.get("eps", 1e-5))
+
+
+def normalize_per_speaker(features: Tensor, speakers: Sequence[str], eps: float = 1e-5) -> Tensor:
+    """Standardise each speaker's utterances by that speaker's own per-coefficient statistics.
+
+    ``features`` is ``(N, n_mfcc, n_frames)`` and ``speakers[i]`` names the speaker of row ``i``.
+    Within each speaker the mean and spread are taken over their utterances and frames, exactly as
+    :meth:`Normalizer.fit` does for a whole training side. This removes what is constant in a
+    voice and a recording set-up (vocal tract, microphone) and keeps what varies between a
+    speaker's utterances. It uses audio only, never labels, so a test speaker's statistics may
+    come from their own (unlabelled) test utterances; the price is that a new speaker needs a
+    few utterances before their first prediction. Returns float32.
+    """
+    x = torch.as_tensor(features)
+    if x.ndim != 3:
+        raise ValueError(f"normalize_per_speaker: expected (N, n_mfcc, n_frames), got {tuple(x.shape)}")
+    if len(speakers) != x.shape[0]:
+        raise ValueError(f"normalize_per_speaker: {len(speakers)} speaker names for {x.shape[0]} utterances")
+    rows: dict[str, list[int]] = {}
+    for i, s in enumerate(speakers):
+        rows.setdefault(str(s), []).append(i)
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for idx in rows.values():
+        out[idx] = Normalizer.fit(x[idx], eps)(x[idx])
+    return out
+
+
+def speaker_step(features: Tensor, speakers: Sequence[str], cfg: FeatureConfig) -> Tensor:
+    """The first normalisation step ``cfg.normalization`` asks for: per speaker, or none."""
+    return normalize_per_speaker(features, speakers) if cfg.normalization == "speaker" else features

@@ -330,7 +330,8 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
 
     ``fold=None`` evaluates every utterance of the corpus; an integer evaluates that fold's test
     side. Features use the run's profile and the normalisation fitted on the run's own training
-    side. The metrics are written to ``out`` (default ``<run>/evaluate-<corpus>[-fold<k>].json``)
+    side; with ``normalization="speaker"`` each evaluated speaker is first standardised by the
+    statistics of their evaluated utterances (audio only). The metrics are written to ``out`` (default ``<run>/evaluate-<corpus>[-fold<k>].json``)
     and returned.
     """
     from .datasets import features_for, load_records
@@ -356,8 +357,9 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
         indices = [int(i) for i in folds[fold].test]
     records = [crp.records[i] for i in indices]
     feats, kept = features_for(records, cfg.profile.features, cache_dir)
-    from .features import Normalizer
+    from .features import Normalizer, speaker_step
 
+    feats = speaker_step(feats, [records[i].speaker for i in kept], cfg.profile.features)
     x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
     remap = {c: i for i, c in enumerate(run_classes)}
     y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)

@@ -315,6 +315,43 @@ def test_normalizer_uses_training_statistics_only(tmp_path):
         norm(torch.zeros(2, n_coef + 1, n_frames))
 
 
+def test_per_speaker_normalisation_removes_what_is_constant_in_a_voice():
+    g = torch.Generator().manual_seed(1)
+    n_coef, n_frames = 5, 7
+    base = torch.randn(12, n_coef, n_frames, generator=g)
+    speakers = ["a"] * 4 + ["b"] * 5 + ["c"] * 3
+    z = F.normalize_per_speaker(base, speakers)
+    assert z.dtype == torch.float32 and z.shape == base.shape
+    for s in "abc":
+        rows = [i for i, t in enumerate(speakers) if t == s]
+        torch.testing.assert_close(z[rows].mean(dim=(0, 2)), torch.zeros(n_coef), atol=1e-5, rtol=0)
+        torch.testing.assert_close(z[rows].std(dim=(0, 2), unbiased=False), torch.ones(n_coef),
+                                   atol=1e-5, rtol=0)
+    # a speaker-wide per-coefficient offset and gain (a voice, a microphone) leaves no trace,
+    # and the other speakers are untouched by it
+    moved = base.clone()
+    moved[4:9] = moved[4:9] * torch.linspace(0.5, 3.0, n_coef)[:, None] + torch.arange(n_coef)[:, None] * 10
+    torch.testing.assert_close(F.normalize_per_speaker(moved, speakers), z, atol=1e-4, rtol=0)
+    # a row is only ever compared with its own speaker: reordering rows reorders the output
+    perm = torch.randperm(12, generator=g)
+    torch.testing.assert_close(F.normalize_per_speaker(base[perm], [speakers[i] for i in perm]),
+                               z[perm])
+    # the "training" setting leaves the images as they are for the fitted Normalizer
+    assert F.speaker_step(base, speakers, FeatureConfig()) is base
+    torch.testing.assert_close(F.speaker_step(base, speakers, FeatureConfig(normalization="speaker")), z)
+    with pytest.raises(ValueError, match="speaker names"):
+        F.normalize_per_speaker(base, speakers[:-1])
+    with pytest.raises(ValueError, match="normalization"):
+        FeatureConfig(normalization="utterance")
+
+
+def test_normalization_is_not_part_of_the_cache_key():
+    cfg = FEATURE_PROFILES["smoke"]
+    same = override(cfg, normalization="speaker")
+    assert FeatureCache.config_key(same) == FeatureCache.config_key(cfg)
+    assert FeatureCache.config_key(override(cfg, n_mfcc=cfg.n_mfcc + 1)) != FeatureCache.config_key(cfg)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_librosa(tmp_path):
     cfg = FEATURE_PROFILES["paper"]

@@ -70,6 +70,30 @@ def test_train_from_genotype_then_evaluate(corpus, tmp_path):
     assert ev_all["n"] == 32 and json.loads((tmp_path / "all.json").read_text())["n"] == 32
 
 
+def test_speaker_normalisation_trains_and_evaluates_alike(corpus, tmp_path):
+    from emodarts_core.datasets import load_fold_data
+
+    prof = small_profile(epochs=1)
+    prof = dataclasses.replace(prof, features=override(prof.features, normalization="speaker"))
+    data = load_fold_data("generated", corpus / "data", prof.features, fold=1,
+                          cache_dir=corpus / "cache")
+    plain = load_fold_data("generated", corpus / "data", get_profile("smoke").features, fold=1,
+                           cache_dir=corpus / "cache")
+    # every speaker, test speakers included, ends up standardised by their own statistics
+    for x in (data.x_train[:8], data.x_valid, data.x_test):      # 8 files per speaker
+        torch.testing.assert_close(x.mean(dim=(0, 3)).flatten(), torch.zeros(x.shape[2]),
+                                   atol=1e-4, rtol=0)
+    assert plain.x_test.mean(dim=(0, 3)).abs().max() > 0.05     # which the plain setting does not
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
+    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
+                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
+                    cache_dir=str(corpus / "cache"))
+    res = run_train(cfg, geno, progress=False)
+    m = RunDir.open(res.run_dir).read_json("metrics.json")
+    ev = run_evaluate(res.run_dir, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
+    assert ev["confusion"] == m["confusion"]
+
+
 def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
     prof = small_profile(epochs=3)
     prof = dataclasses.replace(prof, train=override(prof.train, select="last"))
