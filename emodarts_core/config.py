@@ -194,6 +194,11 @@ class TrainConfig:
     aux_weight: float = 0.4
     class_weighted: bool = True
     patience: int = 50                # early stopping on validation UA (0 = off)
+    # SpecAugment-style masking of the training batches (torchaudio's mask_along_axis_iid):
+    # per training utterance, one band of up to ``freq_mask`` MFCC coefficients and one span of up
+    # to ``time_mask`` frames set to 0, the normalised mean (0 = off, the paper's setting).
+    freq_mask: int = 0
+    time_mask: int = 0
     # Which weights are tested: "best" = the epoch of the best validation UA (best.pt), "last" =
     # the weights after the last epoch run (checkpoint.pt), the DARTS convention; with "last" set
     # patience 0 so the cosine schedule runs to its end. metrics.json reports both on the test
@@ -204,6 +209,9 @@ class TrainConfig:
         if self.select not in TRAIN_SELECTIONS:
             raise ValueError(f"TrainConfig.select must be one of {', '.join(TRAIN_SELECTIONS)}, "
                              f"got {self.select!r}")
+        if self.freq_mask < 0 or self.time_mask < 0:
+            raise ValueError(f"TrainConfig.freq_mask and time_mask must be >= 0, got "
+                             f"{self.freq_mask} and {self.time_mask}")
 
 
 @dataclass(frozen=True)

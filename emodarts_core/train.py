@@ -6,6 +6,8 @@ the loss, the head, the optimiser and the budget:
 
 - SGD (``TrainConfig.lr``, momentum, weight decay), learning rate cosine-annealed over the epochs
   to ``lr_min``, gradients clipped to ``grad_clip``;
+- optionally SpecAugment-style masks on each training batch (``freq_mask``, ``time_mask``;
+  off by default, as in the paper): :func:`mask_batch`;
 - drop-path probability ramped linearly from 0 to ``drop_path`` over the epochs (set on the model
   as ``drop_path_prob`` before each epoch);
 - cross-entropy weighted by inverse class frequency on the training side
@@ -135,6 +137,20 @@ def _forward_train(model: nn.Module, x: torch.Tensor):
     return model(x), None
 
 
+def mask_batch(x: torch.Tensor, freq_mask: int, time_mask: int) -> torch.Tensor:
+    """SpecAugment-style masks on a ``(B, 1, n_mfcc, n_frames)`` batch: for each utterance on its
+    own, a band of ``U(0, freq_mask)`` coefficients and a span of ``U(0, time_mask)`` frames, at
+    random places, set to 0 (the mean after normalisation). Draws from torch's global RNG (which
+    checkpoints keep); 0 turns a mask off."""
+    from torchaudio.functional import mask_along_axis_iid
+
+    if freq_mask > 0:
+        x = mask_along_axis_iid(x, min(freq_mask, x.shape[2]), 0.0, axis=2)
+    if time_mask > 0:
+        x = mask_along_axis_iid(x, min(time_mask, x.shape[3]), 0.0, axis=3)
+    return x
+
+
 # ---------------------------------------------------------------------------------------------
 def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device: torch.device,
         seed: int, progress: bool = True, amp: str | None = None, desc: str = "train",
@@ -183,6 +199,7 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         tot_loss, n_seen, correct = 0.0, 0, 0
         for idx in batch_indices(len(data.y_train), tcfg.batch_size, gen):
             x, y = to_device(data.x_train[idx], device), data.y_train[idx].to(device)
+            x = mask_batch(x, tcfg.freq_mask, tcfg.time_mask)
             with autocast_context(device, amp):
                 logits, aux = _forward_train(model, x)
                 loss = F.cross_entropy(logits.float(), y, weight=weight_dev)

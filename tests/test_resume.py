@@ -92,8 +92,10 @@ def test_killed_search_and_training_resume_exactly(data, tmp_path):
     assert without_times(read(cut / "history.json")) == without_times(read(ref / "history.json"))
     assert len(read(cut / "environment.json")["resumed"]) == 1
 
-    # -- training of the searched genotype: 3 epochs, killed after the first
-    extra = ["--genotype", str(ref), "--set", "train.epochs=3"]
+    # -- training of the searched genotype: 3 epochs, killed after the first; with SpecAugment
+    # masks, whose draws come from the RNG state the checkpoint keeps
+    extra = ["--genotype", str(ref), "--set", "train.epochs=3", "--set", "train.freq_mask=4",
+             "--set", "train.time_mask=3"]
     ref_t, cut_t = tmp_path / "train_ref", tmp_path / "train_cut"
     run_to_end(cli("train", data, ref_t, *extra))
     state = run_and_kill(cli("train", data, cut_t, *extra), cut_t)

@@ -14,7 +14,7 @@ from emodarts_core.corpora import generate_corpus
 from emodarts_core.datasets import DataError
 from emodarts_core.genotype import Genotype
 from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.train import run_evaluate, run_train
+from emodarts_core.train import mask_batch, run_evaluate, run_train
 
 from test_search import tiny_fold
 
@@ -92,6 +92,30 @@ def test_speaker_normalisation_trains_and_evaluates_alike(corpus, tmp_path):
     m = RunDir.open(res.run_dir).read_json("metrics.json")
     ev = run_evaluate(res.run_dir, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
     assert ev["confusion"] == m["confusion"]
+
+
+def test_mask_batch_zeroes_one_band_and_one_span_per_utterance():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 20, 30) + 5.0           # no zeros by chance
+    assert mask_batch(x, 0, 0) is x
+    m = mask_batch(x, 6, 9)
+    assert m.shape == x.shape and (x > 0).all()
+    zero = m == 0
+    rows = zero.all(dim=3)[:, 0]                    # (B, 20): coefficient masked for all frames
+    cols = zero.all(dim=2)[:, 0]                    # (B, 30): frame masked for all coefficients
+    widths_f, widths_t = rows.sum(1), cols.sum(1)
+    assert widths_f.max() <= 6 and widths_t.max() <= 9
+    assert len(set(widths_f.tolist())) > 2          # widths drawn per utterance
+    for b in range(64):                             # each masked band / span is contiguous
+        for mask in (rows[b], cols[b]):
+            idx = mask.nonzero().flatten()
+            if len(idx):
+                assert idx[-1] - idx[0] + 1 == len(idx)
+        # nothing outside the band and the span is touched
+        keep = ~(rows[b][:, None] | cols[b][None, :])
+        assert torch.equal(m[b, 0][keep], x[b, 0][keep])
+    with pytest.raises(ValueError, match="freq_mask"):
+        override(get_profile("smoke").train, freq_mask=-1)
 
 
 def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
