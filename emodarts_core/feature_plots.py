@@ -12,6 +12,8 @@ front end, and how closely three MFCC implementations agree.
 - :func:`compare_implementations`: per-utterance relative error of the batched
   :class:`~emodarts_core.features.MFCC` and of torchaudio against :func:`librosa_mfcc`.
 - :func:`plot_agreement`: the librosa image, ours, and their difference.
+- :func:`speaker_means` / :func:`plot_speaker_means`: each speaker's mean of every coefficient
+  under one or more normalisations (what per-speaker normalisation removes).
 
 All plotting functions return a :class:`matplotlib.figure.Figure` and work under ``Agg``.
 """
@@ -32,7 +34,8 @@ from .config import FeatureConfig
 from .corpora.record import Corpus, Utterance
 
 __all__ = ["pick_examples", "FeatureStages", "feature_stages", "plot_feature_stages",
-           "torchaudio_mfcc", "Agreement", "compare_implementations", "plot_agreement"]
+           "torchaudio_mfcc", "Agreement", "compare_implementations", "plot_agreement",
+           "speaker_means", "plot_speaker_means"]
 
 
 def pick_examples(corpus: Corpus, per_class: int = 1, seed: int = 0,
@@ -212,4 +215,41 @@ def plot_agreement(agreement: Agreement, index: int = 0) -> Figure:
     axes[2].set_title(f"difference (relative error {agreement.ours[index]:.1e})", fontsize=9)
     axes[2].set_xlabel("frame")
     fig.colorbar(im, ax=axes[2])
+    return fig
+
+
+def speaker_means(features: torch.Tensor, speakers: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """The sorted speaker names and a ``(n_speakers, n_mfcc)`` tensor: each speaker's mean of each
+    coefficient over their utterances and frames (``features`` is ``(N, n_mfcc, n_frames)``)."""
+    if len(speakers) != features.shape[0]:
+        raise ValueError(f"speaker_means: {len(speakers)} speaker names for {features.shape[0]} utterances")
+    names = sorted(set(speakers))
+    index = torch.tensor([names.index(s) for s in speakers])
+    sums = torch.zeros(len(names), features.shape[1], dtype=torch.float64)
+    sums.index_add_(0, index, features.to(torch.float64).mean(dim=2))
+    counts = torch.bincount(index, minlength=len(names)).to(torch.float64)[:, None]
+    return names, (sums / counts).to(torch.float32)
+
+
+def plot_speaker_means(settings: dict[str, torch.Tensor], speakers: Sequence[str]) -> Figure:
+    """One heat map per normalisation (``label -> (N, n_mfcc, n_frames)`` features): rows are
+    speakers, columns coefficients, colour the speaker's mean of that coefficient, on one shared
+    colour scale. Horizontal stripes are what a network could learn as "who is speaking"."""
+    from matplotlib.figure import Figure as _Figure
+
+    if not settings:
+        raise ValueError("plot_speaker_means: no settings to plot")
+    means = {label: speaker_means(x, speakers) for label, x in settings.items()}
+    lim = max(float(m.abs().max()) for _, m in means.values()) or 1.0
+    fig = _Figure(figsize=(5.0 * len(means), 0.18 * len(set(speakers)) + 1.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(means), sharey=True))
+    for ax, (label, (names, m)) in zip(axes, means.items()):
+        im = ax.imshow(m.numpy(), aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim,
+                       interpolation="nearest")
+        spread = float(m.std(dim=0).mean())
+        ax.set_title(f"{label}\nmean spread between speakers {spread:.3f}", fontsize=9)
+        ax.set_xlabel("MFCC coefficient")
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+    axes[0].set_ylabel("speaker")
+    fig.colorbar(im, ax=list(axes), label="speaker's mean (normalised units)")
     return fig

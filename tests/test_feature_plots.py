@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from emodarts_core.config import FeatureConfig
 from emodarts_core.corpora import load_corpus
@@ -49,3 +50,24 @@ def test_three_implementations_agree(corpus):
         "relative error" in ax.get_title() for ax in fig.axes)
     with pytest.raises(ValueError, match="expected"):
         torchaudio_mfcc(np.zeros(10, dtype=np.float32), CFG)
+
+
+def test_speaker_means_show_what_per_speaker_normalisation_removes():
+    from emodarts_core.feature_plots import plot_speaker_means, speaker_means
+    from emodarts_core.features import Normalizer, normalize_per_speaker
+
+    g = torch.Generator().manual_seed(3)
+    speakers = ["b", "a", "b", "c", "a", "c"]
+    offset = {"a": -2.0, "b": 0.5, "c": 3.0}
+    x = torch.randn(6, 4, 10, generator=g) + torch.tensor([offset[s] for s in speakers])[:, None, None]
+    names, m = speaker_means(x, speakers)
+    assert names == ["a", "b", "c"] and m.shape == (3, 4)
+    torch.testing.assert_close(m[0], (x[1].mean(dim=1) + x[4].mean(dim=1)) / 2)
+    plain, per_speaker = Normalizer.fit(x)(x), normalize_per_speaker(x, speakers)
+    assert speaker_means(plain, speakers)[1].std(dim=0).mean() > 0.5       # stripes per speaker
+    assert speaker_means(per_speaker, speakers)[1].abs().max() < 1e-5       # gone
+    fig = plot_speaker_means({"one normaliser": plain, "per speaker": per_speaker}, speakers)
+    assert len(fig.axes) == 3                                              # two maps + colour bar
+    assert "spread" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="speaker names"):
+        speaker_means(x, speakers[:-1])
