@@ -224,7 +224,8 @@ def speaker_means(features: torch.Tensor, speakers: Sequence[str]) -> tuple[list
     if len(speakers) != features.shape[0]:
         raise ValueError(f"speaker_means: {len(speakers)} speaker names for {features.shape[0]} utterances")
     names = sorted(set(speakers))
-    index = torch.tensor([names.index(s) for s in speakers])
+    position = {name: i for i, name in enumerate(names)}
+    index = torch.tensor([position[s] for s in speakers])
     sums = torch.zeros(len(names), features.shape[1], dtype=torch.float64)
     sums.index_add_(0, index, features.to(torch.float64).mean(dim=2))
     counts = torch.bincount(index, minlength=len(names)).to(torch.float64)[:, None]
