@@ -34,6 +34,16 @@ def small_profile(epochs: int = 2):
                                train=override(p.train, epochs=epochs))
 
 
+def train_fold1(corpus, out, prof, genotype_seed: int):
+    """Train a sampled genotype on fold 1 of the generated corpus, seed 0, into ``out``:
+    (result, metrics)."""
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(genotype_seed))
+    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
+                    out_dir=str(out), fold=1, seed=0, profile=prof, cache_dir=str(corpus / "cache"))
+    res = run_train(cfg, geno, progress=False)
+    return res, RunDir.open(res.run_dir).read_json("metrics.json")
+
+
 def test_train_from_genotype_then_evaluate(corpus, tmp_path):
     prof = small_profile(epochs=2)
     geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
@@ -84,12 +94,7 @@ def test_speaker_normalisation_trains_and_evaluates_alike(corpus, tmp_path):
         torch.testing.assert_close(x.mean(dim=(0, 3)).flatten(), torch.zeros(x.shape[2]),
                                    atol=1e-4, rtol=0)
     assert plain.x_test.mean(dim=(0, 3)).abs().max() > 0.05     # which the plain setting does not
-    geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
-    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
-                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
-                    cache_dir=str(corpus / "cache"))
-    res = run_train(cfg, geno, progress=False)
-    m = RunDir.open(res.run_dir).read_json("metrics.json")
+    res, m = train_fold1(corpus, tmp_path / "t", prof, genotype_seed=0)
     ev = run_evaluate(res.run_dir, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
     assert ev["confusion"] == m["confusion"]
 
@@ -121,12 +126,7 @@ def test_mask_batch_zeroes_one_band_and_one_span_per_utterance():
 def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
     prof = small_profile(epochs=3)
     prof = dataclasses.replace(prof, train=override(prof.train, select="last"))
-    geno = sample_genotype(prof.space, torch.Generator().manual_seed(3))
-    cfg = RunConfig(kind="train", corpus="generated", data_root=str(corpus / "data"),
-                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
-                    cache_dir=str(corpus / "cache"))
-    res = run_train(cfg, geno, progress=False)
-    m = RunDir.open(res.run_dir).read_json("metrics.json")
+    res, m = train_fold1(corpus, tmp_path / "t", prof, genotype_seed=3)
     assert m["selection"] == "last" and m["selected_epoch"] == 2 and m["epochs_run"] == 3
     assert m["test_by_selection"]["last"] == {"epoch": 2, "wa": m["wa"], "ua": m["ua"]}
     assert m["test_by_selection"]["best"]["epoch"] == m["best_epoch"]
@@ -136,9 +136,7 @@ def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
     ev = run_evaluate(res.run_dir, "generated", corpus / "data", fold=1, cache_dir=corpus / "cache")
     assert ev["confusion"] == m["confusion"]
     # a "best" run without best.pt cannot be evaluated, and says so
-    cfg_best = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"),
-                                   profile=small_profile(epochs=1))
-    res_best = run_train(cfg_best, geno, progress=False)
+    res_best, _ = train_fold1(corpus, tmp_path / "b", small_profile(epochs=1), genotype_seed=3)
     (res_best.run_dir / "best.pt").unlink()
     with pytest.raises(DataError, match="no finished training"):
         run_evaluate(res_best.run_dir, "generated", corpus / "data", cache_dir=corpus / "cache")
