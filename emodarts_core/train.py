@@ -348,8 +348,8 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
     ``fold=None`` evaluates every utterance of the corpus; an integer evaluates that fold's test
     side. Features use the run's profile and the normalisation fitted on the run's own training
     side; with ``normalization="speaker"`` each evaluated speaker is first standardised by the
-    statistics of their evaluated utterances (audio only). The metrics are written to ``out`` (default ``<run>/evaluate-<corpus>[-fold<k>].json``)
-    and returned.
+    statistics of their evaluated utterances (audio only). The metrics are written to ``out``
+    (default ``<run>/evaluate-<corpus>[-fold<k>].json``) and returned.
     """
     from .datasets import features_for, load_records
 
