@@ -142,6 +142,8 @@ def mask_batch(x: torch.Tensor, freq_mask: int, time_mask: int) -> torch.Tensor:
     own, a band of ``U(0, freq_mask)`` coefficients and a span of ``U(0, time_mask)`` frames, at
     random places, set to 0 (the mean after normalisation). Draws from torch's global RNG (which
     checkpoints keep); 0 turns a mask off."""
+    if freq_mask <= 0 and time_mask <= 0:
+        return x
     from torchaudio.functional import mask_along_axis_iid
 
     if freq_mask > 0:
