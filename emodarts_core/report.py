@@ -160,7 +160,7 @@ def _mean_pm_std(values: Sequence[float], signed: bool = False) -> str:
 
 
 def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts",
-                  metric: str = "ua") -> str:
+                  metric: str = "ua", common_only: bool = False) -> str:
     """One method's test results under several settings (variants), job by job (Markdown).
 
     ``variants`` maps a label to the :class:`emodarts_core.reproduce.ResultRow` s of one batch
@@ -169,7 +169,9 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
     (``–`` where that variant has no finished run); then per variant its mean ± sample std over
     its jobs and, over the jobs it shares with the baseline, the baseline's mean on those jobs
     (the fair comparison when a variant ran only some of them), the paired difference and the
-    sign-flip p-value of :func:`paired_p_value` (from two common jobs on).
+    sign-flip p-value of :func:`paired_p_value` (from two common jobs on). With
+    ``common_only`` only the jobs every variant ran are listed and averaged (for a variant run
+    again on some of a larger batch's jobs).
     """
     if not variants:
         raise ValueError("variant_table: no variants given")
@@ -178,9 +180,13 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
         label: {(r.corpus, r.fold, r.seed): 100 * getattr(r, metric)
                 for r in rows if r.method == method}
         for label, rows in variants.items()}
+    if common_only:
+        common = set.intersection(*(set(v) for v in values.values()))
+        values = {label: {job: v[job] for job in common} for label, v in values.items()}
     jobs = sorted(set().union(*(v.keys() for v in values.values())))
     if not jobs:
-        return f"(no finished {method} runs in any variant)"
+        return (f"(no {method} job that every variant ran)" if common_only
+                else f"(no finished {method} runs in any variant)")
     M = metric.upper()
     lines = ["| corpus | fold | seed | " + " | ".join(f"{label}: {M} %" for label in labels) + " |",
              "|" + "---|" * (3 + len(labels))]

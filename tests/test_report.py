@@ -162,6 +162,13 @@ def test_variant_table_pairs_each_variant_with_the_first_by_job():
     one = variant_table({"default": default, "short": rows({(0, 1): 0.45})}).splitlines()
     assert one[-1] == "| short | 1 | 45.00 | 1 | 40.00 | +5.00 | – |"     # no std of one value
     assert variant_table({"a": empty}) == "(no finished emodarts runs in any variant)"
+    # common_only: seed 2 (run by the default alone) leaves the job list and the default's mean
+    common = variant_table({"default": default, "warm-up": warm}, common_only=True).splitlines()
+    assert [line.split(" | ")[2] for line in common[2:4]] == ["0", "1"] and len(common) == 9
+    assert common[7] == "| default | 2 | 45.00 ± 7.07 | – | – | – | – |"
+    assert common[8] == "| warm-up | 2 | 52.50 ± 3.54 | 2 | 45.00 ± 7.07 | +7.50 ± 3.54 | 0.500 |"
+    assert variant_table({"default": default, "other": empty}, common_only=True) == \
+        "(no emodarts job that every variant ran)"
     with pytest.raises(ValueError, match="no variants"):
         variant_table({})
 
