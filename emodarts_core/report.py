@@ -12,6 +12,7 @@ from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
            "search_summary", "paired_p_value", "head_to_head", "variant_table", "variant_rows",
+           "setting_comparison",
            "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table"]
 
 CELLS = ("normal", "reduce", "seq")
@@ -215,6 +216,22 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
         lines.append(f"| {label} | {len(own)} | {_mean_pm_std(own)} | {n_common} | {base_mean} | "
                      f"{diff} | {p} |")
     return "\n".join(lines)
+
+
+def setting_comparison(before: Sequence[Any], after: Sequence[Any],
+                       labels: tuple[str, str] = ("before", "after"), metric: str = "ua",
+                       reference: str = "emodarts") -> str:
+    """One setting changed on the same jobs, every method alike (Markdown): per method of
+    ``after``, :func:`variant_table` of the two batches on the jobs both ran, then under the new
+    setting ``reference`` against every other method (:func:`head_to_head`)."""
+    parts = []
+    for method in sorted({r.method for r in after}):
+        parts += [f"**{method}**: test {metric.upper()} %, {labels[0]} and {labels[1]}",
+                  variant_table({labels[0]: before, labels[1]: after}, method=method,
+                                metric=metric, common_only=True)]
+    parts += [f"{labels[1]}: " + head_to_head(after, reference, other, metric=metric)
+              for other in sorted({r.method for r in after} - {reference})]
+    return "\n\n".join(parts)
 
 
 def variant_rows(variants: Mapping[str, Sequence[Any]], method: str = "emodarts") -> list[Any]:

@@ -251,3 +251,24 @@ def test_selection_table_pairs_the_two_epoch_rules_per_method(tmp_path):
     # two paired differences of one sign: p = 2/4
     assert lines[3] == "| emodarts | 2 | 35.00 ± 7.07 | 15.0 | 50.00 ± 0.00 | +15.00 ± 7.07 | 0.500 |"
     assert "1 run(s) without both" in lines[-1]
+
+
+def test_setting_comparison_pairs_each_method_with_itself_then_methods_under_the_new_setting():
+    from emodarts_core.report import setting_comparison
+
+    def rows(values):
+        return [ResultRow("r", m, f, 0, wa=0.0, ua=ua, run_dir="") for (m, f), ua in values.items()]
+
+    before = rows({("emodarts", 0): 0.50, ("emodarts", 1): 0.40, ("emodarts", 2): 0.30,
+                   ("random", 0): 0.45, ("random", 1): 0.45})
+    after = rows({("emodarts", 0): 0.60, ("emodarts", 1): 0.50, ("random", 0): 0.40,
+                  ("random", 1): 0.55})
+    text = setting_comparison(before, after, labels=("plain", "masks"))
+    blocks = text.split("\n\n")
+    assert blocks[0] == "**emodarts**: test UA %, plain and masks"
+    # fold 2 ran only before: left out of both means; +10 points on both common folds
+    assert "| masks | 2 | 55.00 ± 7.07 | 2 | 45.00 ± 7.07 | +10.00 ± 0.00 | 0.500 |" in blocks[2]
+    assert "| r | 2 | 0 |" not in text
+    assert blocks[3] == "**random**: test UA %, plain and masks"
+    assert "| masks | 2 | 47.50 ± 10.61 | 2 | 45.00 ± 0.00 | +2.50 ± 10.61 | 1.000 |" in blocks[5]
+    assert blocks[-1].startswith("masks: emodarts beat random on test UA in 1 of 2 jobs")
