@@ -131,6 +131,12 @@ def paired_p_value(differences: Sequence[float]) -> float:
     return float(result.pvalue)
 
 
+def format_p(p: float) -> str:
+    """A p-value for the tables: three decimals, or two significant digits below 0.001 (twelve
+    jobs of one sign give 2 / 4096 = 0.00049, which three decimals would print as 0.000)."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
+
+
 def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
     """How ``a`` compared with ``b`` over the jobs (corpus, fold, seed) where both methods have a
     result (:class:`emodarts_core.reproduce.ResultRow` s): ``"<a> beat <b> on test UA in k of n
@@ -147,7 +153,7 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
     if len(both) >= 2:
         diffs = [100 * (job[a] - job[b]) for job in both]
         text += (f"; paired difference {_mean_pm_std(diffs, signed=True)} points, two-sided p = "
-                 f"{paired_p_value(diffs):.3f} (exact sign-flip test over the {len(both)} jobs)")
+                 f"{format_p(paired_p_value(diffs))} (exact sign-flip test over the {len(both)} jobs)")
     return text
 
 
@@ -212,7 +218,7 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
                 d = [values[label][job] - base[job] for job in common]
                 base_mean = _mean_pm_std([base[job] for job in common])
                 diff = _mean_pm_std(d, signed=True)
-                p = f"{paired_p_value(d):.3f}" if len(d) >= 2 else "–"
+                p = format_p(paired_p_value(d)) if len(d) >= 2 else "–"
         lines.append(f"| {label} | {len(own)} | {_mean_pm_std(own)} | {n_common} | {base_mean} | "
                      f"{diff} | {p} |")
     return "\n".join(lines)
@@ -308,7 +314,7 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
         last = [100 * b["last"][metric] for b in runs]
         epochs = sum(b["best"]["epoch"] for b in runs) / len(runs)
         diffs = [x - y for x, y in zip(last, best)]
-        p = f"{paired_p_value(diffs):.3f}" if len(runs) >= 2 else "–"
+        p = format_p(paired_p_value(diffs)) if len(runs) >= 2 else "–"
         lines.append(f"| {method} | {len(runs)} | {_mean_pm_std(best)} | {epochs:.1f} "
                      f"| {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} | {p} |")
     if missing:

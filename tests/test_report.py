@@ -126,6 +126,16 @@ def test_head_to_head_counts_wins_over_jobs_with_both_methods():
     assert head_to_head(one, "emodarts", "random") == "emodarts beat random on test UA in 1 of 1 jobs"
 
 
+def test_head_to_head_prints_small_p_values_with_significant_digits():
+    from emodarts_core.report import head_to_head
+
+    # twelve jobs, all won: p = 2 / 4096 = 0.00049, which three decimals would print as 0.000
+    rows = [ResultRow("r", m, f, 0, wa=0.0, ua=ua, run_dir="")
+            for f in range(12) for m, ua in [("emodarts", 0.6 + 0.01 * f), ("random", 0.5)]]
+    text = head_to_head(rows, "emodarts", "random")
+    assert "in 12 of 12 jobs" in text and "two-sided p = 0.00049 (" in text
+
+
 def test_paired_p_value_is_the_exact_sign_flip_probability():
     from emodarts_core.report import paired_p_value
 
