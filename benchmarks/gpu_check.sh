@@ -2,13 +2,14 @@
 # The checks that need a CUDA GPU, each under its own time limit:
 #   1  the CUDA tests (tests/test_cuda.py and the CUDA feature test): GPU against CPU / plain;
 #   2  the paper profile's search-step memory on the GPU, ours (benchmarks/search_memory.py):
-#      second order at batches 16 and 64, then first order at 64;
+#      second order at batches 16 and 64, then first order at 64, with PyTorch's allocator
+#      capped at 14.5 GiB (what a 16 GB card such as Colab's T4 leaves to tensors);
 #   3  the command line end to end on CUDA: search -> train -> evaluate (smoke profile, bf16);
 #   4  the plain (reference) supernet's GPU memory, for comparison;
 #   5  the CPU-side test files again with CUDA visible (their `--device auto` paths pick CUDA;
 #      needs pytest-xdist).
 # Usage: bash benchmarks/gpu_check.sh [LOG_DIR [SECTION ...]]   (default: all sections, in order;
-# with every section's limit reached that is 16 minutes, so where a command's time is capped run
+# with every section's limit reached that is 17 minutes, so where a command's time is capped run
 # e.g. "1 2" and then "3 4 5").
 # Needs the project's environment (requirements.txt) and a CUDA GPU.
 set -u
@@ -32,10 +33,10 @@ if want 1; then
 fi
 if want 2; then
   section "2. search memory on the GPU, ours (paper profile)"
-  timeout 300 python benchmarks/search_memory.py --profiles paper --batches 16 64 --device cuda \
-    --nets ours --limit-gib 70 --max-step-s 600 2>&1 | tee "$LOG/search_memory_cuda.log"
-  timeout 60 python benchmarks/search_memory.py --child --profile paper --kind ours --batch 64 \
-    --order first --device cuda 2>&1 | tee -a "$LOG/search_memory_cuda.log"
+  timeout 330 python benchmarks/search_memory.py --profiles paper --batches 16 64 --device cuda \
+    --nets ours --limit-gib 70 --max-step-s 600 --cap-gib 14.5 2>&1 | tee "$LOG/search_memory_cuda.log"
+  timeout 90 python benchmarks/search_memory.py --child --profile paper --kind ours --batch 64 \
+    --order first --device cuda --cap-gib 14.5 2>&1 | tee -a "$LOG/search_memory_cuda.log"
 fi
 if want 3; then
   section "3. command line on CUDA: search -> train -> evaluate (smoke, generated corpus, bf16)"

@@ -3,6 +3,7 @@
     python benchmarks/search_memory.py [--profiles paper cpu] [--batches 16 64] [--order second]
                                        [--device cpu|cuda] [--limit-gib 22] [--max-step-s 600]
                                        [--probe 2 4] [--threads 1] [--nets plain ours]
+                                       [--cap-gib 14.5]
 
 "plain" is the straightforward reference supernet of ``benchmarks/search_step.py`` (every
 candidate evaluated, textbook ops, no checkpointing); "ours" is ``SuperNet`` as the profile's
@@ -16,6 +17,13 @@ target batch is attempted, each configuration is run at the small ``--probe`` ba
 peak and time are fitted linearly in the batch size. A target whose predicted peak exceeds
 ``--limit-gib`` is reported as "would exceed" and not attempted; one whose predicted time
 exceeds ``--max-step-s`` is reported with its *extrapolated* numbers, marked ``~``.
+
+``--cap-gib`` (CUDA only) caps what PyTorch's caching allocator may hold
+(``torch.cuda.set_per_process_memory_fraction``), so a large card stands in for a smaller one:
+a step that would need more fails with an out-of-memory error instead of borrowing the rest.
+14.5 GiB is what a 16 GB card (for example Colab's T4, 15 360 MiB) leaves to tensors once the
+CUDA context has taken its share. On CUDA the child also reports the allocator's peak
+*reserved* memory (allocated plus its cache), the figure the cap applies to.
 
 Last line: ``paper_b64_peak_gib: X`` (ours, measured, or extrapolated when marked so on the
 line before).
@@ -52,21 +60,31 @@ def child(args: argparse.Namespace) -> None:
     net.to(device)
     data = tuple(t.to(device) for t in data)
     if device.type == "cuda":
+        if args.cap_gib:
+            index = torch.cuda.current_device() if device.index is None else device.index
+            total = torch.cuda.get_device_properties(index).total_memory
+            torch.cuda.set_per_process_memory_fraction(args.cap_gib * 1024 ** 3 / total, index)
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     search_step(net, arch, w_opt, data, scfg.w_lr)
+    result = {"seconds": None, "peak_gib": None}
     if device.type == "cuda":
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 1024 ** 3
+        result["peak_gib"] = torch.cuda.max_memory_allocated() / 1024 ** 3
+        result["reserved_gib"] = torch.cuda.max_memory_reserved() / 1024 ** 3
+        result["cap_gib"] = args.cap_gib
     else:
-        peak = peak_rss_gib()
-    print(json.dumps({"seconds": time.perf_counter() - t, "peak_gib": peak}))
+        result["peak_gib"] = peak_rss_gib()
+    result["seconds"] = time.perf_counter() - t
+    print(json.dumps(result))
 
 
 def run_child(args: argparse.Namespace, profile: str, kind: str, batch: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--profile", profile, "--kind", kind,
            "--batch", str(batch), "--order", args.order, "--device", args.device,
            "--threads", str(args.threads)]
+    if args.cap_gib:
+        cmd += ["--cap-gib", str(args.cap_gib)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["killed"])[-1]}
@@ -92,14 +110,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--nets", nargs="+", default=["plain", "ours"], choices=["plain", "ours"],
                     help="which supernets to measure (default both)")
+    ap.add_argument("--cap-gib", type=float, default=None,
+                    help="CUDA only: cap PyTorch's allocator at this many GiB (stand-in for a smaller card)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="ours", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cap_gib is not None and not args.device.startswith("cuda"):
+        ap.error("--cap-gib applies to --device cuda only")
     if args.child:
         return child(args)
     unit = "max allocated GiB" if args.device.startswith("cuda") else "peak RSS GiB"
+    if args.cap_gib:
+        unit += f", allocator capped at {args.cap_gib:g} GiB"
     print(f"{args.order}-order search step, device {args.device}, {args.threads} torch thread(s); "
           f"{unit}; '~' = extrapolated from batches {args.probe}")
     print(f"{'profile':<8}{'net':<7}{'batch':>6}{'peak GiB':>12}{'s/step':>10}{'samples/s':>11}")
