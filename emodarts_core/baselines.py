@@ -13,7 +13,8 @@
    the same space as the DARTS search (every node: 2 distinct inputs among the earlier states,
    each with a uniformly drawn operation other than ``none``), each trained briefly, the best by
    validation UA then trained with the full budget and tested. Every candidate is recorded in
-   ``candidates.json``. Random search with the same budget is the standard sanity check of a NAS
+   ``candidates.json``. The brief trainings use the search space's width, as the DARTS supernet
+   does; ``train.init_channels``, when set, widens the winner's final training only. Random search with the same budget is the standard sanity check of a NAS
    method (Li & Talwalkar 2019; Yu et al. 2020).
 
 Both are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --kind ...`` calls.
@@ -153,8 +154,11 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
     gen = torch.Generator().manual_seed(int(cfg.seed) + 104729)
     genotypes = [sample_genotype(cfg.profile.space, gen) for _ in range(k)]
 
+    # the brief trainings are random search's search: at the search space's width, like the
+    # DARTS supernet; only the winner's final training takes ``train.init_channels``
     brief_profile = dataclasses.replace(
-        cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0))
+        cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0,
+                                    init_channels=None))
     candidates: list[dict[str, Any]] = []
     for i, geno in enumerate(genotypes):
         sub = dataclasses.replace(

@@ -204,8 +204,16 @@ class TrainConfig:
     # patience 0 so the cosine schedule runs to its end. metrics.json reports both on the test
     # speakers ("test_by_selection"); the top-level WA / UA are this rule's.
     select: str = "best"
+    # Initial channels of the final network trained from a genotype (None = the search space's
+    # ``space.init_channels``, the method's rule). Only the final training is widened: the search
+    # and random search's brief candidate trainings keep the search space's width (see
+    # :func:`final_space`).
+    init_channels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.init_channels is not None and self.init_channels < 1:
+            raise ValueError(f"TrainConfig.init_channels must be >= 1 or None, "
+                             f"got {self.init_channels}")
         if self.select not in TRAIN_SELECTIONS:
             raise ValueError(f"TrainConfig.select must be one of {', '.join(TRAIN_SELECTIONS)}, "
                              f"got {self.select!r}")
@@ -221,6 +229,14 @@ class Profile:
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def final_space(profile: Profile) -> SearchSpaceConfig:
+    """The space a final network is built in: ``profile.space``, with ``train.init_channels`` as
+    its initial channels when that is set (a wider final network than the searched supernet)."""
+    if profile.train.init_channels is None:
+        return profile.space
+    return override(profile.space, init_channels=profile.train.init_channels)
 
 
 PROFILES: dict[str, Profile] = {

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TrainConfig
+from .config import TrainConfig, final_space
 from .datasets import DataError, FoldData, batch_indices, load_fold_data
 from .genotype import Genotype
 from .metrics import Metrics, evaluate_predictions, ua as ua_score, wa as wa_score
@@ -305,7 +305,7 @@ def run_train(cfg: RunConfig, genotype: Genotype, progress: bool = True,
     run.write_json(RunDir.GENOTYPE, genotype.to_dict())
     save_normalizer(run, data)
     seed_everything(cfg.seed)
-    model = Network(genotype, cfg.profile.space, data.n_classes, data.input_shape,
+    model = Network(genotype, final_space(cfg.profile), data.n_classes, data.input_shape,
                     aux=cfg.profile.train.aux_weight > 0)
     return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
                amp=cfg.options.get("amp"), desc=f"train {cfg.corpus} fold {cfg.fold}",
@@ -322,7 +322,7 @@ def build_model(run: RunDir, n_classes: int, input_shape: tuple[int, int]) -> nn
     from .network import Network
 
     genotype = Genotype.load(run.file(RunDir.GENOTYPE))
-    return Network(genotype, cfg.profile.space, n_classes, input_shape,
+    return Network(genotype, final_space(cfg.profile), n_classes, input_shape,
                    aux=cfg.profile.train.aux_weight > 0)
 
 

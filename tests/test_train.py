@@ -221,3 +221,56 @@ def test_baselines_run(tmp_path):
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baseline(RunConfig(out_dir=str(tmp_path / "x"), options={"baseline": "svm"}, **base),
                      data=data)
+
+
+def test_train_init_channels_widens_the_final_network_only(tmp_path):
+    """``train.init_channels`` builds the final network at that width (the same network, same
+    numbers, as a space of that width), loads back through ``build_model``; random search's
+    brief candidates keep the search space's width and only its winner is widened."""
+    from emodarts_core.config import apply_overrides, final_space
+    from emodarts_core.train import build_model, selected_weights
+
+    prof = small_profile(epochs=1)
+    wide = apply_overrides(prof, ["train.init_channels=6"])
+    assert wide.train.init_channels == 6 and wide.space == prof.space
+    assert final_space(wide).init_channels == 6 and final_space(prof) == prof.space
+    data = tiny_fold()
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
+    base = dict(kind="train", corpus="generated", data_root=str(tmp_path / "d"))
+
+    def trained(out, profile):
+        run = RunDir.open(run_train(RunConfig(out_dir=str(tmp_path / out), profile=profile, **base),
+                                    geno, progress=False, data=data).run_dir)
+        model = build_model(run, data.n_classes, data.input_shape)
+        model.load_state_dict(selected_weights(run))            # strict: the width it trained
+        return run, model
+
+    run_w, model_w = trained("wide", wide)
+    _, model_s = trained("space", dataclasses.replace(prof, space=override(prof.space, init_channels=6)))
+    _, model_n = trained("narrow", prof)
+    sd_w, sd_s = model_w.state_dict(), model_s.state_dict()
+    assert sd_w.keys() == sd_s.keys() and all(torch.equal(sd_w[k], sd_s[k]) for k in sd_w)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(model_w) > n(model_n)
+    assert run_w.read_json("metrics.json")["ua"] == pytest.approx(
+        RunDir.open(tmp_path / "space").read_json("metrics.json")["ua"])
+
+    res = run_baseline(RunConfig(out_dir=str(tmp_path / "r"), profile=wide, kind="baseline",
+                                 corpus="generated", data_root=str(tmp_path / "d"),
+                                 options={"baseline": "random", "k": 2, "brief_epochs": 1}),
+                       progress=False, data=data)
+    cands = RunDir.open(res.run_dir).read_json("candidates.json")["candidates"]
+    for c in cands:
+        cand = RunDir.open(c["run_dir"])
+        assert final_space(cand.config.profile).init_channels == prof.space.init_channels
+        build_model(cand, data.n_classes, data.input_shape).load_state_dict(selected_weights(cand))
+    final = RunDir.open(res.run_dir / "final")
+    assert final_space(final.config.profile).init_channels == 6
+    build_model(final, data.n_classes, data.input_shape).load_state_dict(selected_weights(final))
+
+
+def test_train_init_channels_must_be_positive():
+    from emodarts_core.config import TrainConfig
+
+    with pytest.raises(ValueError, match="init_channels"):
+        TrainConfig(init_channels=0)
