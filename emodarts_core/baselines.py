@@ -14,8 +14,9 @@
    each with a uniformly drawn operation other than ``none``), each trained briefly, the best by
    validation UA then trained with the full budget and tested. Every candidate is recorded in
    ``candidates.json``. The brief trainings use the search space's width, as the DARTS supernet
-   does; ``train.init_channels``, when set, widens the winner's final training only. Random search with the same budget is the standard sanity check of a NAS
-   method (Li & Talwalkar 2019; Yu et al. 2020).
+   does; ``train.init_channels``, when set, widens the winner's final training only. Random
+   search with the same budget is the standard sanity check of a NAS method (Li & Talwalkar 2019;
+   Yu et al. 2020).
 
 Both are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --kind ...`` calls.
 """
