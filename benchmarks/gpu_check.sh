@@ -3,7 +3,7 @@
 #   1  the CUDA tests (tests/test_cuda.py and the CUDA feature test): GPU against CPU / plain;
 #   2  the paper profile's search-step memory on the GPU, ours (benchmarks/search_memory.py):
 #      second order at batches 16 and 64, then first order at 64, with PyTorch's allocator
-#      capped at 14.5 GiB (what a 16 GB card such as Colab's T4 leaves to tensors);
+#      capped at 14.5 GiB (about what a 16 GB card such as Colab's T4 leaves to tensors);
 #   3  the command line end to end on CUDA: search -> train -> evaluate (smoke profile, bf16);
 #   4  the plain (reference) supernet's GPU memory, for comparison;
 #   5  the CPU-side test files again with CUDA visible (their `--device auto` paths pick CUDA;

@@ -21,8 +21,8 @@ exceeds ``--max-step-s`` is reported with its *extrapolated* numbers, marked ``~
 ``--cap-gib`` (CUDA only) caps what PyTorch's caching allocator may hold
 (``torch.cuda.set_per_process_memory_fraction``), so a large card stands in for a smaller one:
 a step that would need more fails with an out-of-memory error instead of borrowing the rest.
-14.5 GiB is what a 16 GB card (for example Colab's T4, 15 360 MiB) leaves to tensors once the
-CUDA context has taken its share. On CUDA the child also reports the allocator's peak
+14.5 GiB is about what a 16 GB card (for example Colab's T4, 15 360 MiB) leaves to tensors once
+the CUDA context has taken its share (an estimate, not measured on such a card). On CUDA the child also reports the allocator's peak
 *reserved* memory (allocated plus its cache), the figure the cap applies to.
 
 Last line: ``paper_b64_peak_gib: X`` (ours, measured, or extrapolated when marked so on the
@@ -67,16 +67,14 @@ def child(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     search_step(net, arch, w_opt, data, scfg.w_lr)
-    result = {"seconds": None, "peak_gib": None}
     if device.type == "cuda":
         torch.cuda.synchronize()
-        result["peak_gib"] = torch.cuda.max_memory_allocated() / 1024 ** 3
-        result["reserved_gib"] = torch.cuda.max_memory_reserved() / 1024 ** 3
-        result["cap_gib"] = args.cap_gib
+        memory = {"peak_gib": torch.cuda.max_memory_allocated() / 1024 ** 3,
+                  "reserved_gib": torch.cuda.max_memory_reserved() / 1024 ** 3,
+                  "cap_gib": args.cap_gib}
     else:
-        result["peak_gib"] = peak_rss_gib()
-    result["seconds"] = time.perf_counter() - t
-    print(json.dumps(result))
+        memory = {"peak_gib": peak_rss_gib()}
+    print(json.dumps({"seconds": time.perf_counter() - t, **memory}))
 
 
 def run_child(args: argparse.Namespace, profile: str, kind: str, batch: int) -> dict:

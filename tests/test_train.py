@@ -99,19 +99,16 @@ def test_speaker_normalisation_trains_and_evaluates_alike(corpus, tmp_path):
     assert ev["confusion"] == m["confusion"]
 
 
-def test_mask_batch_zeroes_one_band_and_one_span_per_utterance():
-    torch.manual_seed(0)
-    x = torch.randn(64, 1, 20, 30) + 5.0           # no zeros by chance
-    assert mask_batch(x, 0, 0) is x
-    m = mask_batch(x, 6, 9)
-    assert m.shape == x.shape and (x > 0).all()
+def check_band_masks(x: torch.Tensor, m: torch.Tensor, freq_mask: int, time_mask: int):
+    """Assert that ``m`` is ``x`` (which holds no zeros) with, per utterance, one contiguous band
+    of at most ``freq_mask`` coefficients and one contiguous span of at most ``time_mask`` frames
+    set to 0, and nothing else changed. Returns the band and span widths per utterance."""
     zero = m == 0
-    rows = zero.all(dim=3)[:, 0]                    # (B, 20): coefficient masked for all frames
-    cols = zero.all(dim=2)[:, 0]                    # (B, 30): frame masked for all coefficients
+    rows = zero.all(dim=3)[:, 0]                    # (B, F): coefficient masked for all frames
+    cols = zero.all(dim=2)[:, 0]                    # (B, T): frame masked for all coefficients
     widths_f, widths_t = rows.sum(1), cols.sum(1)
-    assert widths_f.max() <= 6 and widths_t.max() <= 9
-    assert len(set(widths_f.tolist())) > 2          # widths drawn per utterance
-    for b in range(64):                             # each masked band / span is contiguous
+    assert widths_f.max() <= freq_mask and widths_t.max() <= time_mask
+    for b in range(len(x)):                         # each masked band / span is contiguous
         for mask in (rows[b], cols[b]):
             idx = mask.nonzero().flatten()
             if len(idx):
@@ -119,6 +116,17 @@ def test_mask_batch_zeroes_one_band_and_one_span_per_utterance():
         # nothing outside the band and the span is touched
         keep = ~(rows[b][:, None] | cols[b][None, :])
         assert torch.equal(m[b, 0][keep], x[b, 0][keep])
+    return widths_f, widths_t
+
+
+def test_mask_batch_zeroes_one_band_and_one_span_per_utterance():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 20, 30) + 5.0           # no zeros by chance
+    assert mask_batch(x, 0, 0) is x
+    m = mask_batch(x, 6, 9)
+    assert m.shape == x.shape and (x > 0).all()
+    widths_f, _ = check_band_masks(x, m, 6, 9)
+    assert len(set(widths_f.tolist())) > 2          # widths drawn per utterance
     with pytest.raises(ValueError, match="freq_mask"):
         override(get_profile("smoke").train, freq_mask=-1)
 
