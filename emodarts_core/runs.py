@@ -305,6 +305,9 @@ class RunDir:
 
         A directory that already holds a ``config.json`` must hold the same configuration
         (apart from ``out_dir``); otherwise :class:`RunConfigMismatch` names the differing fields.
+        Reopening an unfinished run (no ``metrics.json`` yet) adds the time to
+        ``environment.json``'s ``resumed`` list; reopening a finished one (a batch run again)
+        leaves the file as it is.
         """
         run = cls(path if path is not None else cfg.out_dir)
         run.path.mkdir(parents=True, exist_ok=True)
@@ -317,11 +320,12 @@ class RunDir:
                     f"{run.path} already holds a different run ({'; '.join(diff[:5])}); "
                     f"choose another output directory or delete it"
                 )
-            env = read_json(run.file(cls.ENVIRONMENT)) if run.file(cls.ENVIRONMENT).exists() \
-                else environment_info(cfg.device)
-            env.setdefault("resumed", []).append(
-                _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-            atomic_write_json(run.file(cls.ENVIRONMENT), env)
+            if not run.file(cls.METRICS).exists():      # a finished run reopened resumes nothing
+                env = read_json(run.file(cls.ENVIRONMENT)) if run.file(cls.ENVIRONMENT).exists() \
+                    else environment_info(cfg.device)
+                env.setdefault("resumed", []).append(
+                    _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                atomic_write_json(run.file(cls.ENVIRONMENT), env)
         else:
             atomic_write_json(run.file(cls.ENVIRONMENT), environment_info(cfg.device))
             atomic_write_json(cfg_file, cfg.to_dict())

@@ -88,6 +88,11 @@ def test_rundir_create_history_and_checkpoint(tmp_path):
     # reopening with the same config (another out_dir spelling) resumes and records it
     again = RunDir.create(_cfg(tmp_path, out_dir=str(run.path) + "/"), path=run.path)
     assert len(again.read_json("environment.json")["resumed"]) == 1
+    # once finished, reopening it (a batch run again) resumes nothing and records nothing
+    again.write_json("metrics.json", {"ua": 0.5})
+    env = again.read_json("environment.json")
+    RunDir.create(cfg, path=run.path)
+    assert again.read_json("environment.json") == env
 
 
 def test_rundir_refuses_a_different_config(tmp_path):
