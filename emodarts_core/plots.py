@@ -34,7 +34,7 @@ from .genotype import Genotype, edges_of_node
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
     "plot_alpha_heatmap", "plot_curves", "plot_collapse", "plot_confusion",
-    "plot_genotype_stability", "plot_method_comparison",
+    "plot_genotype_stability", "plot_method_comparison", "plot_paired_differences",
 ]
 
 CELL_TYPES = ("normal", "reduce", "seq")
@@ -486,4 +486,49 @@ def plot_method_comparison(rows: Sequence[Any], metric: str = "ua",
     ax.set_xticks(range(len(jobs)), [f"{c}\nfold {f}, seed {s}" for c, f, s in jobs], fontsize="small")
     ax.set(ylabel=f"test {metric.upper()} %", title=f"test {metric.upper()} per job (dashed: mean)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside the bars
+    return fig
+
+
+def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
+                            ax: Axes | None = None, title: str | None = None) -> Figure:
+    """``a`` minus ``b`` in every job both methods ran, one bar per job, grouped by seed.
+
+    ``rows`` are :class:`emodarts_core.reproduce.ResultRow` s. Bars above zero are jobs ``a``
+    won (blue), below zero jobs ``b`` won (orange); a dashed line per seed marks that seed's mean
+    difference and a solid grey line the mean over all jobs, so a gap carried by one seed stands
+    out from one that every seed shows. ``ax``: draw into an existing axes (for panels side by
+    side); the figure is returned either way.
+    """
+    from .report import paired_jobs
+
+    if metric not in ("ua", "wa"):
+        raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
+    both = paired_jobs(rows, a, b, metric)
+    if not both:
+        raise ValueError(f"plot_paired_differences: no job with both {a!r} and {b!r}")
+    jobs = sorted(both, key=lambda job: (job[2], job[0], job[1]))     # seed, corpus, fold
+    diffs = np.array([both[job][0] - both[job][1] for job in jobs])
+    if ax is None:
+        fig, axes = _new_figure(size=(max(5.0, 0.45 * len(jobs) + 2), 3.8))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    xs = np.arange(len(jobs))
+    ax.bar(xs, diffs, color=np.where(diffs > 0, "tab:blue", "tab:orange"))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axhline(diffs.mean(), color="0.5", linewidth=1.5, label=f"mean, all {len(jobs)} jobs")
+    for seed in sorted({job[2] for job in jobs}):
+        idx = [k for k, job in enumerate(jobs) if job[2] == seed]
+        ax.hlines(diffs[idx].mean(), idx[0] - 0.4, idx[-1] + 0.4, colors="black",
+                  linestyles="--", linewidth=1)
+        if idx[0] > 0:
+            ax.axvline(idx[0] - 0.5, color="0.8", linewidth=0.8)       # between seeds
+        ax.text((idx[0] + idx[-1]) / 2, 1.0, f"seed {seed}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize="small")
+    ax.set_xticks(xs, [f"{c}\n{f}" if len({j[0] for j in jobs}) > 1 else f"{f}" for c, f, _ in jobs],
+                  fontsize="small")
+    ax.set(xlabel="fold (grouped by seed; dashed: the seed's mean)",
+           ylabel=f"{a} - {b}, test {metric.upper()} (points)")
+    ax.set_title(title or f"{a} - {b} per job", pad=16)
+    ax.legend(fontsize="small", loc="lower right")
     return fig

@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "paired_p_value", "head_to_head", "variant_table", "variant_rows",
-           "setting_comparison",
+           "search_summary", "paired_p_value", "format_p", "head_to_head", "paired_jobs",
+           "seed_table", "variant_table", "variant_rows", "setting_comparison",
            "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table"]
 
 CELLS = ("normal", "reduce", "seq")
@@ -144,17 +144,50 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
     percentage points with the p-value of :func:`paired_p_value`. With a handful of jobs a
     large p says the batch cannot tell the two methods apart, not that they are equal.
     """
-    by_job: dict[tuple[str, int, int], dict[str, float]] = {}
-    for r in rows:
-        by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = getattr(r, metric)
-    both = [job for job in by_job.values() if a in job and b in job]
-    wins = sum(job[a] > job[b] for job in both)
+    both = paired_jobs(rows, a, b, metric)
+    wins = sum(va > vb for va, vb in both.values())
     text = f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
     if len(both) >= 2:
-        diffs = [100 * (job[a] - job[b]) for job in both]
+        diffs = [va - vb for va, vb in both.values()]
         text += (f"; paired difference {_mean_pm_std(diffs, signed=True)} points, two-sided p = "
                  f"{format_p(paired_p_value(diffs))} (exact sign-flip test over the {len(both)} jobs)")
     return text
+
+
+def paired_jobs(rows: Sequence[Any], a: str, b: str,
+                metric: str = "ua") -> dict[tuple[str, int, int], tuple[float, float]]:
+    """``{(corpus, fold, seed): (a's value, b's value)}`` in percent, for the jobs where both
+    methods have a result, sorted by job."""
+    by_job: dict[tuple[str, int, int], dict[str, float]] = {}
+    for r in rows:
+        by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = 100 * getattr(r, metric)
+    return {job: (v[a], v[b]) for job, v in sorted(by_job.items()) if a in v and b in v}
+
+
+def seed_table(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
+    """``a`` against ``b`` seed by seed, then over all jobs (Markdown): per seed the jobs both
+    methods ran, each method's mean ± std, the paired difference ``a - b`` in points, in how many
+    jobs ``a`` was ahead, and the sign-flip p-value (:func:`paired_p_value`, from two jobs on).
+    A seed changes every random draw of a job (the search's or random search's samples, the
+    initial weights, the batches), so a gap that holds for one seed and not another is the
+    seed's, not the method's."""
+    both = paired_jobs(rows, a, b, metric)
+    if not both:
+        return f"(no job with both {a} and {b})"
+    M = metric.upper()
+    lines = [f"| seed | jobs | {a} {M} % | {b} {M} % | {a} - {b} (points) | {a} ahead in | "
+             "sign-flip p |", "|---|---|---|---|---|---|---|"]
+    groups = {f"{seed}": [v for job, v in both.items() if job[2] == seed]
+              for seed in sorted({job[2] for job in both})}
+    if len(groups) > 1:
+        groups["all"] = list(both.values())
+    for label, pairs in groups.items():
+        diffs = [va - vb for va, vb in pairs]
+        p = format_p(paired_p_value(diffs)) if len(diffs) >= 2 else "–"
+        lines.append(f"| {label} | {len(pairs)} | {_mean_pm_std([va for va, _ in pairs])} | "
+                     f"{_mean_pm_std([vb for _, vb in pairs])} | {_mean_pm_std(diffs, signed=True)} | "
+                     f"{sum(d > 0 for d in diffs)} of {len(diffs)} | {p} |")
+    return "\n".join(lines)
 
 
 def _mean_pm_std(values: Sequence[float], signed: bool = False) -> str:

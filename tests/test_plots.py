@@ -258,3 +258,27 @@ def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
     ordered = plot_method_comparison(rows, order=["random", "absent", "cnn_lstm"])
     assert [t.get_text() for t in ordered.axes[0].get_legend().get_texts()] == [
         "random", "cnn_lstm", "emodarts"]                # the rest after the given order
+
+
+def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means():
+    from emodarts_core.plots import plot_paired_differences
+    from emodarts_core.reproduce import ResultRow
+
+    rows = [ResultRow("ravdess", m, f, s, wa=ua, ua=ua, run_dir="")
+            for m, f, s, ua in [("emodarts", 0, 0, 0.6), ("random", 0, 0, 0.5),
+                                ("emodarts", 1, 0, 0.7), ("random", 1, 0, 0.5),
+                                ("emodarts", 0, 1, 0.2), ("random", 0, 1, 0.5),
+                                ("emodarts", 1, 1, 0.9)]]          # no random run: no bar
+    ax = plot_paired_differences(rows, "emodarts", "random").axes[0]
+    assert [round(p.get_height(), 6) for p in ax.patches] == [10.0, 20.0, -30.0]  # seed 0, then 1
+    colours = [tuple(p.get_facecolor()) for p in ax.patches]
+    assert colours[0] == colours[1] != colours[2]            # won vs lost
+    # the seed means (15 over folds 0-1 of seed 0, -30 for seed 1) as dashed segments
+    seed_means = sorted(round(float(seg[0][1]), 6) for coll in ax.collections
+                        for seg in coll.get_segments())
+    assert seed_means == [-30.0, 15.0]
+    assert [t.get_text() for t in ax.texts] == ["seed 0", "seed 1"]
+    with pytest.raises(ValueError, match="no job"):
+        plot_paired_differences(rows, "emodarts", "cnn_lstm")
+    with pytest.raises(ValueError, match="metric"):
+        plot_paired_differences(rows, "emodarts", "random", metric="f1")

@@ -282,3 +282,25 @@ def test_setting_comparison_pairs_each_method_with_itself_then_methods_under_the
     assert blocks[3] == "**random**: test UA %, plain and masks"
     assert "| masks | 2 | 47.50 ± 10.61 | 2 | 45.00 ± 0.00 | +2.50 ± 10.61 | 1.000 |" in blocks[5]
     assert blocks[-1].startswith("masks: emodarts beat random on test UA in 1 of 2 jobs")
+
+
+def test_seed_table_pairs_jobs_within_each_seed_then_over_all():
+    from emodarts_core.report import seed_table
+
+    # seed 0: emodarts ahead by 10 and 20 points; seed 1: behind by 30 in its one paired job
+    # (fold 1 of seed 1 has no random run, so it is left out)
+    rows = [ResultRow("r", m, f, s, wa=0.0, ua=ua, run_dir="")
+            for m, f, s, ua in [("emodarts", 0, 0, 0.6), ("random", 0, 0, 0.5),
+                                ("emodarts", 1, 0, 0.7), ("random", 1, 0, 0.5),
+                                ("emodarts", 0, 1, 0.2), ("random", 0, 1, 0.5),
+                                ("emodarts", 1, 1, 0.9)]]
+    lines = seed_table(rows, "emodarts", "random").splitlines()
+    assert lines[0].startswith("| seed | jobs | emodarts UA % | random UA % | emodarts - random")
+    assert lines[2] == "| 0 | 2 | 65.00 ± 7.07 | 50.00 ± 0.00 | +15.00 ± 7.07 | 2 of 2 | 0.500 |"
+    assert lines[3] == "| 1 | 1 | 20.00 | 50.00 | -30.00 | 0 of 1 | – |"
+    # over all three jobs: differences +10, +20, -30, mean 0; every sign pattern reaches |0|
+    assert lines[4] == "| all | 3 | 50.00 ± 26.46 | 50.00 ± 0.00 | +0.00 ± 26.46 | 2 of 3 | 1.000 |"
+    assert len(lines) == 5
+    one_seed = seed_table([r for r in rows if r.seed == 0], "emodarts", "random").splitlines()
+    assert len(one_seed) == 3                      # a single seed gets no "all" row
+    assert seed_table(rows, "emodarts", "cnn_lstm") == "(no job with both emodarts and cnn_lstm)"
