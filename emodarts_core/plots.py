@@ -525,7 +525,8 @@ def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "
             ax.axvline(idx[0] - 0.5, color="0.8", linewidth=0.8)       # between seeds
         ax.text((idx[0] + idx[-1]) / 2, 1.0, f"seed {seed}", transform=ax.get_xaxis_transform(),
                 ha="center", va="bottom", fontsize="small")
-    ax.set_xticks(xs, [f"{c}\n{f}" if len({j[0] for j in jobs}) > 1 else f"{f}" for c, f, _ in jobs],
+    several_corpora = len({job[0] for job in jobs}) > 1
+    ax.set_xticks(xs, [f"{c}\n{f}" if several_corpora else f"{f}" for c, f, _ in jobs],
                   fontsize="small")
     ax.set(xlabel="fold (grouped by seed; dashed: the seed's mean)",
            ylabel=f"{a} - {b}, test {metric.upper()} (points)")
