@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .config import CNN_PRIMITIVES, SEQ_OP_SETS, seq_primitives
 from .genotype import Genotype, edges_of_node
+from .report import check_metric, paired_jobs
 
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
@@ -466,8 +467,7 @@ def plot_method_comparison(rows: Sequence[Any], metric: str = "ua",
     ``order``: the methods' order in each group and in the legend (methods not in it follow);
     default ``emodarts`` first, then alphabetical.
     """
-    if metric not in ("ua", "wa"):
-        raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
+    check_metric(metric)
     if not rows:
         raise ValueError("plot_method_comparison: no result rows given")
     rank = {m: k for k, m in enumerate(order or ())}
@@ -499,11 +499,7 @@ def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "
     out from one that every seed shows. ``ax``: draw into an existing axes (for panels side by
     side); the figure is returned either way.
     """
-    from .report import paired_jobs
-
-    if metric not in ("ua", "wa"):
-        raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
-    both = paired_jobs(rows, a, b, metric)
+    both = paired_jobs(rows, a, b, metric)          # checks the metric
     if not both:
         raise ValueError(f"plot_paired_differences: no job with both {a!r} and {b!r}")
     jobs = sorted(both, key=lambda job: (job[2], job[0], job[1]))     # seed, corpus, fold

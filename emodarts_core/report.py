@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from .genotype import CellGenotype, Genotype
 
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
-           "search_summary", "paired_p_value", "format_p", "head_to_head", "paired_jobs",
+           "search_summary", "paired_p_value", "format_p", "head_to_head", "check_metric", "paired_jobs",
            "seed_table", "variant_table", "variant_rows", "setting_comparison",
            "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table"]
 
@@ -154,10 +154,17 @@ def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str
     return text
 
 
+def check_metric(metric: str) -> None:
+    """Raise ``ValueError`` unless ``metric`` is one the result rows hold (``"ua"`` or ``"wa"``)."""
+    if metric not in ("ua", "wa"):
+        raise ValueError(f"metric must be 'ua' or 'wa', got {metric!r}")
+
+
 def paired_jobs(rows: Sequence[Any], a: str, b: str,
                 metric: str = "ua") -> dict[tuple[str, int, int], tuple[float, float]]:
     """``{(corpus, fold, seed): (a's value, b's value)}`` in percent, for the jobs where both
     methods have a result, sorted by job."""
+    check_metric(metric)
     by_job: dict[tuple[str, int, int], dict[str, float]] = {}
     for r in rows:
         by_job.setdefault((r.corpus, r.fold, r.seed), {})[r.method] = 100 * getattr(r, metric)

@@ -304,3 +304,12 @@ def test_seed_table_pairs_jobs_within_each_seed_then_over_all():
     one_seed = seed_table([r for r in rows if r.seed == 0], "emodarts", "random").splitlines()
     assert len(one_seed) == 3                      # a single seed gets no "all" row
     assert seed_table(rows, "emodarts", "cnn_lstm") == "(no job with both emodarts and cnn_lstm)"
+
+
+def test_seed_table_and_head_to_head_refuse_an_unknown_metric():
+    from emodarts_core.report import head_to_head, seed_table
+
+    rows = [ResultRow("r", m, 0, 0, wa=0.5, ua=0.5, run_dir="") for m in ("emodarts", "random")]
+    for table in (seed_table, head_to_head):
+        with pytest.raises(ValueError, match="metric must be 'ua' or 'wa'"):
+            table(rows, "emodarts", "random", metric="f1")
