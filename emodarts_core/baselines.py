@@ -14,7 +14,8 @@
    each with a uniformly drawn operation other than ``none``), each trained briefly, the best by
    validation UA then trained with the full budget and tested. Every candidate is recorded in
    ``candidates.json``. The brief trainings use the search space's width, as the DARTS supernet
-   does; ``train.init_channels``, when set, widens the winner's final training only. Random
+   does; ``train.init_channels``, when set, widens the winner's final training only, and
+   ``train.fit_valid`` adds the validation speakers to it only (they chose the winner). Random
    search with the same budget is the standard sanity check of a NAS method (Li & Talwalkar 2019;
    Yu et al. 2020).
 
@@ -159,7 +160,7 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
     # DARTS supernet; only the winner's final training takes ``train.init_channels``
     brief_profile = dataclasses.replace(
         cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0,
-                                    init_channels=None))
+                                    init_channels=None, fit_valid=False))
     candidates: list[dict[str, Any]] = []
     for i, geno in enumerate(genotypes):
         sub = dataclasses.replace(

@@ -298,9 +298,10 @@ def run_command(args: argparse.Namespace) -> int:
         genotype, source = load_genotype(args.genotype)
         cfg = make_run_config(args, "train", {"genotype_source": source})
         res = run_train(cfg, genotype, progress=progress)
+        chosen = ("trained on the training and validation speakers" if res.best_valid_ua is None
+                  else f"best valid UA {_pct(res.best_valid_ua)} at epoch {res.best_epoch}")
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
-              f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; best valid UA "
-              f"{_pct(res.best_valid_ua)} at epoch {res.best_epoch})")
+              f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; {chosen})")
     elif args.command == "evaluate":
         from .train import run_evaluate
 

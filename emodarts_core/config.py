@@ -209,8 +209,18 @@ class TrainConfig:
     # and random search's brief candidate trainings keep the search space's width (see
     # :func:`final_space`).
     init_channels: int | None = None
+    # Train the final network on the training *and* validation speakers together (the DARTS
+    # practice of retraining on the whole training side). The validation speakers then choose
+    # nothing, so this needs ``select="last"`` and ``patience=0``; the history has no validation
+    # columns and metrics.json only the last epoch's test figures. Random search's brief candidate
+    # trainings never take it (they are chosen on the validation speakers).
+    fit_valid: bool = False
 
     def __post_init__(self) -> None:
+        if self.fit_valid and (self.select != "last" or self.patience != 0):
+            raise ValueError(f"TrainConfig.fit_valid trains on the validation speakers, so nothing "
+                             f"can be chosen on them: it needs select='last' and patience=0, got "
+                             f"select={self.select!r} and patience={self.patience}")
         if self.init_channels is not None and self.init_channels < 1:
             raise ValueError(f"TrainConfig.init_channels must be >= 1 or None, "
                              f"got {self.init_channels}")
@@ -392,7 +402,13 @@ def parse_value(text: str, hint: Any, where: str) -> Any:
 
 
 def apply_overrides(profile: Profile, items: Sequence[str]) -> Profile:
-    """``["search.epochs=3", "space.seq_ops=lstm"]`` applied to ``profile`` (typed per field)."""
+    """``["search.epochs=3", "space.seq_ops=lstm"]`` applied to ``profile`` (typed per field).
+
+    The settings of one section are applied together (a later one of the same field wins), so
+    their order does not matter when fields depend on each other (``train.fit_valid`` needs
+    ``train.select=last``)."""
+    changes: dict[str, dict[str, Any]] = {}
+    given: dict[str, list[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
@@ -408,9 +424,13 @@ def apply_overrides(profile: Profile, items: Sequence[str]) -> Profile:
             known = ", ".join(f.name for f in dataclasses.fields(sub))
             raise UsageError(f"--set {item!r}: {type(sub).__name__} has no field {name!r} "
                              f"(fields: {known})")
-        parsed = parse_value(value, hints[name], f"--set {key}")
+        changes.setdefault(section, {})[name] = parse_value(value, hints[name], f"--set {key}")
+        given.setdefault(section, []).append(item)
+    for section, fields_ in changes.items():
         try:
-            profile = dataclasses.replace(profile, **{section: override(sub, **{name: parsed})})
+            profile = dataclasses.replace(
+                profile, **{section: override(getattr(profile, section), **fields_)})
         except (TypeError, ValueError) as e:
-            raise UsageError(f"--set {item!r}: {e}") from None
+            shown = ", ".join(repr(i) for i in given[section])
+            raise UsageError(f"--set {shown}: {e}") from None
     return profile

@@ -65,17 +65,23 @@ class FoldData:
         return len(self.classes)
 
     def class_weights(self) -> torch.Tensor:
-        """Inverse-frequency weights on the training side, mean 1 over the present classes."""
-        counts = torch.bincount(self.y_train, minlength=self.n_classes).float()
-        w = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
-        present = counts > 0
-        return w / w[present].mean()
+        """Inverse-frequency weights on the training side (:func:`class_weights`)."""
+        return class_weights(self.y_train, self.n_classes)
 
     def summary(self) -> dict[str, Any]:
         return {"fold": self.fold_name, "n_folds": self.n_folds, "classes": list(self.classes),
                 "n_train": len(self.y_train), "n_valid": len(self.y_valid),
                 "n_test": len(self.y_test), "input_shape": list(self.input_shape),
                 "speakers_test": self.speakers_test, "skipped": len(self.report)}
+
+
+def class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights of the labels ``y``, mean 1 over the present classes (0 for a
+    class absent from ``y``)."""
+    counts = torch.bincount(y, minlength=n_classes).float()
+    w = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+    present = counts > 0
+    return w / w[present].mean()
 
 
 def _resolve_root(corpus: str, root: str | Path | None) -> Path:

@@ -19,7 +19,10 @@ the loss, the head, the optimiser and the budget:
 - at the end: the weights of the best validation UA and those of the last epoch are each
   evaluated once on the test speakers -> ``metrics.json``, whose top-level WA / UA are the ones
   of the rule ``TrainConfig.select`` names ("best" or "last"), the other in
-  ``test_by_selection``.
+  ``test_by_selection``;
+- with ``TrainConfig.fit_valid`` the validation speakers join the training batches instead (the
+  DARTS practice of retraining on the whole training side once nothing is left to choose): no
+  validation pass, no ``best.pt``, only the last epoch is tested.
 
 The test fold never chooses anything: the rule is fixed before the run, and "best" chooses the
 epoch on validation UA (the public emoDARTS code picked the best epoch on the fold it reported).
@@ -41,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TrainConfig, final_space
-from .datasets import DataError, FoldData, batch_indices, load_fold_data
+from .datasets import DataError, FoldData, batch_indices, class_weights, load_fold_data
 from .genotype import Genotype
 from .metrics import Metrics, evaluate_predictions, ua as ua_score, wa as wa_score
 from .progress import progress as progress_bar
@@ -55,8 +58,8 @@ class TrainResult:
 
     run_dir: Path
     metrics: dict[str, Any]          # test metrics (see metrics.json)
-    best_epoch: int
-    best_valid_ua: float
+    best_epoch: int                  # -1 with ``fit_valid`` (no validation side)
+    best_valid_ua: float | None      # None with ``fit_valid``
     epochs_run: int
     stopped_early: bool
 
@@ -158,12 +161,16 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         seed: int, progress: bool = True, amp: str | None = None, desc: str = "train",
         extra_metrics: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model`` on ``data`` as the module docstring describes; resume from ``run``'s
-    checkpoint when there is one. Writes history.json, best.pt, checkpoint.pt and metrics.json.
+    checkpoint when there is one. Writes history.json, best.pt (not with ``fit_valid``),
+    checkpoint.pt and metrics.json.
     """
-    if len(data.y_valid) == 0:
+    if len(data.y_valid) == 0 and not tcfg.fit_valid:
         raise DataError(f"fold {data.fold_name!r} has no validation utterances to choose epochs on")
     if len(data.y_test) == 0:
         raise DataError(f"fold {data.fold_name!r} has no test utterances")
+    x_fit, y_fit = data.x_train, data.y_train
+    if tcfg.fit_valid:
+        x_fit, y_fit = torch.cat([data.x_train, data.x_valid]), torch.cat([data.y_train, data.y_valid])
     gen = seed_everything(seed)
     model.to(device)
     if device.type == "cuda":
@@ -171,7 +178,7 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
     opt, sched = sgd_cosine(model.parameters(), tcfg.lr, tcfg.momentum, tcfg.weight_decay,
                             tcfg.epochs, tcfg.lr_min)
     scaler = make_scaler(device, amp)
-    weight = data.class_weights() if tcfg.class_weighted else None
+    weight = class_weights(y_fit, data.n_classes) if tcfg.class_weighted else None
     weight_dev = weight.to(device) if weight is not None else None
     state = {"epoch": 0, "best_ua": -1.0, "best_epoch": -1, "bad_epochs": 0, "stopped": False,
              "finished": False}
@@ -199,8 +206,8 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         lr = opt.param_groups[0]["lr"]
         model.train()
         tot_loss, n_seen, correct = 0.0, 0, 0
-        for idx in batch_indices(len(data.y_train), tcfg.batch_size, gen):
-            x, y = to_device(data.x_train[idx], device), data.y_train[idx].to(device)
+        for idx in batch_indices(len(y_fit), tcfg.batch_size, gen):
+            x, y = to_device(x_fit[idx], device), y_fit[idx].to(device)
             x = mask_batch(x, tcfg.freq_mask, tcfg.time_mask)
             with autocast_context(device, amp):
                 logits, aux = _forward_train(model, x)
@@ -217,19 +224,20 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             n_seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
         sched.step()
-        val = evaluate_split(model, data.x_valid, data.y_valid, data.n_classes, tcfg.batch_size,
-                             device, weight, amp)
         record = {"epoch": epoch, "lr": lr, "train_loss": tot_loss / max(1, n_seen),
-                  "train_wa": correct / max(1, n_seen), "valid_loss": val["loss"],
-                  "valid_wa": val["wa"], "valid_ua": val["ua"],
-                  "drop_path_prob": float(getattr(model, "drop_path_prob", 0.0)),
-                  "seconds": time.perf_counter() - t0}
-        if val["ua"] > state["best_ua"]:
-            state.update(best_ua=val["ua"], best_epoch=epoch, bad_epochs=0)
-            run.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
-                                 "valid_ua": val["ua"]}, RunDir.BEST)
-        else:
-            state["bad_epochs"] += 1
+                  "train_wa": correct / max(1, n_seen)}
+        if not tcfg.fit_valid:
+            val = evaluate_split(model, data.x_valid, data.y_valid, data.n_classes,
+                                 tcfg.batch_size, device, weight, amp)
+            record.update(valid_loss=val["loss"], valid_wa=val["wa"], valid_ua=val["ua"])
+            if val["ua"] > state["best_ua"]:
+                state.update(best_ua=val["ua"], best_epoch=epoch, bad_epochs=0)
+                run.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
+                                     "valid_ua": val["ua"]}, RunDir.BEST)
+            else:
+                state["bad_epochs"] += 1
+        record.update(drop_path_prob=float(getattr(model, "drop_path_prob", 0.0)),
+                      seconds=time.perf_counter() - t0)
         history["epochs"].append(record)
         run.write_history(history)
         state["epoch"] = epoch + 1
@@ -244,33 +252,39 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             break
 
     # final evaluation on the test speakers: the weights of both rules, the configured one on top
-    best = run.load_checkpoint(RunDir.BEST)
-    if best is None:
-        raise RuntimeError(f"{run.path} has no {RunDir.BEST}: no epoch was trained")
+    # (with fit_valid there is no "best": nothing was held out to choose it)
     last_epoch = len(history["epochs"]) - 1
-    by_epoch = {"last": (last_epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}),
-                "best": (int(state["best_epoch"]), best["model"])}
+    if last_epoch < 0:
+        raise RuntimeError(f"{run.path}: no epoch was trained")
+    by_epoch = {"last": (last_epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})}
+    if not tcfg.fit_valid:
+        best = run.load_checkpoint(RunDir.BEST)
+        if best is None:
+            raise RuntimeError(f"{run.path} has no {RunDir.BEST}: no epoch was trained")
+        by_epoch["best"] = (int(state["best_epoch"]), best["model"])
     by_rule: dict[str, Metrics] = {}
-    for rule in ("last", "best"):
+    for rule in by_epoch:
         model.load_state_dict(by_epoch[rule][1])
         logits = predict(model, data.x_test, tcfg.batch_size, device, amp)
         by_rule[rule] = evaluate_predictions(data.y_test.numpy(), logits.argmax(1).numpy(),
                                              data.classes)
     model.load_state_dict(by_epoch[tcfg.select][1])
+    best_valid_ua = None if tcfg.fit_valid else float(state["best_ua"])
     metrics = by_rule[tcfg.select].to_dict()
     metrics.update({"split": "test", "fold": data.fold_name, "selection": tcfg.select,
                     "selected_epoch": by_epoch[tcfg.select][0],
                     "test_by_selection": {rule: {"epoch": by_epoch[rule][0], "wa": m.wa, "ua": m.ua}
                                           for rule, m in by_rule.items()},
                     "best_epoch": int(state["best_epoch"]),
-                    "best_valid_ua": float(state["best_ua"]),
+                    "best_valid_ua": best_valid_ua,
                     "epochs_run": len(history["epochs"]), "stopped_early": bool(state["stopped"]),
+                    "fit_valid": bool(tcfg.fit_valid), "n_fit": len(y_fit),
                     "speakers_test": data.speakers_test,
                     "n_parameters": int(sum(p.numel() for p in model.parameters()))})
     metrics.update(extra_metrics or {})
     run.write_json(RunDir.METRICS, metrics)
     return TrainResult(run_dir=run.path, metrics=metrics, best_epoch=int(state["best_epoch"]),
-                       best_valid_ua=float(state["best_ua"]), epochs_run=len(history["epochs"]),
+                       best_valid_ua=best_valid_ua, epochs_run=len(history["epochs"]),
                        stopped_early=bool(state["stopped"]))
 
 

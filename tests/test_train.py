@@ -277,6 +277,70 @@ def test_train_init_channels_widens_the_final_network_only(tmp_path):
     build_model(final, data.n_classes, data.input_shape).load_state_dict(selected_weights(final))
 
 
+def test_fit_valid_trains_on_the_validation_speakers_too(tmp_path):
+    """``train.fit_valid``: the same weights as a plain run whose training side already holds the
+    validation utterances (same seed, same batches), no validation pass, no best.pt, the last
+    epoch tested; ``evaluate`` reads those weights back; random search's candidates are still
+    trained without the validation speakers and chosen on them."""
+    from emodarts_core.train import selected_weights
+
+    prof = small_profile(epochs=2)
+    prof = dataclasses.replace(prof, train=override(prof.train, select="last"))
+    fit_prof = dataclasses.replace(prof, train=override(prof.train, fit_valid=True))
+    data = tiny_fold()
+    merged = dataclasses.replace(data, x_train=torch.cat([data.x_train, data.x_valid]),
+                                 y_train=torch.cat([data.y_train, data.y_valid]))
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(1))
+    base = dict(kind="train", corpus="generated", data_root=str(tmp_path / "d"))
+    res_fit = run_train(RunConfig(out_dir=str(tmp_path / "fit"), profile=fit_prof, **base), geno,
+                        progress=False, data=data)
+    res_merged = run_train(RunConfig(out_dir=str(tmp_path / "merged"), profile=prof, **base), geno,
+                           progress=False, data=merged)
+    res_plain = run_train(RunConfig(out_dir=str(tmp_path / "plain"), profile=prof, **base), geno,
+                          progress=False, data=data)
+    w_fit, w_merged, w_plain = (selected_weights(RunDir.open(r.run_dir))
+                                for r in (res_fit, res_merged, res_plain))
+    assert all(torch.equal(w_fit[k], w_merged[k]) for k in w_fit)
+    assert not all(torch.equal(w_fit[k], w_plain[k]) for k in w_fit)
+
+    run = RunDir.open(res_fit.run_dir)
+    m = run.read_json("metrics.json")
+    assert m["fit_valid"] is True and m["n_fit"] == len(data.y_train) + len(data.y_valid)
+    assert m["best_valid_ua"] is None and res_fit.best_valid_ua is None
+    assert list(m["test_by_selection"]) == ["last"] and m["selected_epoch"] == 1
+    assert m["confusion"] == RunDir.open(res_merged.run_dir).read_json("metrics.json")["confusion"]
+    assert not run.file("best.pt").exists()
+    assert all("valid_ua" not in e for e in run.history()["epochs"])
+    m_plain = RunDir.open(res_plain.run_dir).read_json("metrics.json")
+    assert m_plain["fit_valid"] is False and m_plain["n_fit"] == len(data.y_train)
+
+    res = run_baseline(RunConfig(out_dir=str(tmp_path / "r"), profile=fit_prof, kind="baseline",
+                                 corpus="generated", data_root=str(tmp_path / "d"),
+                                 options={"baseline": "random", "k": 2, "brief_epochs": 1}),
+                       progress=False, data=data)
+    for c in RunDir.open(res.run_dir).read_json("candidates.json")["candidates"]:
+        cand = RunDir.open(c["run_dir"])
+        assert not cand.config.profile.train.fit_valid and cand.file("best.pt").exists()
+        assert c["valid_ua"] is not None
+    final = RunDir.open(res.run_dir / "final").read_json("metrics.json")
+    assert final["fit_valid"] is True and final["n_fit"] == m["n_fit"]
+
+
+def test_fit_valid_needs_the_last_epoch_rule_in_any_order():
+    from emodarts_core.config import TrainConfig, UsageError, apply_overrides
+
+    with pytest.raises(ValueError, match="select='last' and patience=0"):
+        TrainConfig(fit_valid=True)                       # select "best", patience 50
+    with pytest.raises(ValueError, match="patience=0"):
+        TrainConfig(fit_valid=True, select="last", patience=5)
+    items = ["train.fit_valid=true", "train.select=last", "train.patience=0"]
+    for order in (items, items[::-1]):
+        t = apply_overrides(get_profile("paper"), order).train
+        assert t.fit_valid and t.select == "last" and t.patience == 0
+    with pytest.raises(UsageError, match="fit_valid=true.*select='last'"):
+        apply_overrides(get_profile("paper"), ["train.fit_valid=true"])
+
+
 def test_train_init_channels_must_be_positive():
     from emodarts_core.config import TrainConfig
 
