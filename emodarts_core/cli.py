@@ -5,6 +5,8 @@ Examples::
     python -m emodarts_core search --corpus generated --profile smoke --out runs/s0
     python -m emodarts_core train --genotype runs/s0 --corpus generated --profile smoke --out runs/t0
     python -m emodarts_core evaluate --run runs/t0 --corpus generated --data-root DATA
+    python -m emodarts_core evaluate --run runs/t0 --run runs/t1 --corpus generated \
+        --data-root DATA --fold 0 --json-out runs/ensemble.json      # mean softmax of both
     python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
     python -m emodarts_core search ... --set search.epochs=3 --set space.seq_ops=lstm
     python -m emodarts_core reproduce --corpus iemocap=/data/IEMOCAP --protocol paper \\
@@ -80,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genotype", required=True,
                    help="a genotype JSON file, or a search or random-search run directory")
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run on a corpus")
-    p.add_argument("--run", required=True, help="a training or baseline run directory")
+    p = sub.add_parser("evaluate", help="evaluate a trained run, or an ensemble of runs, on a "
+                                        "corpus")
+    p.add_argument("--run", required=True, action="append", dest="runs", metavar="RUN",
+                   help="a training or baseline run directory; repeat it to evaluate an "
+                        "ensemble (mean softmax probability of the runs; needs --json-out)")
     p.add_argument("--corpus", required=True)
     p.add_argument("--data-root", default=None)
     p.add_argument("--protocol", default=None)
@@ -305,15 +310,19 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from .train import run_evaluate
 
-        if not Path(args.run).is_dir() or not (Path(args.run) / "config.json").exists():
-            raise UsageError(f"--run {args.run}: not a run directory")
+        for run in args.runs:
+            if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
+                raise UsageError(f"--run {run}: not a run directory")
+        if len(args.runs) > 1 and args.json_out is None:
+            raise UsageError(f"an ensemble of {len(args.runs)} runs needs --json-out (where to "
+                             "write its metrics)")
         if args.data_root is not None and not Path(args.data_root).is_dir():
             raise UsageError(f"--data-root {args.data_root}: no such directory")
-        m = run_evaluate(args.run, args.corpus, args.data_root, protocol=args.protocol,
+        m = run_evaluate(args.runs, args.corpus, args.data_root, protocol=args.protocol,
                          fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
                          device=args.device)
-        print(json.dumps({k: m[k] for k in ("wa", "ua", "n", "classes", "confusion",
-                                            "written_to")}))
+        keys = ("wa", "ua", "n", "classes", "confusion", "written_to")
+        print(json.dumps({k: m[k] for k in keys + (("members",) if len(args.runs) > 1 else ())}))
     elif args.command == "reproduce":
         return run_reproduce(args)
     elif args.command == "baseline":

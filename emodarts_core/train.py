@@ -37,7 +37,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -354,20 +354,18 @@ def selected_weights(run: RunDir) -> dict[str, torch.Tensor]:
     return ckpt["model"]
 
 
-def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
-                 protocol: str | None = None, fold: int | None = None,
-                 cache_dir: str | Path | None = None, out: str | Path | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
-    """Evaluate a trained run's selected weights (:func:`selected_weights`) on a corpus with the
-    same label set.
+def member_probabilities(run_dir: str | Path, crp, indices: Sequence[int],
+                         cache_dir: str | Path | None, device: torch.device
+                         ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, list[int]]:
+    """One trained run's view of ``crp.records[indices]``: its class names, its softmax
+    probabilities ``(n_kept, n_classes)`` in that class order, the labels as indices in it, and
+    the positions (into ``indices``) of the utterances its features kept.
 
-    ``fold=None`` evaluates every utterance of the corpus; an integer evaluates that fold's test
-    side. Features use the run's profile and the normalisation fitted on the run's own training
-    side; with ``normalization="speaker"`` each evaluated speaker is first standardised by the
-    statistics of their evaluated utterances (audio only). The metrics are written to ``out``
-    (default ``<run>/evaluate-<corpus>[-fold<k>].json``) and returned.
-    """
-    from .datasets import features_for, load_records
+    Features use the run's profile and the normalisation fitted on the run's own training side;
+    with ``normalization="speaker"`` each evaluated speaker is first standardised by the
+    statistics of their evaluated utterances (audio only)."""
+    from .datasets import features_for
+    from .features import Normalizer, speaker_step
 
     run = RunDir.open(run_dir)
     cfg = run.config
@@ -375,11 +373,47 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
     norm = run.load_checkpoint("normalizer.pt")
     if norm is None:
         raise DataError(f"{run.path} holds no normalizer.pt; it was not written by run_train")
-    run_classes = tuple(json.loads(json.dumps(run.read_json(RunDir.METRICS)["classes"])))
+    classes = tuple(str(c) for c in run.read_json(RunDir.METRICS)["classes"])
+    if set(crp.classes) != set(classes):
+        raise DataError(f"corpus {crp.name!r} has classes {list(crp.classes)} but the run "
+                        f"{run.path} was trained on {list(classes)}")
+    records = [crp.records[i] for i in indices]
+    feats, kept = features_for(records, cfg.profile.features, cache_dir)
+    feats = speaker_step(feats, [records[i].speaker for i in kept], cfg.profile.features)
+    x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
+    remap = {c: i for i, c in enumerate(classes)}
+    y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
+    model = build_model(run, len(classes), (x.shape[-2], x.shape[-1]))
+    model.load_state_dict(weights)
+    model.to(device)
+    logits = predict(model, x, cfg.profile.train.batch_size, device)
+    return classes, torch.softmax(logits, dim=1), y, kept
+
+
+def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
+                 root: str | Path | None, protocol: str | None = None, fold: int | None = None,
+                 cache_dir: str | Path | None = None, out: str | Path | None = None,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Evaluate a trained run's selected weights (:func:`selected_weights`), or an ensemble of
+    several runs, on a corpus with the same label set.
+
+    ``run_dir`` is one run directory or a list of them. Each run is featurised and normalised as
+    it was trained (:func:`member_probabilities`); an ensemble predicts the class of the highest
+    mean softmax probability over its runs, and one run predicts exactly its own argmax. The
+    runs must keep the same utterances. ``fold=None`` evaluates every utterance of the corpus;
+    an integer evaluates that fold's test side. The metrics (with each run's own WA / UA on the
+    same utterances under ``members``) are written to ``out`` and returned; for one run ``out``
+    defaults to ``<run>/evaluate-<corpus>[-fold<k>].json``, an ensemble must name it.
+    """
+    from .datasets import load_records
+    from .runs import atomic_write_json
+
+    runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if not runs:
+        raise ValueError("run_evaluate needs at least one run directory")
+    if len(runs) > 1 and out is None:
+        raise ValueError("an ensemble of several runs needs an output path (out=...)")
     crp = load_records(corpus, root, protocol)
-    if set(crp.classes) != set(run_classes):
-        raise DataError(f"corpus {corpus!r} has classes {list(crp.classes)} but the run was "
-                        f"trained on {list(run_classes)}")
     indices = list(range(len(crp.records)))
     if fold is not None:
         from .folds import make_folds
@@ -388,27 +422,31 @@ def run_evaluate(run_dir: str | Path, corpus: str, root: str | Path | None,
         if not 0 <= fold < len(folds):
             raise DataError(f"fold {fold} is out of range: corpus {corpus!r} has {len(folds)} fold(s)")
         indices = [int(i) for i in folds[fold].test]
-    records = [crp.records[i] for i in indices]
-    feats, kept = features_for(records, cfg.profile.features, cache_dir)
-    from .features import Normalizer, speaker_step
-
-    feats = speaker_step(feats, [records[i].speaker for i in kept], cfg.profile.features)
-    x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
-    remap = {c: i for i, c in enumerate(run_classes)}
-    y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
     dev = resolve_device(device)
-    model = build_model(run, len(run_classes), (x.shape[-2], x.shape[-1]))
-    model.load_state_dict(weights)
-    model.to(dev)
-    logits = predict(model, x, cfg.profile.train.batch_size, dev)
-    metrics = evaluate_predictions(y.numpy(), logits.argmax(1).numpy(), run_classes).to_dict()
-    metrics.update({"run": str(run.path), "corpus": corpus, "data_root": str(root),
-                    "protocol": protocol, "fold": fold,
-                    "split": "all" if fold is None else "test"})
-    out = Path(out) if out is not None else run.file(
+    classes: tuple[str, ...] = ()
+    total, y, kept, members = None, None, None, []
+    for path in runs:
+        m_classes, probs, m_y, m_kept = member_probabilities(path, crp, indices, cache_dir, dev)
+        if total is None:
+            classes, total, y, kept = m_classes, torch.zeros_like(probs), m_y, m_kept
+        elif m_kept != kept:
+            raise DataError(f"{path} keeps {len(m_kept)} of the utterances and {runs[0]} keeps "
+                            f"{len(kept)}: their features differ, so they cannot be averaged")
+        order = [m_classes.index(c) for c in classes]      # into the first run's class order
+        probs = probs[:, order]
+        total += probs
+        own = evaluate_predictions(y.numpy(), probs.argmax(1).numpy(), classes)
+        members.append({"run": str(RunDir.open(path).path), "wa": own.wa, "ua": own.ua})
+    pred = (total / len(runs)).argmax(1).numpy()
+    metrics = evaluate_predictions(y.numpy(), pred, classes).to_dict()
+    metrics.update({"runs": [m["run"] for m in members], "members": members,
+                    "combine": "single run" if len(runs) == 1 else "mean softmax probability",
+                    "corpus": corpus, "data_root": str(root), "protocol": protocol,
+                    "fold": fold, "split": "all" if fold is None else "test"})
+    if len(runs) == 1:
+        metrics["run"] = members[0]["run"]
+    out = Path(out) if out is not None else RunDir.open(runs[0]).file(
         f"evaluate-{corpus}" + ("" if fold is None else f"-fold{fold}") + ".json")
-    from .runs import atomic_write_json
-
     atomic_write_json(out, metrics)
     metrics["written_to"] = str(out)
     return metrics

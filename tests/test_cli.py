@@ -155,6 +155,16 @@ def test_baseline_and_evaluate_commands(capsys, tmp_path):
                      "--fold", "0", "--device", "cpu"]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed["confusion"] == metrics["confusion"]
+        # both CNN-LSTMs as an ensemble: --run twice, and --json-out is required for it
+        ens = ["evaluate", "--run", str(tmp_path / "b"), "--run", str(tmp_path / "bn"),
+               "--corpus", "generated", "--data-root", str(tmp_path / "data"),
+               "--cache-dir", str(tmp_path / "cache"), "--fold", "0", "--device", "cpu"]
+        assert "--json-out" in _err(capsys, ens)
+        assert main([*ens, "--json-out", str(tmp_path / "ens.json")]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert [m["ua"] for m in printed["members"]] == pytest.approx(
+            [json.loads((tmp_path / r / "metrics.json").read_text())["ua"] for r in ("b", "bn")])
+        assert json.loads((tmp_path / "ens.json").read_text())["n"] == metrics["n"]
         from emodarts_core.reproduce import collect
 
         assert sorted(r.method for r in collect(tmp_path)) == ["cnn_lstm", "cnn_lstm+head_norm"]

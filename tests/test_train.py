@@ -150,6 +150,41 @@ def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
         run_evaluate(res_best.run_dir, "generated", corpus / "data", cache_dir=corpus / "cache")
 
 
+def test_an_ensemble_predicts_the_mean_softmax_of_its_runs(corpus, tmp_path):
+    from emodarts_core.datasets import load_fold_data
+    from emodarts_core.train import build_model, predict, selected_weights
+
+    prof = small_profile(epochs=2)
+    (a, ma), (b, mb) = (train_fold1(corpus, tmp_path / name, prof, genotype_seed=g)
+                        for name, g in (("a", 1), ("b", 2)))
+    args = ("generated", corpus / "data")
+    kw = {"fold": 1, "cache_dir": corpus / "cache"}
+    ens = run_evaluate([a.run_dir, b.run_dir], *args, out=tmp_path / "ens.json", **kw)
+    assert json.loads((tmp_path / "ens.json").read_text())["confusion"] == ens["confusion"]
+    # each member, scored on the same utterances, is the run's own test result
+    assert [v for m in ens["members"] for v in (m["wa"], m["ua"])] == pytest.approx(
+        [ma["wa"], ma["ua"], mb["wa"], mb["ua"]])
+    assert ens["combine"] == "mean softmax probability" and len(ens["runs"]) == 2
+    # the same ensemble computed another way: the training pipeline's test tensors, each run's
+    # selected weights, softmax averaged, argmax
+    data = load_fold_data(*args, prof.features, **kw)
+    probs = []
+    for res in (a, b):
+        run = RunDir.open(res.run_dir)
+        model = build_model(run, 4, tuple(data.x_test.shape[-2:]))
+        model.load_state_dict(selected_weights(run))
+        probs.append(torch.softmax(predict(model, data.x_test, 4, torch.device("cpu")), 1))
+    pred = ((probs[0] + probs[1]) / 2).argmax(1).numpy()
+    expected = np.zeros((4, 4), dtype=int)
+    np.add.at(expected, (data.y_test.numpy(), pred), 1)
+    assert ens["confusion"] == expected.tolist()
+    # a run averaged with itself is that run; an ensemble must say where its metrics go
+    twice = run_evaluate([a.run_dir, a.run_dir], *args, out=tmp_path / "aa.json", **kw)
+    assert twice["confusion"] == ma["confusion"]
+    with pytest.raises(ValueError, match="output path"):
+        run_evaluate([a.run_dir, b.run_dir], *args, **kw)
+
+
 def test_train_select_must_be_a_known_rule():
     with pytest.raises(ValueError, match="best, last"):
         override(get_profile("smoke").train, select="median")
