@@ -30,12 +30,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .config import CNN_PRIMITIVES, SEQ_OP_SETS, seq_primitives
 from .genotype import Genotype, edges_of_node
-from .report import check_metric, paired_jobs
+from .report import check_metric, ensemble_records, paired_jobs
 
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
     "plot_alpha_heatmap", "plot_curves", "plot_collapse", "plot_confusion",
     "plot_genotype_stability", "plot_method_comparison", "plot_paired_differences",
+    "plot_ensembles",
 ]
 
 CELL_TYPES = ("normal", "reduce", "seq")
@@ -528,4 +529,46 @@ def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "
            ylabel=f"{a} - {b}, test {metric.upper()} (points)")
     ax.set_title(title or f"{a} - {b} per job", pad=16)
     ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_ensembles(root: str | Path, metric: str = "ua",
+                   reference: tuple[float, str] | None = None) -> Figure:
+    """Each ensemble next to its own members, one panel per method, one column per fold.
+
+    ``root`` holds ``fold<k>/<method>.json`` evaluations written by ``evaluate`` with ``--run``
+    repeated (:func:`emodarts_core.report.ensemble_records`). Grey dots are the members alone,
+    a short grey bar their mean, the coloured diamond the ensemble; across the folds a dotted
+    grey line marks the members' overall mean and a dashed coloured line the ensembles'. An
+    optional ``reference = (value in %, label)`` draws a horizontal line (a published figure,
+    for instance) in every panel. The panels share their y axis.
+    """
+    check_metric(metric)
+    recs = ensemble_records(root)
+    methods = list(recs)
+    fig, axes = _new_figure(1, len(methods), size=(3.2, 3.8), sharey=True)
+    for k, (ax, method) in enumerate(zip(axes[0], methods)):
+        folds = sorted(recs[method])
+        colour = f"C{k}"
+        member_means, ensembles = [], []
+        for x, fold in enumerate(folds):
+            m = recs[method][fold]
+            own = [100 * r[metric] for r in m["members"]]
+            ax.scatter([x] * len(own), own, s=14, color="0.55", zorder=2,
+                       label="members" if x == 0 else None)
+            ax.hlines(np.mean(own), x - 0.25, x + 0.25, colors="0.4", linewidth=1.5, zorder=2)
+            ax.scatter([x], [100 * m[metric]], s=60, marker="D", color=colour, zorder=3,
+                       label="ensemble" if x == 0 else None)
+            member_means.append(float(np.mean(own)))
+            ensembles.append(100 * m[metric])
+        ax.axhline(np.mean(member_means), color="0.5", linestyle=":", linewidth=1.2)
+        ax.axhline(np.mean(ensembles), color=colour, linestyle="--", linewidth=1.2)
+        if reference is not None:
+            ax.axhline(reference[0], color="black", linewidth=0.8,
+                       label=reference[1] if k == 0 else None)
+        ax.set_xticks(range(len(folds)), [str(f) for f in folds])
+        ax.set(title=method, xlabel="fold")
+        if k == 0:
+            ax.set_ylabel(f"test {metric.upper()} (%)")
+            ax.legend(fontsize="small", loc="lower left")
     return fig

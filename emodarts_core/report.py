@@ -13,7 +13,8 @@ from .genotype import CellGenotype, Genotype
 __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table",
            "search_summary", "paired_p_value", "format_p", "head_to_head", "check_metric", "paired_jobs",
            "seed_table", "variant_table", "variant_rows", "setting_comparison",
-           "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table"]
+           "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table",
+           "ensemble_records", "ensemble_table"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -290,6 +291,73 @@ def variant_rows(variants: Mapping[str, Sequence[Any]], method: str = "emodarts"
     rows = [replace(r, method=label) for label, rs in variants.items() for r in rs if r.method == method]
     count = Counter((r.corpus, r.fold, r.seed) for r in rows)
     return [r for r in rows if count[(r.corpus, r.fold, r.seed)] >= 2]
+
+
+def ensemble_records(root: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{method: {fold: metrics}}`` of the ensemble evaluations under ``root``, laid out as
+    ``<root>/fold<k>/<method>.json`` (each written by ``evaluate`` with ``--run`` repeated);
+    emodarts first, random search next, then the other methods by name."""
+    import json
+    import re
+
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(Path(root).glob("fold*/*.json")):
+        match = re.fullmatch(r"fold(\d+)", path.parent.name)
+        if match is None:
+            continue
+        m = json.loads(path.read_text())
+        if "members" not in m:
+            raise ValueError(f"{path} is not an evaluation with members (written by evaluate)")
+        out.setdefault(path.stem, {})[int(match.group(1))] = m
+    if not out:
+        raise FileNotFoundError(f"no <fold>/<method>.json evaluations under {root}")
+    first = {"emodarts": 0, "random": 1}                    # the searched method, then its rival
+    return {m: out[m] for m in sorted(out, key=lambda m: (first.get(m, 2), m))}
+
+
+def ensemble_table(root: str | Path, metric: str = "ua", reference: str = "emodarts",
+                   other: str = "random") -> str:
+    """Ensembles against their own members, fold by fold, then per method (Markdown).
+
+    For each ensemble under ``root`` (:func:`ensemble_records`): its members' own test values
+    on the same utterances, their mean, the ensemble's value and the gain over that mean. Then
+    per method, over the folds: the members' mean and the ensemble's (mean ± sample std), the
+    paired gain with the number of folds where the ensemble was ahead and the sign-flip p-value
+    (:func:`paired_p_value`, from two folds on); last, ``reference``'s ensemble against
+    ``other``'s fold by fold, when both exist."""
+    check_metric(metric)
+    recs = ensemble_records(root)
+    M = metric.upper()
+    lines = [f"| fold | method | members' {M} % | members' mean | ensemble {M} % | gain (points) |",
+             "|---|---|---|---|---|---|"]
+    summary = {}
+    for method, folds in recs.items():
+        rows = []
+        for fold, m in sorted(folds.items()):
+            own = [100 * x[metric] for x in m["members"]]
+            mean, ens = sum(own) / len(own), 100 * m[metric]
+            rows.append((mean, ens))
+            lines.append(f"| {fold} | {method} | {' / '.join(f'{v:.2f}' for v in own)} | "
+                         f"{mean:.2f} | {ens:.2f} | {ens - mean:+.2f} |")
+        summary[method] = rows
+    lines += ["", f"| method | folds | members' mean {M} % | ensemble {M} % | gain (points) | "
+                  "ensemble ahead in | sign-flip p |", "|---|---|---|---|---|---|---|"]
+    for method, rows in summary.items():
+        gains = [e - m for m, e in rows]
+        p = format_p(paired_p_value(gains)) if len(gains) >= 2 else "–"
+        lines.append(f"| {method} | {len(rows)} | {_mean_pm_std([m for m, _ in rows])} | "
+                     f"{_mean_pm_std([e for _, e in rows])} | {_mean_pm_std(gains, signed=True)} | "
+                     f"{sum(g > 0 for g in gains)} of {len(gains)} | {p} |")
+    if reference in recs and other in recs:
+        common = sorted(set(recs[reference]) & set(recs[other]))
+        d = [100 * (recs[reference][f][metric] - recs[other][f][metric]) for f in common]
+        text = (f"{reference}'s ensemble beat {other}'s on test {M} in "
+                f"{sum(x > 0 for x in d)} of {len(d)} folds")
+        if len(d) >= 2:
+            text += (f"; paired difference {_mean_pm_std(d, signed=True)} points, two-sided p = "
+                     f"{format_p(paired_p_value(d))}")
+        lines += ["", text]
+    return "\n".join(lines)
 
 
 def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:

@@ -282,3 +282,29 @@ def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means
         plot_paired_differences(rows, "emodarts", "cnn_lstm")
     with pytest.raises(ValueError, match="metric"):
         plot_paired_differences(rows, "emodarts", "random", metric="f1")
+
+
+def test_plot_ensembles_puts_each_ensemble_beside_its_members(tmp_path):
+    import json
+
+    from emodarts_core.plots import plot_ensembles
+
+    for method, fold, members, ens in [("emodarts", 0, [0.5, 0.6, 0.7], 0.66),
+                                       ("emodarts", 1, [0.4, 0.4, 0.46], 0.40),
+                                       ("random", 0, [0.6, 0.6, 0.6], 0.63)]:
+        path = tmp_path / f"fold{fold}" / f"{method}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"ua": ens, "wa": ens, "members": [
+            {"run": "r", "ua": u, "wa": u} for u in members]}))
+    fig = plot_ensembles(tmp_path, reference=(62.0, "aim"))
+    left, right = fig.axes
+    assert [left.get_title(), right.get_title()] == ["emodarts", "random"]
+    from matplotlib.collections import PathCollection
+
+    points = sorted((round(float(x), 6), round(float(y), 6)) for c in left.collections
+                    if isinstance(c, PathCollection) for x, y in c.get_offsets())
+    # three members and the ensemble per fold, in percent
+    assert points == [(0, 50), (0, 60), (0, 66), (0, 70), (1, 40), (1, 40), (1, 40), (1, 46)]
+    levels = sorted(round(float(line.get_ydata()[0]), 6) for line in left.lines)
+    assert levels == [51.0, 53.0, 62.0]       # members' mean, ensembles' mean, the reference
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["members", "ensemble", "aim"]

@@ -1,6 +1,8 @@
 """Markdown tables of the chapters (genotypes per epoch, agreement across searches, folds)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emodarts_core.genotype import CellGenotype, Genotype
@@ -313,3 +315,38 @@ def test_seed_table_and_head_to_head_refuse_an_unknown_metric():
     for table in (seed_table, head_to_head):
         with pytest.raises(ValueError, match="metric must be 'ua' or 'wa'"):
             table(rows, "emodarts", "random", metric="f1")
+
+
+def _ensemble_json(path, members, ens):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ua": ens, "wa": ens + 0.01, "members": [
+        {"run": f"r{i}", "ua": u, "wa": u} for i, u in enumerate(members)]}))
+
+
+def test_ensemble_table_sets_each_ensemble_against_its_own_members(tmp_path):
+    from emodarts_core.report import ensemble_records, ensemble_table
+
+    _ensemble_json(tmp_path / "fold0" / "emodarts.json", [0.50, 0.60, 0.70], 0.66)
+    _ensemble_json(tmp_path / "fold1" / "emodarts.json", [0.40, 0.40, 0.46], 0.40)
+    _ensemble_json(tmp_path / "fold0" / "random.json", [0.60, 0.60, 0.60], 0.63)
+    _ensemble_json(tmp_path / "fold1" / "random.json", [0.50, 0.50, 0.50], 0.45)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.json").write_text("{}")            # not a fold: ignored
+    recs = ensemble_records(tmp_path)
+    assert list(recs) == ["emodarts", "random"] and sorted(recs["random"]) == [0, 1]
+    table = ensemble_table(tmp_path)
+    assert "| 0 | emodarts | 50.00 / 60.00 / 70.00 | 60.00 | 66.00 | +6.00 |" in table
+    assert "| 1 | emodarts | 40.00 / 40.00 / 46.00 | 42.00 | 40.00 | -2.00 |" in table
+    # per method over the folds: members' mean 51.00 ± 12.73, ensemble 53 ± 18.38, gains +6 / -2
+    assert "| emodarts | 2 | 51.00 ± 12.73 | 53.00 ± 18.38 | +2.00 ± 5.66 | 1 of 2 | 1.000 |" in table
+    assert "| random | 2 | 55.00 ± 7.07 | 54.00 ± 12.73 | -1.00 ± 5.66 | 1 of 2 | 1.000 |" in table
+    # emodarts - random per fold: +3, -5
+    assert "emodarts's ensemble beat random's on test UA in 1 of 2 folds; paired difference " \
+           "-1.00 ± 5.66 points" in table
+    assert "| 0 | random | 60.00 / 60.00 / 60.00 | 60.00 | 64.00 | +4.00 |" in ensemble_table(tmp_path, "wa")
+    with pytest.raises(FileNotFoundError):
+        ensemble_table(tmp_path / "notes")
+    (tmp_path / "fold2").mkdir()
+    (tmp_path / "fold2" / "emodarts.json").write_text(json.dumps({"ua": 0.5}))
+    with pytest.raises(ValueError, match="members"):
+        ensemble_records(tmp_path)
