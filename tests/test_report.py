@@ -330,10 +330,12 @@ def test_ensemble_table_sets_each_ensemble_against_its_own_members(tmp_path):
     _ensemble_json(tmp_path / "fold1" / "emodarts.json", [0.40, 0.40, 0.46], 0.40)
     _ensemble_json(tmp_path / "fold0" / "random.json", [0.60, 0.60, 0.60], 0.63)
     _ensemble_json(tmp_path / "fold1" / "random.json", [0.50, 0.50, 0.50], 0.45)
+    _ensemble_json(tmp_path / "fold0" / "cnn_lstm.json", [0.30, 0.30, 0.30], 0.30)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "x.json").write_text("{}")            # not a fold: ignored
     recs = ensemble_records(tmp_path)
-    assert list(recs) == ["emodarts", "random"] and sorted(recs["random"]) == [0, 1]
+    # the searched method first, then random search, then the rest (not the files' order)
+    assert list(recs) == ["emodarts", "random", "cnn_lstm"] and sorted(recs["random"]) == [0, 1]
     table = ensemble_table(tmp_path)
     assert "| 0 | emodarts | 50.00 / 60.00 / 70.00 | 60.00 | 66.00 | +6.00 |" in table
     assert "| 1 | emodarts | 40.00 / 40.00 / 46.00 | 42.00 | 40.00 | -2.00 |" in table
