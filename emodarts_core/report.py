@@ -316,7 +316,7 @@ def ensemble_records(root: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
 
 
 def ensemble_table(root: str | Path, metric: str = "ua", reference: str = "emodarts",
-                   other: str = "random") -> str:
+                   other: str = "random", per_fold: bool = True) -> str:
     """Ensembles against their own members, fold by fold, then per method (Markdown).
 
     For each ensemble under ``root`` (:func:`ensemble_records`): its members' own test values
@@ -324,7 +324,7 @@ def ensemble_table(root: str | Path, metric: str = "ua", reference: str = "emoda
     per method, over the folds: the members' mean and the ensemble's (mean ± sample std), the
     paired gain with the number of folds where the ensemble was ahead and the sign-flip p-value
     (:func:`paired_p_value`, from two folds on); last, ``reference``'s ensemble against
-    ``other``'s fold by fold, when both exist."""
+    ``other``'s fold by fold, when both exist. ``per_fold=False`` leaves out the first table."""
     check_metric(metric)
     recs = ensemble_records(root)
     M = metric.upper()
@@ -340,8 +340,9 @@ def ensemble_table(root: str | Path, metric: str = "ua", reference: str = "emoda
             lines.append(f"| {fold} | {method} | {' / '.join(f'{v:.2f}' for v in own)} | "
                          f"{mean:.2f} | {ens:.2f} | {ens - mean:+.2f} |")
         summary[method] = rows
-    lines += ["", f"| method | folds | members' mean {M} % | ensemble {M} % | gain (points) | "
-                  "ensemble ahead in | sign-flip p |", "|---|---|---|---|---|---|---|"]
+    lines = (lines + [""] if per_fold else []) + [
+        f"| method | folds | members' mean {M} % | ensemble {M} % | gain (points) | "
+        "ensemble ahead in | sign-flip p |", "|---|---|---|---|---|---|---|"]
     for method, rows in summary.items():
         gains = [e - m for m, e in rows]
         p = format_p(paired_p_value(gains)) if len(gains) >= 2 else "–"

@@ -4,7 +4,8 @@
 The notebooks run exactly as ``scripts/build_book.py --params smoke`` runs them: in ``_toc.yml``
 order, in one throwaway tree (so chapter 4 finds chapter 3's search, as in the book), with the
 ``smoke`` parameter files, kernel ``python3``, the notebook folder as working directory, the
-generated corpus (``EMODARTS_RAVDESS`` unset) and the build's post-processing.
+kept ``benchmarks/records`` beside it, the generated corpus (``EMODARTS_RAVDESS`` unset) and the
+build's post-processing.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def smoke_runs(tmp_path_factory) -> dict[str, tuple[object, Path]]:
     build_book = load_script("build_book")
     tree = tmp_path_factory.mktemp("smoke-book")
     (tree / "notebooks").mkdir()
+    # the kept records, where build_book's tree has them (chapter 6's smoke run reads the
+    # committed ensemble evaluations, which need no audio)
+    shutil.copytree(ROOT / "benchmarks" / "records", tree / "benchmarks" / "records",
+                    ignore=build_book.IGNORE)
     saved = os.environ.pop("EMODARTS_RAVDESS", None)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     os.environ.setdefault("EMODARTS_THREADS", os.environ.get("EMODARTS_TEST_THREADS", "1"))

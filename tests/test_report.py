@@ -346,6 +346,9 @@ def test_ensemble_table_sets_each_ensemble_against_its_own_members(tmp_path):
     assert "emodarts's ensemble beat random's on test UA in 1 of 2 folds; paired difference " \
            "-1.00 ± 5.66 points" in table
     assert "| 0 | random | 60.00 / 60.00 / 60.00 | 60.00 | 64.00 | +4.00 |" in ensemble_table(tmp_path, "wa")
+    short = ensemble_table(tmp_path, per_fold=False)
+    assert short.startswith("| method | folds |") and "| 0 | emodarts |" not in short
+    assert "| emodarts | 2 | 51.00 ± 12.73 |" in short
     with pytest.raises(FileNotFoundError):
         ensemble_table(tmp_path / "notes")
     (tmp_path / "fold2").mkdir()
