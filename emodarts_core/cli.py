@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-job", type=float, default=1.0)
     p.add_argument("--table-only", action="store_true",
                    help="do not run anything: build the table from the runs already under --out")
+    p.add_argument("--ensembles", action="store_true",
+                   help="also evaluate each fold's runs of a method over the seeds together "
+                        "(mean softmax) into OUT/ensembles/ and print their table; reads the "
+                        "audio again, so --corpus NAME=ROOT is needed even with --table-only")
     p.add_argument("--export", default=None, metavar="DIR",
                    help="also copy every run's small JSON record (config, environment, metrics, "
                         "genotype, history; no checkpoints) to DIR, e.g. to keep it in git")
@@ -147,25 +151,25 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from . import reproduce
 
     out = Path(args.out)
+    corpora: dict[str, str] = {}
+    for item in args.corpora:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            raise UsageError(f"--corpus {item!r}: expected NAME=ROOT")
+        if known_corpora() and name not in known_corpora():
+            raise UsageError(f"--corpus: unknown corpus {name!r}; choose one of "
+                             f"{', '.join(known_corpora())}")
+        if name != "generated" and not Path(root).is_dir():
+            raise UsageError(f"--corpus {item}: no such directory {root}")
+        corpora[name] = str(Path(root).resolve())
     if not args.table_only:
         try:
             profile = get_profile(args.profile)
         except ValueError as e:
             raise UsageError(f"--profile: {e}") from None
         apply_overrides(profile, args.overrides)     # a bad --set stops here, before any job
-        if not args.corpora:
+        if not corpora:
             raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
-        corpora: dict[str, str] = {}
-        for item in args.corpora:
-            name, sep, root = item.partition("=")
-            if not sep or not name or not root:
-                raise UsageError(f"--corpus {item!r}: expected NAME=ROOT")
-            if known_corpora() and name not in known_corpora():
-                raise UsageError(f"--corpus: unknown corpus {name!r}; choose one of "
-                                 f"{', '.join(known_corpora())}")
-            if name != "generated" and not Path(root).is_dir():
-                raise UsageError(f"--corpus {item}: no such directory {root}")
-            corpora[name] = str(Path(root).resolve())
         seeds = _int_list(args.seeds, "--seeds")
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
         unknown = set(baselines) - {"cnn_lstm", "random"}
@@ -193,6 +197,20 @@ def run_reproduce(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
     print(table)
+    if args.ensembles:
+        from .report import ensemble_table
+
+        try:
+            dirs = reproduce.evaluate_ensembles(out, corpora, protocol=args.protocol,
+                                                device=args.device)
+        except ValueError as e:
+            raise UsageError(f"--ensembles: {e}") from None
+        if not dirs:
+            print("reproduce: no fold has runs of one method for two or more seeds; no ensembles")
+        for corpus, path in dirs.items():
+            ens = ensemble_table(path)
+            (path / "table.md").write_text(ens + "\n")
+            print(f"\nEnsembles over the seeds, {corpus} ({path}):\n\n{ens}")
     if args.export:
         try:
             written = reproduce.export_records(out, args.export)

@@ -400,12 +400,15 @@ def format_report(rows: Sequence[ResultRow]) -> str:
 # Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.
 RECORD_FILES = ("config.json", "environment.json", "metrics.json", "genotype.json", "history.json",
                 "candidates.json")
+# Where :func:`evaluate_ensembles` writes below a batch directory.
+ENSEMBLE_DIR = "ensembles"
 
 
 def export_records(out_root: str | Path, dest: str | Path) -> list[Path]:
     """Copy the small JSON record of every run below ``out_root`` to the same relative place
-    below ``dest`` (no checkpoints, no executed notebooks), so that a batch's results can be kept
-    in version control and :func:`collect` / the tables rebuilt from them anywhere.
+    below ``dest`` (no checkpoints, no executed notebooks), with the ensemble evaluations of
+    :func:`evaluate_ensembles`, so that a batch's results can be kept in version control and
+    :func:`collect` / the tables rebuilt from them anywhere.
 
     Returns the files written. Existing files in ``dest`` are overwritten (atomically).
     """
@@ -417,6 +420,11 @@ def export_records(out_root: str | Path, dest: str | Path) -> list[Path]:
     if dest.resolve() == root.resolve() or root.resolve() in dest.resolve().parents:
         raise ValueError("export_records: dest must lie outside the batch directory")
     written = []
+    for path in sorted((root / ENSEMBLE_DIR).rglob("*.json")):   # evaluate_ensembles' results
+        target = dest / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, path.read_text())
+        written.append(target)
     for env_path in sorted(root.rglob("environment.json")):    # every run directory has one
         run_dir = env_path.parent
         for name in RECORD_FILES:
@@ -426,4 +434,52 @@ def export_records(out_root: str | Path, dest: str | Path) -> list[Path]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(target, src.read_text())
                 written.append(target)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Ensembles over seeds
+
+
+def evaluated_run(run_dir: str | Path) -> Path:
+    """The directory whose weights stand for a result row: a random search's ``final`` training
+    (the random-search run itself holds no weights), any other run itself."""
+    run_dir = Path(run_dir)
+    final = run_dir / "final"
+    return final if (final / "config.json").exists() else run_dir
+
+
+def evaluate_ensembles(out_root: str | Path, corpora: dict[str, str | Path | None],
+                       protocol: str | None = None, device: str = "cpu",
+                       cache_dir: str | Path | None = None,
+                       progress: bool = True) -> dict[str, Path]:
+    """Each fold's networks of one method over the batch's seeds, evaluated together.
+
+    For every (corpus, fold, method) of :func:`collect` with finished runs of at least two
+    seeds, :func:`emodarts_core.train.run_evaluate` averages their softmax probabilities on the
+    fold's test side and writes ``<out_root>/ensembles/<corpus>/fold<k>/<method>.json`` (the
+    layout :func:`emodarts_core.report.ensemble_table` reads). ``corpora`` maps each corpus name
+    to its data root (features are computed again from the audio, as each run was trained);
+    every corpus of the batch needs one. Returns ``{corpus: its ensemble directory}``.
+    """
+    from .progress import progress as progress_bar
+    from .train import run_evaluate
+
+    rows = collect(out_root)
+    missing = sorted({r.corpus for r in rows} - set(corpora))
+    if missing:
+        raise ValueError(f"evaluate_ensembles: no data root for corpus {', '.join(missing)} "
+                         f"(pass it as NAME=ROOT)")
+    groups: dict[tuple[str, int, str], dict[int, Path]] = {}
+    for r in rows:
+        groups.setdefault((r.corpus, r.fold, r.method), {})[r.seed] = evaluated_run(r.run_dir)
+    groups = {key: runs for key, runs in sorted(groups.items()) if len(runs) >= 2}
+    dest = Path(out_root) / ENSEMBLE_DIR
+    written: dict[str, Path] = {}
+    for (corpus, fold, method), runs in progress_bar(list(groups.items()), desc="ensembles",
+                                                      enabled=progress):
+        out = dest / corpus / f"fold{fold}" / f"{method}.json"
+        run_evaluate([runs[s] for s in sorted(runs)], corpus, corpora[corpus], protocol=protocol,
+                     fold=fold, cache_dir=cache_dir, out=out, device=device)
+        written[corpus] = dest / corpus
     return written

@@ -267,3 +267,56 @@ def test_every_job_parameter_is_a_parameter_of_the_experiment_notebook(tmp_path)
     job = make_grid({"generated": "/g"}, [0], [0], "smoke", tmp_path,
                     overrides=("train.select=last",))[0]
     assert "overrides" in names and set(job.parameters()) <= names, set(job.parameters()) - names
+
+
+def test_reproduce_ensembles_evaluate_each_folds_seeds_together(tmp_path, capsys):
+    import torch
+
+    from emodarts_core.cli import main
+    from emodarts_core.corpora import generate_corpus
+    from emodarts_core.reproduce import export_records
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data, batch = tmp_path / "data", tmp_path / "batch"
+        generate_corpus(data, n_speakers=4, per_class=2, seed=0)
+        common = ["--corpus", "generated", "--data-root", str(data), "--cache-dir",
+                  str(tmp_path / "cache"), "--no-progress", "--device", "cpu",
+                  "--set", "train.epochs=1", "--fold", "0"]
+        for seed in (0, 1):
+            job = batch / "generated" / "fold0" / f"seed{seed}"
+            assert main(["baseline", "--kind", "cnn_lstm", *common, "--seed", str(seed),
+                         "--out", str(job / "baseline_cnn_lstm")]) == 0
+            assert main(["baseline", "--kind", "random", "--k", "1", *common, "--seed", str(seed),
+                         "--out", str(job / "baseline_random")]) == 0
+        # a third CNN-LSTM on another fold has no partner seed: no ensemble for it
+        assert main(["baseline", "--kind", "cnn_lstm", *common[:-2], "--fold", "1",
+                     "--out", str(batch / "generated" / "fold1" / "seed0" / "baseline_cnn_lstm")]) == 0
+        capsys.readouterr()
+        # the audio is read again, so the corpus root is needed even for --table-only
+        assert main(["reproduce", "--out", str(batch), "--table-only", "--ensembles"]) == 2
+        assert "no data root for corpus generated" in capsys.readouterr().err
+        assert main(["reproduce", "--out", str(batch), "--table-only", "--ensembles", "--device",
+                     "cpu", "--corpus", f"generated={data}"]) == 0
+        printed = capsys.readouterr().out
+        ens_dir = batch / "ensembles" / "generated"
+        assert sorted(p.relative_to(ens_dir).as_posix() for p in ens_dir.rglob("*.json")) == [
+            "fold0/cnn_lstm.json", "fold0/random.json"]
+        assert "Ensembles over the seeds, generated" in printed
+        assert (ens_dir / "table.md").read_text().strip() in printed
+        for method, sub in (("cnn_lstm", "baseline_cnn_lstm"), ("random", "baseline_random")):
+            ens = json.loads((ens_dir / "fold0" / f"{method}.json").read_text())
+            runs = [batch / "generated" / "fold0" / f"seed{s}" / sub for s in (0, 1)]
+            # random search is evaluated through its final training, each member as recorded
+            assert ens["runs"] == [str((r / "final") if method == "random" else r) for r in runs]
+            assert [m["ua"] for m in ens["members"]] == pytest.approx(
+                [json.loads((r / "metrics.json").read_text())["ua"] for r in runs])
+        # the ensembles travel with an export, and the table reads them there
+        export_records(batch, tmp_path / "kept")
+        from emodarts_core.report import ensemble_table
+
+        kept = tmp_path / "kept" / "ensembles" / "generated"
+        assert ensemble_table(kept) == (ens_dir / "table.md").read_text().strip()
+    finally:
+        torch.set_num_threads(n)
