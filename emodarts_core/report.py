@@ -191,11 +191,17 @@ def seed_table(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
         groups["all"] = list(both.values())
     for label, pairs in groups.items():
         diffs = [va - vb for va, vb in pairs]
-        p = format_p(paired_p_value(diffs)) if len(diffs) >= 2 else "–"
-        lines.append(f"| {label} | {len(pairs)} | {_mean_pm_std([va for va, _ in pairs])} | "
-                     f"{_mean_pm_std([vb for _, vb in pairs])} | {_mean_pm_std(diffs, signed=True)} | "
-                     f"{sum(d > 0 for d in diffs)} of {len(diffs)} | {p} |")
+        lines.append(f"| {label} | {len(pairs)} | "
+                     f"{_paired_cells([va for va, _ in pairs], [vb for _, vb in pairs], diffs)} |")
     return "\n".join(lines)
+
+
+def _paired_cells(left: Sequence[float], right: Sequence[float], diffs: Sequence[float]) -> str:
+    """Table cells of a paired comparison: both sides' mean ± std, the differences' mean ± std,
+    how many differences are positive and the sign-flip p-value (from two pairs on)."""
+    p = format_p(paired_p_value(diffs)) if len(diffs) >= 2 else "–"
+    return (f"{_mean_pm_std(left)} | {_mean_pm_std(right)} | {_mean_pm_std(diffs, signed=True)} | "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)} | {p}")
 
 
 def _mean_pm_std(values: Sequence[float], signed: bool = False) -> str:
@@ -345,10 +351,8 @@ def ensemble_table(root: str | Path, metric: str = "ua", reference: str = "emoda
         "ensemble ahead in | sign-flip p |", "|---|---|---|---|---|---|---|"]
     for method, rows in summary.items():
         gains = [e - m for m, e in rows]
-        p = format_p(paired_p_value(gains)) if len(gains) >= 2 else "–"
-        lines.append(f"| {method} | {len(rows)} | {_mean_pm_std([m for m, _ in rows])} | "
-                     f"{_mean_pm_std([e for _, e in rows])} | {_mean_pm_std(gains, signed=True)} | "
-                     f"{sum(g > 0 for g in gains)} of {len(gains)} | {p} |")
+        lines.append(f"| {method} | {len(rows)} | "
+                     f"{_paired_cells([m for m, _ in rows], [e for _, e in rows], gains)} |")
     if reference in recs and other in recs:
         common = sorted(set(recs[reference]) & set(recs[other]))
         d = [100 * (recs[reference][f][metric] - recs[other][f][metric]) for f in common]
