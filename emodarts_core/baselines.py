@@ -98,6 +98,10 @@ class CNNLSTM(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# Random search's winner is trained in full in this subdirectory of the random-search run.
+FINAL_DIR = "final"
+
+
 def sample_cell(primitives: Sequence[str], n_nodes: int, generator: torch.Generator) -> CellGenotype:
     """One cell drawn uniformly: each node gets 2 distinct earlier states, each with an op drawn
     uniformly from ``primitives`` without ``none``."""
@@ -176,7 +180,7 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
                       {"k": k, "brief_epochs": brief, "selection": "best validation UA",
                        "best_index": best["index"], "candidates": candidates})
     final_cfg = dataclasses.replace(
-        cfg, kind="train", out_dir=str(Path(cfg.out_dir) / "final"),
+        cfg, kind="train", out_dir=str(Path(cfg.out_dir) / FINAL_DIR),
         options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
     winner = Genotype.from_dict(best["genotype"])
     res = run_train(final_cfg, winner, progress=progress, data=data)

@@ -444,8 +444,10 @@ def export_records(out_root: str | Path, dest: str | Path) -> list[Path]:
 def evaluated_run(run_dir: str | Path) -> Path:
     """The directory whose weights stand for a result row: a random search's ``final`` training
     (the random-search run itself holds no weights), any other run itself."""
+    from .baselines import FINAL_DIR
+
     run_dir = Path(run_dir)
-    final = run_dir / "final"
+    final = run_dir / FINAL_DIR
     return final if (final / "config.json").exists() else run_dir
 
 

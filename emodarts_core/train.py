@@ -348,13 +348,15 @@ def selected_weights(run: RunDir) -> dict[str, torch.Tensor]:
     name = RunDir.BEST if select == "best" else RunDir.CHECKPOINT
     ckpt = run.load_checkpoint(name)
     if ckpt is None or not run.file(RunDir.METRICS).exists():
-        hint = (f"; evaluate its final model, {run.path / 'final'}"
+        from .baselines import FINAL_DIR
+
+        hint = (f"; evaluate its final model, {run.path / FINAL_DIR}"
                 if cfg.options.get("baseline") == "random" else "; train it to the end first")
         raise DataError(f"{run.path} holds no finished training ({name}, {RunDir.METRICS}){hint}")
     return ckpt["model"]
 
 
-def member_probabilities(run_dir: str | Path, crp, indices: Sequence[int],
+def member_probabilities(run: RunDir, crp, indices: Sequence[int],
                          cache_dir: str | Path | None, device: torch.device
                          ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, list[int]]:
     """One trained run's view of ``crp.records[indices]``: its class names, its softmax
@@ -367,7 +369,6 @@ def member_probabilities(run_dir: str | Path, crp, indices: Sequence[int],
     from .datasets import features_for
     from .features import Normalizer, speaker_step
 
-    run = RunDir.open(run_dir)
     cfg = run.config
     weights = selected_weights(run)
     norm = run.load_checkpoint("normalizer.pt")
@@ -408,7 +409,7 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
     from .datasets import load_records
     from .runs import atomic_write_json
 
-    runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    runs = [RunDir.open(p) for p in ([run_dir] if isinstance(run_dir, (str, Path)) else run_dir)]
     if not runs:
         raise ValueError("run_evaluate needs at least one run directory")
     if len(runs) > 1 and out is None:
@@ -425,18 +426,19 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
     dev = resolve_device(device)
     classes: tuple[str, ...] = ()
     total, y, kept, members = None, None, None, []
-    for path in runs:
-        m_classes, probs, m_y, m_kept = member_probabilities(path, crp, indices, cache_dir, dev)
+    for run in runs:
+        m_classes, probs, m_y, m_kept = member_probabilities(run, crp, indices, cache_dir, dev)
         if total is None:
             classes, total, y, kept = m_classes, torch.zeros_like(probs), m_y, m_kept
         elif m_kept != kept:
-            raise DataError(f"{path} keeps {len(m_kept)} of the utterances and {runs[0]} keeps "
-                            f"{len(kept)}: their features differ, so they cannot be averaged")
+            raise DataError(f"{run.path} keeps {len(m_kept)} of the utterances and "
+                            f"{runs[0].path} keeps {len(kept)}: their features differ, so they "
+                            "cannot be averaged")
         order = [m_classes.index(c) for c in classes]      # into the first run's class order
         probs = probs[:, order]
         total += probs
         own = evaluate_predictions(y.numpy(), probs.argmax(1).numpy(), classes)
-        members.append({"run": str(RunDir.open(path).path), "wa": own.wa, "ua": own.ua})
+        members.append({"run": str(run.path), "wa": own.wa, "ua": own.ua})
     pred = (total / len(runs)).argmax(1).numpy()
     metrics = evaluate_predictions(y.numpy(), pred, classes).to_dict()
     metrics.update({"runs": [m["run"] for m in members], "members": members,
@@ -445,7 +447,7 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
                     "fold": fold, "split": "all" if fold is None else "test"})
     if len(runs) == 1:
         metrics["run"] = members[0]["run"]
-    out = Path(out) if out is not None else RunDir.open(runs[0]).file(
+    out = Path(out) if out is not None else runs[0].file(
         f"evaluate-{corpus}" + ("" if fold is None else f"-fold{fold}") + ".json")
     atomic_write_json(out, metrics)
     metrics["written_to"] = str(out)
