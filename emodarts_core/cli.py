@@ -13,19 +13,27 @@ Examples::
         --profile paper --seeds 0,1,2 --out runs/batch --backend ray
 
 Rerunning a command with the same ``--out`` resumes the run from its last checkpoint (a finished
-run is only re-summarised); a different configuration in an existing ``--out`` is refused.
-Bad arguments end with a one-line message and exit status 2, never a traceback.
+run is only re-summarised); a different configuration in an existing ``--out`` is refused, and
+``--restart`` starts the run again from scratch (e.g. after a damaged checkpoint). One command
+at a time works in an ``--out``: a second one is refused, naming the first (a lock that the
+kernel drops when its process dies). A command that fails before its first checkpoint leaves no
+run directory behind. Bad arguments, bad data and damaged run files end with a one-line message
+and exit status 2, never a traceback; audio files skipped or noted are counted on one line and
+listed in the run's ``data_report.json``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .config import PROFILES, UsageError, apply_overrides, get_profile
+from .locks import run_lock
 
 EXIT_USAGE = 2
 
@@ -69,8 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="SECTION.FIELD=VALUE", help="override a profile field, repeatable")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--skip-bad", action="store_true",
+                       help="skip corpus entries the loader cannot use (unknown label code, "
+                            "missing audio) instead of stopping; they are counted, printed and "
+                            "listed in the run's data_report.json")
         if out:
             p.add_argument("--out", default=None, help="run directory (default runs/<kind>-...)")
+            p.add_argument("--restart", action="store_true",
+                           help="start the run in --out again from scratch: delete its "
+                                "checkpoints and results first (e.g. after a damaged checkpoint)")
 
     p = sub.add_parser("search", help="search a genotype (DARTS)")
     common(p)
@@ -94,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this fold's test side (default: every utterance)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json-out", default=None, help="where to write the metrics JSON")
+    p.add_argument("--json-out", default=None,
+                   help="where to write the metrics JSON (default, one run: "
+                        "RUN/evaluate-<corpus>-<hash of the data root>[-fold<k>].json)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip corpus entries the loader cannot use instead of stopping")
 
     p = sub.add_parser("baseline", help="the CNN-LSTM baseline or random search")
     common(p)
@@ -176,17 +195,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--baselines: unknown baseline(s) {sorted(unknown)}; "
                              f"choose from cnn_lstm, random")
+        # counting the folds reads every corpus (and writes a generated one) once, here,
+        # before any job starts: jobs never race to make a shared corpus
+        n_folds = {name: reproduce.count_folds(name, root, args.protocol)
+                   for name, root in corpora.items()}
         if args.folds == "all":
-            folds: Any = {name: list(range(reproduce.count_folds(name, root, args.protocol)))
-                          for name, root in corpora.items()}
+            folds: Any = {name: list(range(n)) for name, n in n_folds.items()}
         else:
             folds = _int_list(args.folds, "--folds")
+            for name, n in n_folds.items():
+                bad = [k for k in folds if k >= n]
+                if bad:
+                    raise UsageError(f"--folds {args.folds}: corpus {name!r} has {n} fold(s) "
+                                     f"(0..{n - 1}); fold(s) {bad} do not exist")
         jobs = reproduce.make_grid(corpora, folds, seeds, args.profile, out,
                                    protocol=args.protocol, device=args.device,
                                    baselines=baselines, overrides=args.overrides)
         print(f"reproduce: {len(jobs)} jobs ({args.backend})")
-        reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
-                           cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
+        with run_lock(out):
+            reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
+                               cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
     try:
         rows = reproduce.collect(out)
     except ValueError as e:
@@ -250,10 +278,65 @@ def load_genotype(source: str):
                              f"(is the search finished?)")
     if not path.exists():
         raise UsageError(f"--genotype {source}: no such file or directory")
+    from .network import check_genotype
+
     try:
-        return Genotype.load(path), genotype_source(path)
+        genotype = Genotype.load(path)
+        check_genotype(genotype)
+        return genotype, genotype_source(path)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise UsageError(f"--genotype {path}: not a valid genotype ({e})") from None
+
+
+def check_runs(runs: Sequence[str]) -> None:
+    """``evaluate --run``: each a run directory whose ``config.json`` this version can read."""
+    from .runs import RunDir, RunFileError
+
+    for run in runs:
+        if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
+            raise UsageError(f"--run {run}: not a run directory (no config.json)")
+        try:
+            RunDir(run).config
+        except RunFileError as e:
+            raise UsageError(f"--run {run}: {e}") from None
+
+
+def clear_run(out: Path) -> None:
+    """``--restart``: empty the run directory ``out`` (all but its lock file); refuse a
+    directory that is not a run directory, so a mistyped ``--out`` deletes nothing."""
+    from .locks import RUN_LOCK
+
+    entries = [e for e in out.iterdir() if e.name != RUN_LOCK]
+    if entries and not (out / "config.json").exists():
+        raise UsageError(f"--restart: {out} is not a run directory (no config.json); "
+                         f"nothing was deleted")
+    for e in entries:
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
+
+
+@contextlib.contextmanager
+def claim_out(out: Path, restart: bool = False) -> Iterator[None]:
+    """Work in the run directory ``out``: locked against a second command
+    (:func:`~emodarts_core.locks.run_lock`), emptied first with ``restart``, and removed again
+    when this command created it and fails before anything worth resuming was written."""
+    from .locks import LockHeld
+    from .runs import RunDir
+
+    existed = out.exists()
+    try:
+        with run_lock(out):
+            if restart:
+                clear_run(out)
+            yield
+    except LockHeld:
+        raise
+    except BaseException:
+        if not existed and out.is_dir() and not RunDir(out).has_progress():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
@@ -291,7 +374,7 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
     return RunConfig(kind=kind, corpus=args.corpus, data_root=str(Path(data_root).resolve()),
                      out_dir=str(out), protocol=args.protocol, fold=args.fold, seed=args.seed,
                      profile=profile, device=device, overrides=tuple(args.overrides),
-                     options=options, cache_dir=args.cache_dir)
+                     options=options, cache_dir=args.cache_dir, skip_bad=args.skip_bad)
 
 
 def _pct(x: float) -> str:
@@ -311,7 +394,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         cfg = make_run_config(args, "search", {"checkpoint_every": args.checkpoint_every}
                               if args.checkpoint_every else {})
-        res = run_search(cfg, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_search(cfg, progress=progress)
         print(f"search finished: {res.run_dir}; best epoch {res.best_epoch} "
               f"(valid WA {_pct(res.best_valid_wa)}, UA {_pct(res.best_valid_ua)}); "
               f"genotype -> {Path(res.run_dir) / 'genotype.json'}")
@@ -320,7 +404,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         genotype, source = load_genotype(args.genotype)
         cfg = make_run_config(args, "train", {"genotype_source": source})
-        res = run_train(cfg, genotype, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_train(cfg, genotype, progress=progress)
         chosen = ("trained on the training and validation speakers" if res.best_valid_ua is None
                   else f"best valid UA {_pct(res.best_valid_ua)} at epoch {res.best_epoch}")
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
@@ -328,9 +413,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from .train import run_evaluate
 
-        for run in args.runs:
-            if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
-                raise UsageError(f"--run {run}: not a run directory")
+        check_runs(args.runs)
         if len(args.runs) > 1 and args.json_out is None:
             raise UsageError(f"an ensemble of {len(args.runs)} runs needs --json-out (where to "
                              "write its metrics)")
@@ -338,8 +421,16 @@ def run_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--data-root {args.data_root}: no such directory")
         m = run_evaluate(args.runs, args.corpus, args.data_root, protocol=args.protocol,
                          fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
-                         device=args.device)
-        keys = ("wa", "ua", "n", "classes", "confusion", "written_to")
+                         device=args.device, skip_bad=args.skip_bad)
+        scored = f"evaluate: scored {m['n']} of {m['n_files']} files"
+        if m["skipped"]:
+            shown = "; ".join(f"{Path(s['file']).name} ({s['reason']})" for s in m["skipped"][:3])
+            scored += f"; skipped {len(m['skipped'])}: {shown}"
+            scored += " ..." if len(m["skipped"]) > 3 else ""
+        if m["notes"]:
+            scored += f"; {len(m['notes'])} noted"
+        print(f"{scored} (all listed in {m['written_to']})", file=sys.stderr)
+        keys = ("wa", "ua", "n", "n_files", "classes", "confusion", "written_to")
         print(json.dumps({k: m[k] for k in keys + (("members",) if len(args.runs) > 1 else ())}))
     elif args.command == "reproduce":
         return run_reproduce(args)
@@ -357,7 +448,8 @@ def run_command(args: argparse.Namespace) -> int:
         elif args.head_norm:
             opts["cnn_lstm"] = {"head_norm": True}
         cfg = make_run_config(args, "baseline", opts)
-        res = run_baseline(cfg, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_baseline(cfg, progress=progress)
         print(f"baseline {args.kind} finished: {res.run_dir}; test WA {_pct(res.wa)}, "
               f"UA {_pct(res.ua)}")
     return 0
@@ -366,12 +458,13 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data)."""
     from .datasets import DataError
-    from .runs import RunConfigMismatch
+    from .locks import LockHeld
+    from .runs import RunConfigMismatch, RunFileError
 
     try:
         args = build_parser().parse_args(argv)
         return run_command(args)
-    except (UsageError, DataError, RunConfigMismatch) as e:
+    except (UsageError, DataError, RunConfigMismatch, RunFileError, LockHeld) as e:
         msg = " ".join(str(e).split())
         print(f"emodarts: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

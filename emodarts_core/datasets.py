@@ -55,6 +55,7 @@ class FoldData:
     report: LoadReport = field(default_factory=LoadReport)
     test_ids: list[str] = field(default_factory=list)
     norm_stats: dict[str, Any] | None = None   # Normalizer.state_dict() of the training side
+    n_files: int = 0                           # corpus entries looked at (kept + skipped)
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -91,22 +92,53 @@ def _resolve_root(corpus: str, root: str | Path | None) -> Path:
         root = default_cache_dir() / "generated"
     root = Path(root).expanduser()
     if corpus == GENERATED:
-        if not root.exists() or not any(root.iterdir()):
-            from .corpora.generated import generate_corpus
-
-            generate_corpus(root, seed=0)
+        ensure_generated(root)
     elif not root.exists():
         raise DataError(f"data root {root} for corpus {corpus!r} does not exist")
     return root
 
 
-def load_records(corpus: str, root: str | Path | None, protocol: str | None = None):
-    """The corpus (``generated`` is created under ``root`` when absent); errors as DataError."""
+def _missing_or_empty(root: Path) -> bool:
+    return not root.exists() or (root.is_dir() and not any(root.iterdir()))
+
+
+def ensure_generated(root: Path) -> None:
+    """Write the generated corpus at ``root`` when ``root`` is missing or empty, once, however
+    many processes ask at the same time: under a lock beside ``root``, into a temporary sibling
+    folder renamed to ``root`` when complete. A job that finds another one generating waits for
+    it and then reads its corpus; an interrupted generation leaves no half corpus at ``root``."""
+    import shutil
+    import tempfile
+
+    from .corpora.generated import generate_corpus
+    from .locks import exclusive
+
+    if not _missing_or_empty(root):
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(root.parent / f".{root.name}.generate.lock"):
+        if not _missing_or_empty(root):          # another process made it while we waited
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        try:
+            generate_corpus(tmp, seed=0)
+            if root.exists():
+                root.rmdir()                     # empty, checked above under the lock
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_records(corpus: str, root: str | Path | None, protocol: str | None = None,
+                 skip_bad: bool = False):
+    """The corpus (``generated`` is created under ``root`` when absent); errors as DataError.
+    ``skip_bad`` skips (and reports in ``corpus.report``) entries the loader cannot use."""
     from .corpora import load_corpus
 
     root = _resolve_root(corpus, root)
     try:
-        return load_corpus(corpus, root, protocol=protocol or "standard")
+        return load_corpus(corpus, root, protocol=protocol or "standard", skip_bad=skip_bad)
     except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         raise DataError(f"cannot load corpus {corpus!r} from {root}: {_msg(e)}") from e
 
@@ -115,29 +147,54 @@ def _msg(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
+#: A kept file with less audio than this is noted in the data report (it is mostly padding).
+SHORT_AUDIO_S = 0.1
+
+
 def features_for(records, features: FeatureConfig, cache_dir: str | Path | None,
                  progress: bool = False, report: LoadReport | None = None):
     """Features ``(N_kept, n_mfcc, n_frames)`` for ``records`` and the kept positions.
 
-    Files that cannot be read are skipped and listed in ``report``; the cache lives in
-    ``cache_dir`` (default ``<default_cache_dir()>/features``).
+    Files that cannot be used (undecodable, empty, silent, NaN samples) are skipped and listed
+    in ``report``; files under :data:`SHORT_AUDIO_S` seconds are kept, padded, and noted there,
+    as are damaged cache entries (computed again). The cache lives in ``cache_dir`` (default
+    ``<default_cache_dir()>/features``); one process at a time fills it for a feature
+    configuration, so concurrent jobs compute each file once and the later ones read it.
     """
-    from .features import extract_features
+    from .audio import AudioError, audio_info
+    from .features import FeatureCache, extract_features
+    from .locks import exclusive
 
+    report = LoadReport() if report is None else report
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
-    out = extract_features(records, features, cache_dir=cache, skip_bad=True, report=report,
-                           progress=progress)
-    return out.tensor.to(torch.float32), [int(i) for i in out.kept]
+    with exclusive(cache / f".{FeatureCache.config_key(features)}.lock"):
+        out = extract_features(records, features, cache_dir=cache, skip_bad=True, report=report,
+                               progress=progress)
+    kept = [int(i) for i in out.kept]
+    for i in kept:
+        path = getattr(records[i], "path", records[i])
+        try:
+            info = audio_info(path)
+        except AudioError:
+            continue
+        seconds = info.frames / max(1, info.samplerate)
+        if seconds < SHORT_AUDIO_S:
+            report.note(path, f"only {seconds:.3f} s of audio, padded with silence to "
+                              f"{features.duration_s:g} s")
+    return out.tensor.to(torch.float32), kept
 
 
 def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig,
                    protocol: str | None = None, fold: int = 0,
-                   cache_dir: str | Path | None = None, progress: bool = False) -> FoldData:
-    """Load, split, featurise and normalise one fold (see the module docstring)."""
+                   cache_dir: str | Path | None = None, progress: bool = False,
+                   skip_bad: bool = False) -> FoldData:
+    """Load, split, featurise and normalise one fold (see the module docstring); ``skip_bad``
+    skips corpus entries the loader cannot use instead of stopping (all in ``report``)."""
     from .features import Normalizer, speaker_step
     from .folds import make_folds
 
-    crp = load_records(corpus, root, protocol)
+    crp = load_records(corpus, root, protocol, skip_bad=skip_bad)
+    n_entries = len(crp.records) + len(crp.report)
     try:
         folds = make_folds(crp, protocol=protocol or "standard")
     except ValueError as e:
@@ -171,7 +228,7 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
         classes=tuple(crp.classes), speakers_train=spk(tr), speakers_valid=spk(va),
         speakers_test=spk(te), fold_name=str(getattr(f, "name", fold)), n_folds=len(folds),
         report=crp.report, test_ids=[crp.records[i].utt_id for i in te],
-        norm_stats=norm.state_dict(),
+        norm_stats=norm.state_dict(), n_files=n_entries,
     )
 
 
