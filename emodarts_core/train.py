@@ -468,7 +468,7 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
     if len(runs) > 1 and out is None:
         raise ValueError("an ensemble of several runs needs an output path (out=...)")
     crp = load_records(corpus, root, protocol, skip_bad=skip_bad)
-    resolved_root = _resolve_root(corpus, root)
+    resolved_root = _resolve_root(corpus, root).resolve()
     indices = list(range(len(crp.records)))
     if fold is not None:
         from .folds import make_folds
