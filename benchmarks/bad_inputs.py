@@ -147,9 +147,9 @@ def main() -> int:
     (run / "metrics.json").unlink()
     resume = ["baseline", "--kind", "cnn_lstm", *common(data, cache), *one, "--out", str(run)]
     blob = (run / "checkpoint.pt").read_bytes()
-    for label, content in (("empty", b""), ("truncated", blob[: len(blob) // 2])):
+    for label, content in (("an empty", b""), ("a truncated", blob[: len(blob) // 2])):
         (run / "checkpoint.pt").write_bytes(content)
-        row(f"rerun (resume) with an {label} `checkpoint.pt`", cli(*resume), base)
+        row(f"rerun (resume) with {label} `checkpoint.pt`", cli(*resume), base)
     row("the same with `--restart`", cli(*resume, "--restart"), base)
     evaluate = ["--corpus", "generated", "--data-root", str(data), "--cache-dir", str(cache),
                 "--device", "cpu"]
@@ -157,8 +157,8 @@ def main() -> int:
                          ("normalizer.pt", b"junk"), ("metrics.json", b'{"wa": ')):
         run = damaged_copy("files")
         if damage == "pickle":
-            code = ("import collections, sys, torch\n"
-                    "torch.save({'model': collections.Counter()}, sys.argv[1])")
+            code = ("import sys, torch\nclass Gadget:\n    pass\n"
+                    "torch.save({'model': Gadget()}, sys.argv[1])")
             subprocess.run([sys.executable, "-c", code, str(run / name)], check=True)
             label = "a pickle `weights_only=True` refuses"
         else:

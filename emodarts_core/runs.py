@@ -8,7 +8,10 @@ A run directory holds
   commit when there is one, and the start time (plus the times of any resumes);
 - ``history.json``: one record per epoch (and, for searches, optionally per step);
 - ``genotype.json`` (searches), ``metrics.json`` (trainings), ``best.pt`` (best weights);
-- ``checkpoint.pt``: the latest full state for an exact resume.
+- ``checkpoint.pt``: the latest full state for an exact resume;
+- ``data_report.json``: the corpus files the data loading skipped or noted, with the reasons;
+- ``.emodarts.lock``: while a command works in the directory, its lock
+  (:mod:`emodarts_core.locks`).
 
 Every file is written atomically (a temporary file in the same directory, then ``os.replace``), so
 a run killed at any moment leaves either the old or the new version of a file, never half of one.
@@ -16,7 +19,9 @@ Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load w
 ``torch.load(weights_only=True)``: nothing in them can run code when read.
 
 Resuming never mixes runs: opening an existing directory with a *different* configuration is
-refused with :class:`RunConfigMismatch`.
+refused with :class:`RunConfigMismatch`. A file that cannot be read (truncated, not JSON, a
+pickle ``weights_only`` refuses) raises :class:`RunFileError` naming it and the way out
+(:data:`RESTART_HINT`).
 """
 from __future__ import annotations
 
