@@ -51,8 +51,8 @@ DATA_REPORT = "data_report.json"      # what the data loading skipped or noted
 _RESUME_FREE_FIELDS = ("out_dir", "cache_dir", "skip_bad")
 
 #: What a damaged run file's error tells the user to do (the CLI's ``--restart``).
-RESTART_HINT = ("rerun the command with --restart to start this run again from scratch "
-                "(or delete the run directory)")
+RESTART_HINT = ("rerun the command that made this run with --restart to start it again from "
+                "scratch (or delete the run directory)")
 
 
 class RunConfigMismatch(ValueError):
@@ -374,7 +374,8 @@ class RunDir:
             return RunConfig.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RunFileError(f"{self.file(self.CONFIG)} is not a run configuration this "
-                               f"version can read ({type(e).__name__}: {e})") from None
+                               f"version can read ({type(e).__name__}: {e}); {RESTART_HINT}"
+                               ) from None
 
     def write_data_report(self, report: Any, n_files: int) -> str:
         """Write what the data loading skipped or noted (``report``, a
@@ -423,11 +424,10 @@ class RunDir:
             return None
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
+        except pickle.UnpicklingError:
             raise RunFileError(f"{path} was refused by torch.load(weights_only=True): it holds "
-                               f"objects that could run code, so it was not written by "
-                               f"emodarts ({first}); {RESTART_HINT}") from None
+                               f"objects that could run code when loaded, so emodarts did not "
+                               f"write it and will not load it; {RESTART_HINT}") from None
         except Exception as e:  # truncated, empty, not a torch file: torch raises several types
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise RunFileError(f"{path} is damaged ({first}); {RESTART_HINT}") from None
