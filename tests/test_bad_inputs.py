@@ -210,6 +210,16 @@ def test_damaged_checkpoint_is_named_and_restart_recovers(capsys, tmp_path, trai
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
 
 
+def test_restart_deletes_nothing_outside_a_run_directory(capsys, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    msg = _err(capsys, ["baseline", "--kind", "cnn_lstm",
+                        *_common(tmp_path / "data", tmp_path / "cache"),
+                        "--out", str(tmp_path / "mine"), "--restart"])
+    assert "not a run directory" in msg and "nothing was deleted" in msg
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
 class _Gadget:
     """Not a type ``torch.load(weights_only=True)`` accepts."""
 
