@@ -60,7 +60,7 @@ def seq_primitives(seq_ops: str | tuple[str, ...]) -> tuple[str, ...]:
     return ops
 
 
-NORMALIZATIONS: tuple[str, ...] = ("training", "speaker")
+NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +81,10 @@ class FeatureConfig:
     # How the images are standardised before the network sees them (not part of the cached
     # extraction): "training" = one per-coefficient mean and spread from the fold's training side
     # (the paper's setting); "speaker" = first each speaker's utterances by that speaker's own
-    # per-coefficient statistics (from their audio, never their labels), then as "training".
+    # per-coefficient statistics (from their audio, never their labels), then as "training";
+    # "corpus" = first each corpus's utterances by that corpus's own per-coefficient statistics
+    # (all its utterances that were loaded, audio only: a remedy for corpus shift), then as
+    # "training".
     normalization: str = "training"
 
     def __post_init__(self) -> None:

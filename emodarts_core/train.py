@@ -356,55 +356,106 @@ def selected_weights(run: RunDir) -> dict[str, torch.Tensor]:
     return ckpt["model"]
 
 
-def member_probabilities(run: RunDir, crp, indices: Sequence[int],
+def run_classes(run: RunDir) -> tuple[str, ...]:
+    """The classes a finished run was trained on, in its output order."""
+    return tuple(str(c) for c in run.read_json(RunDir.METRICS)["classes"])
+
+
+def member_probabilities(run: RunDir, crp, indices: Sequence[int], scored: Sequence[str],
                          cache_dir: str | Path | None, device: torch.device
-                         ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, list[int]]:
-    """One trained run's view of ``crp.records[indices]``: its class names, its softmax
-    probabilities ``(n_kept, n_classes)`` in that class order, the labels as indices in it, and
-    the positions (into ``indices``) of the utterances its features kept.
+                         ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """One trained run's view of ``crp.records[indices]``, scored over the classes ``scored``
+    (a subset of the run's classes; every record's label must be one of them): its softmax
+    probabilities ``(n_kept, len(scored))`` over the logits of ``scored`` alone, in that order
+    (so its decision is the argmax among those classes' logits), the labels as indices into
+    ``scored``, and the positions (into ``indices``) of the utterances its features kept.
 
     Features use the run's profile and the normalisation fitted on the run's own training side;
     with ``normalization="speaker"`` each evaluated speaker is first standardised by the
-    statistics of their evaluated utterances (audio only)."""
+    statistics of their evaluated utterances, with ``"corpus"`` each corpus by the statistics
+    of all its loaded utterances (``crp.records``, whatever the fold or class; audio only)."""
     from .datasets import features_for
     from .features import Normalizer, speaker_step
 
     cfg = run.config
+    fcfg = cfg.profile.features
     weights = selected_weights(run)
     norm = run.load_checkpoint("normalizer.pt")
     if norm is None:
         raise DataError(f"{run.path} holds no normalizer.pt; it was not written by run_train")
-    classes = tuple(str(c) for c in run.read_json(RunDir.METRICS)["classes"])
-    if set(crp.classes) != set(classes):
-        raise DataError(f"corpus {crp.name!r} has classes {list(crp.classes)} but the run "
-                        f"{run.path} was trained on {list(classes)}")
+    classes = run_classes(run)
+    missing = [c for c in scored if c not in classes]
+    if missing:
+        raise DataError(f"the run {run.path} was trained on {list(classes)}, without {missing}")
     records = [crp.records[i] for i in indices]
-    feats, kept = features_for(records, cfg.profile.features, cache_dir)
-    feats = speaker_step(feats, [records[i].speaker for i in kept], cfg.profile.features)
+    if fcfg.normalization == "corpus":
+        every, kept_all = features_for(crp.records, fcfg, cache_dir)
+        every = speaker_step(every, [], fcfg, corpora=[crp.records[i].corpus for i in kept_all])
+        row = {idx: r for r, idx in enumerate(kept_all)}
+        kept = [j for j, i in enumerate(indices) if int(i) in row]
+        feats = every[[row[int(indices[j])] for j in kept]]
+    else:
+        feats, kept = features_for(records, fcfg, cache_dir)
+        feats = speaker_step(feats, [records[i].speaker for i in kept], fcfg)
     x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
-    remap = {c: i for i, c in enumerate(classes)}
+    remap = {c: i for i, c in enumerate(scored)}
     y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
     model = build_model(run, len(classes), (x.shape[-2], x.shape[-1]))
     model.load_state_dict(weights)
     model.to(device)
     logits = predict(model, x, cfg.profile.train.batch_size, device)
-    return classes, torch.softmax(logits, dim=1), y, kept
+    columns = [classes.index(c) for c in scored]
+    return torch.softmax(logits[:, columns], dim=1), y, kept
+
+
+def scored_classes(run_class_lists: Sequence[Sequence[str]], corpus_classes: Sequence[str],
+                   classes: str | Sequence[str] | None = None, corpus: str = "the corpus"
+                   ) -> tuple[str, ...]:
+    """The classes an evaluation scores: ``classes`` when given (a set name or names, each of
+    which every run and the corpus must have), else every class of the first run that the
+    corpus and the other runs also have; in the first run's order. DataError when none."""
+    first = list(run_class_lists[0])
+    if classes is not None:
+        from .emotions import resolve_class_set
+
+        try:
+            wanted = set(resolve_class_set(classes))
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        for c in sorted(wanted):
+            if c not in corpus_classes:
+                raise DataError(f"class {c!r} is not among {corpus}'s classes {list(corpus_classes)}")
+            if any(c not in rc for rc in run_class_lists):
+                raise DataError(f"class {c!r} is not among the run's classes {first}")
+    else:
+        wanted = set(corpus_classes).intersection(*map(set, run_class_lists))
+    scored = tuple(c for c in first if c in wanted)
+    if not scored:
+        raise DataError(f"no shared class: the run was trained on {first}, {corpus} has "
+                        f"{list(corpus_classes)}")
+    return scored
 
 
 def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
-                 root: str | Path | None, protocol: str | None = None, fold: int | None = None,
-                 cache_dir: str | Path | None = None, out: str | Path | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
+                 root: str | Path | Sequence[str | Path] | None, protocol: str | None = None,
+                 fold: int | None = None, cache_dir: str | Path | None = None,
+                 out: str | Path | None = None, device: str = "cpu",
+                 classes: str | Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate a trained run's selected weights (:func:`selected_weights`), or an ensemble of
-    several runs, on a corpus with the same label set.
+    several runs, on a corpus, over the classes the runs and the corpus share.
 
-    ``run_dir`` is one run directory or a list of them. Each run is featurised and normalised as
-    it was trained (:func:`member_probabilities`); an ensemble predicts the class of the highest
-    mean softmax probability over its runs, and one run predicts exactly its own argmax. The
-    runs must keep the same utterances. ``fold=None`` evaluates every utterance of the corpus;
-    an integer evaluates that fold's test side. The metrics (with each run's own WA / UA on the
-    same utterances under ``members``) are written to ``out`` and returned; for one run ``out``
-    defaults to ``<run>/evaluate-<corpus>[-fold<k>].json``, an ensemble must name it.
+    ``run_dir`` is one run directory or a list of them. The scored classes are those of the
+    first run that the corpus (and every other run) also has, or ``classes`` when given
+    (:func:`scored_classes`); utterances of the corpus's other classes are left out, and each
+    run decides among the scored classes' logits alone. Each run is featurised and normalised
+    as it was trained (:func:`member_probabilities`); an ensemble predicts the class of the
+    highest mean softmax probability over its runs, and one run predicts exactly its own
+    argmax. The runs must keep the same utterances. ``fold=None`` evaluates every utterance of
+    the corpus; an integer evaluates that fold's test side. The metrics (WA, UA, confusion,
+    per-class recall over the scored classes; what was dropped on each side under
+    ``dropped``; each run's own WA / UA under ``members``) are written to ``out`` and returned;
+    for one run ``out`` defaults to ``<run>/evaluate-<corpus>[-fold<k>].json``, an ensemble
+    must name it.
     """
     from .datasets import load_records
     from .runs import atomic_write_json
@@ -419,36 +470,55 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
     if fold is not None:
         from .folds import make_folds
 
-        folds = make_folds(crp, protocol=protocol or "standard")
+        try:
+            folds = make_folds(crp, protocol=protocol or "standard")
+        except ValueError as e:
+            raise DataError(f"cannot split corpus {corpus!r} into folds: {e}") from e
         if not 0 <= fold < len(folds):
             raise DataError(f"fold {fold} is out of range: corpus {corpus!r} has {len(folds)} fold(s)")
         indices = [int(i) for i in folds[fold].test]
+    lists = [run_classes(run) for run in runs]
+    scored = scored_classes(lists, crp.classes, classes, corpus=f"corpus {corpus!r}")
+    dropped_files: dict[str, int] = {}
+    for i in indices:
+        if crp.records[i].label not in scored:
+            dropped_files[crp.records[i].label] = dropped_files.get(crp.records[i].label, 0) + 1
+    indices = [i for i in indices if crp.records[i].label in scored]
+    if not indices:
+        raise DataError(f"corpus {corpus!r} has no utterance of the scored classes {list(scored)}"
+                        + ("" if fold is None else f" in fold {fold}'s test side"))
     dev = resolve_device(device)
-    classes: tuple[str, ...] = ()
     total, y, kept, members = None, None, None, []
     for run in runs:
-        m_classes, probs, m_y, m_kept = member_probabilities(run, crp, indices, cache_dir, dev)
+        probs, m_y, m_kept = member_probabilities(run, crp, indices, scored, cache_dir, dev)
         if total is None:
-            classes, total, y, kept = m_classes, torch.zeros_like(probs), m_y, m_kept
+            total, y, kept = torch.zeros_like(probs), m_y, m_kept
         elif m_kept != kept:
             raise DataError(f"{run.path} keeps {len(m_kept)} of the utterances and "
                             f"{runs[0].path} keeps {len(kept)}: their features differ, so they "
                             "cannot be averaged")
-        order = [m_classes.index(c) for c in classes]      # into the first run's class order
-        probs = probs[:, order]
         total += probs
-        own = evaluate_predictions(y.numpy(), probs.argmax(1).numpy(), classes)
+        own = evaluate_predictions(y.numpy(), probs.argmax(1).numpy(), scored)
         members.append({"run": str(run.path), "wa": own.wa, "ua": own.ua})
     pred = (total / len(runs)).argmax(1).numpy()
-    metrics = evaluate_predictions(y.numpy(), pred, classes).to_dict()
+    metrics = evaluate_predictions(y.numpy(), pred, scored).to_dict()
+    run_dropped = [c for c in dict.fromkeys(c for rc in lists for c in rc) if c not in scored]
     metrics.update({"runs": [m["run"] for m in members], "members": members,
                     "combine": "single run" if len(runs) == 1 else "mean softmax probability",
-                    "corpus": corpus, "data_root": str(root), "protocol": protocol,
-                    "fold": fold, "split": "all" if fold is None else "test"})
+                    "corpus": corpus, "data_root": str(root) if not isinstance(root, (list, tuple))
+                    else [str(r) for r in root], "protocol": protocol,
+                    "fold": fold, "split": "all" if fold is None else "test",
+                    "run_classes": list(lists[0]), "corpus_classes": list(crp.classes),
+                    "chance_ua": 1.0 / len(scored),
+                    "dropped": {"run_classes": run_dropped,
+                                "corpus_classes": [c for c in crp.classes if c not in scored],
+                                "corpus_files": {c: dropped_files[c] for c in crp.classes
+                                                 if c in dropped_files},
+                                "n_corpus_files": sum(dropped_files.values())}})
     if len(runs) == 1:
         metrics["run"] = members[0]["run"]
     out = Path(out) if out is not None else runs[0].file(
-        f"evaluate-{corpus}" + ("" if fold is None else f"-fold{fold}") + ".json")
+        f"evaluate-{corpus.replace(',', '+')}" + ("" if fold is None else f"-fold{fold}") + ".json")
     atomic_write_json(out, metrics)
     metrics["written_to"] = str(out)
     return metrics
