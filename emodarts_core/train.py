@@ -364,16 +364,18 @@ def run_classes(run: RunDir) -> tuple[str, ...]:
 def member_probabilities(run: RunDir, crp, indices: Sequence[int], scored: Sequence[str],
                          cache_dir: str | Path | None, device: torch.device
                          ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """One trained run's view of ``crp.records[indices]``, scored over the classes ``scored``
-    (a subset of the run's classes; every record's label must be one of them): its softmax
-    probabilities ``(n_kept, len(scored))`` over the logits of ``scored`` alone, in that order
-    (so its decision is the argmax among those classes' logits), the labels as indices into
-    ``scored``, and the positions (into ``indices``) of the utterances its features kept.
+    """One trained run's view of the utterances ``crp.records[indices]`` whose label is one of
+    ``scored`` (a subset of the run's classes): its softmax probabilities
+    ``(n_kept, len(scored))`` over the logits of ``scored`` alone, in that order (so its
+    decision is the argmax among those classes' logits), the labels as indices into ``scored``,
+    and the positions (into ``indices``) of the utterances scored (label in ``scored``, audio
+    readable).
 
     Features use the run's profile and the normalisation fitted on the run's own training side;
     with ``normalization="speaker"`` each evaluated speaker is first standardised by the
-    statistics of their evaluated utterances, with ``"corpus"`` each corpus by the statistics
-    of all its loaded utterances (``crp.records``, whatever the fold or class; audio only)."""
+    statistics of all their utterances in ``indices`` (whatever their class: audio only), with
+    ``"corpus"`` each corpus by the statistics of all its loaded utterances (``crp.records``,
+    whatever the fold or class)."""
     from .datasets import features_for
     from .features import Normalizer, speaker_step
 
@@ -397,6 +399,8 @@ def member_probabilities(run: RunDir, crp, indices: Sequence[int], scored: Seque
     else:
         feats, kept = features_for(records, fcfg, cache_dir)
         feats = speaker_step(feats, [records[i].speaker for i in kept], fcfg)
+    chosen = [r for r, j in enumerate(kept) if records[j].label in scored]
+    feats, kept = feats[chosen], [kept[r] for r in chosen]
     x = Normalizer.from_state_dict(norm)(feats).unsqueeze(1)
     remap = {c: i for i, c in enumerate(scored)}
     y = torch.tensor([remap[records[i].label] for i in kept], dtype=torch.int64)
@@ -483,8 +487,7 @@ def run_evaluate(run_dir: str | Path | Sequence[str | Path], corpus: str,
     for i in indices:
         if crp.records[i].label not in scored:
             dropped_files[crp.records[i].label] = dropped_files.get(crp.records[i].label, 0) + 1
-    indices = [i for i in indices if crp.records[i].label in scored]
-    if not indices:
+    if not any(crp.records[i].label in scored for i in indices):
         raise DataError(f"corpus {corpus!r} has no utterance of the scored classes {list(scored)}"
                         + ("" if fold is None else f" in fold {fold}'s test side"))
     dev = resolve_device(device)

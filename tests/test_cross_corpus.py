@@ -218,3 +218,30 @@ def test_evaluate_errors_are_one_line_exit_2(capsys, trees, two_corpus_run):
     code, out = _evaluate(capsys, trees, other, "tess")
     lines = [ln for ln in out.err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "no shared class" in lines[0], out.err
+
+
+def test_speaker_statistics_do_not_depend_on_the_scored_classes(capsys, trees):
+    """Per-speaker normalisation reads all of a test speaker's utterances (audio only), so the
+    choice of scored classes cannot change a kept utterance's probabilities beyond dropping
+    the other classes' logits."""
+    from emodarts_core.runs import RunDir
+    from emodarts_core.train import member_probabilities
+
+    out = trees["tmp"] / "emodb-speaker"
+    assert main(["baseline", "--kind", "cnn_lstm", "--corpus", "emodb", "--data-root", trees["emodb"],
+                 "--cache-dir", trees["cache"], "--no-progress", "--device", "cpu",
+                 "--set", "train.epochs=1", "--set", "features.normalization=speaker",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    run = RunDir.open(out)
+    crp = load_records("ravdess", trees["ravdess"])
+    every = list(range(len(crp)))
+    shared = CLASS_SETS["shared6"]
+    full, y_full, kept = member_probabilities(run, crp, every, shared, trees["cache"], torch.device("cpu"))
+    two, y_two, kept_two = member_probabilities(run, crp, every, ("sad", "angry"), trees["cache"],
+                                                torch.device("cpu"))
+    assert len(kept) == 42 and len(kept_two) == 18 and set(kept_two) <= set(kept)
+    rows = [kept.index(k) for k in kept_two]
+    cols = full[rows][:, [shared.index("sad"), shared.index("angry")]]
+    torch.testing.assert_close(two, cols / cols.sum(1, keepdim=True), atol=1e-5, rtol=1e-4)
+    assert y_two.tolist() == [0 if crp.records[k].label == "sad" else 1 for k in kept_two]
