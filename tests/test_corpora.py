@@ -297,6 +297,11 @@ def test_tess(tmp_path):
     assert sf.info(str(quirks["96k"])).samplerate == 96000
     assert load_corpus("tess", root, classes="shared6").class_counts() == {
         "neutral": 6, "happy": 6, "sad": 6, "angry": 6, "fearful": 6, "disgust": 6}
+    # two speakers leave no validation speaker beside a training one: a test set only
+    from emodarts_core.folds import make_folds
+
+    with pytest.raises(ValueError, match="cannot hold out 1 for validation"):
+        make_folds(c)
 
 
 def test_tess_bad_entries(tmp_path):
