@@ -5,6 +5,10 @@ Examples::
     python -m emodarts_core search --corpus generated --profile smoke --out runs/s0
     python -m emodarts_core train --genotype runs/s0 --corpus generated --profile smoke --out runs/t0
     python -m emodarts_core evaluate --run runs/t0 --corpus generated --data-root DATA
+    python -m emodarts_core evaluate --run runs/ravdess-run --corpus emodb --data-root EMODB \
+        --classes neutral,happy,sad,angry     # another corpus, over (some of) the shared classes
+    python -m emodarts_core baseline --kind cnn_lstm --corpus ravdess,emodb \
+        --data-root RAVDESS --data-root EMODB --out runs/b1   # two corpora, their shared classes
     python -m emodarts_core evaluate --run runs/t0 --run runs/t1 --corpus generated \
         --data-root DATA --fold 0 --json-out runs/ensemble.json      # mean softmax of both
     python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
@@ -63,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p: argparse.ArgumentParser, out: bool = True) -> None:
-        p.add_argument("--corpus", default="generated", help="corpus name (default: generated)")
-        p.add_argument("--data-root", default=None,
-                       help="corpus root directory (the generated corpus is created there)")
+        p.add_argument("--corpus", default="generated",
+                       help="corpus name (default: generated), or several comma-separated "
+                            "(ravdess,emodb: trained over their shared classes)")
+        p.add_argument("--data-root", default=None, action="append",
+                       help="corpus root directory (the generated corpus is created there); "
+                            "repeat it for several corpora, one each, in --corpus order")
         p.add_argument("--protocol", default=None, help="the corpus protocol (default: standard)")
         p.add_argument("--profile", default="smoke", help=f"one of {', '.join(sorted(PROFILES))}")
         p.add_argument("--fold", type=int, default=0, help="fold index (default 0)")
@@ -102,11 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, action="append", dest="runs", metavar="RUN",
                    help="a training or baseline run directory; repeat it to evaluate an "
                         "ensemble (mean softmax probability of the runs; needs --json-out)")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--corpus", required=True,
+                   help="the test corpus; it may have other classes than the run (only the "
+                        "shared ones are scored)")
+    p.add_argument("--data-root", default=None, action="append",
+                   help="the corpus root (repeat it for a comma-separated --corpus)")
     p.add_argument("--protocol", default=None)
     p.add_argument("--fold", type=int, default=None,
                    help="evaluate this fold's test side (default: every utterance)")
+    p.add_argument("--classes", default=None, metavar="A,B,C",
+                   help="score these classes (comma-separated canonical names, or a class set "
+                        "such as shared6); default: every class the run and the corpus share")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json-out", default=None,
@@ -339,6 +352,40 @@ def claim_out(out: Path, restart: bool = False) -> Iterator[None]:
         raise
 
 
+def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[str], str | None]:
+    """The corpus names of ``--corpus`` (one, or several comma-separated) and their roots as the
+    one string a run config keeps (absolute; several joined by ``os.pathsep``), or ``None`` for
+    the generated corpus's default place. UsageError for an unknown name or missing, surplus or
+    absent roots."""
+    from .datasets import DataError, corpus_names, join_roots
+
+    try:
+        names = corpus_names(corpus)
+    except DataError as e:
+        raise UsageError(f"--corpus: {e}") from None
+    corpora = known_corpora()
+    for name in names:
+        if corpora and name not in corpora:
+            raise UsageError(f"--corpus: unknown corpus {name!r}; choose one of "
+                             f"{', '.join(corpora)}")
+    roots = list(data_roots or [])
+    if not roots:
+        if names != ["generated"]:
+            need = f"one per corpus ({', '.join(names)})" if len(names) > 1 else ""
+            raise UsageError(f"--data-root is required for corpus {corpus!r}" + (f": {need}" if need else ""))
+        return names, None
+    if len(roots) != len(names):
+        raise UsageError(f"--corpus {corpus} names {len(names)} corpora but --data-root is given "
+                         f"{len(roots)} time(s); give one root per corpus, in order")
+    for name, root in zip(names, roots):
+        if name != "generated" and not Path(root).is_dir():
+            raise UsageError(f"--data-root {root}: no such directory")
+    try:
+        return names, join_roots([str(Path(r).resolve()) for r in roots])
+    except DataError as e:
+        raise UsageError(f"--data-root: {e}") from None
+
+
 def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
     """A :class:`~emodarts_core.runs.RunConfig` from parsed arguments (validated)."""
     from .runs import RunConfig
@@ -349,14 +396,7 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
     except ValueError as e:
         raise UsageError(f"--profile: {e}") from None
     profile = apply_overrides(profile, args.overrides)
-    corpora = known_corpora()
-    if corpora and args.corpus not in corpora:
-        raise UsageError(f"--corpus: unknown corpus {args.corpus!r}; choose one of "
-                         f"{', '.join(corpora)}")
-    if args.data_root is None and args.corpus != "generated":
-        raise UsageError(f"--data-root is required for corpus {args.corpus!r}")
-    if args.data_root is not None and args.corpus != "generated" and not Path(args.data_root).is_dir():
-        raise UsageError(f"--data-root {args.data_root}: no such directory")
+    names, data_root = corpus_roots(args.corpus, args.data_root)
     if args.fold < 0:
         raise UsageError(f"--fold must be >= 0, got {args.fold}")
     try:
@@ -365,13 +405,14 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
         raise UsageError(f"--device: {e}") from None
     if device.startswith("cuda"):
         options = {**options, "amp": None if args.amp == "off" else args.amp}
-    data_root = args.data_root
     if data_root is None:
         from .datasets import default_cache_dir
 
-        data_root = str(default_cache_dir() / "generated")
-    out = args.out or f"runs/{kind}-{args.corpus}-{profile.name}-fold{args.fold}-seed{args.seed}"
-    return RunConfig(kind=kind, corpus=args.corpus, data_root=str(Path(data_root).resolve()),
+        data_root = str((default_cache_dir() / "generated").resolve())
+    corpus = ",".join(names)
+    out = args.out or (f"runs/{kind}-{corpus.replace(',', '+')}-{profile.name}-fold{args.fold}"
+                       f"-seed{args.seed}")
+    return RunConfig(kind=kind, corpus=corpus, data_root=data_root,
                      out_dir=str(out), protocol=args.protocol, fold=args.fold, seed=args.seed,
                      profile=profile, device=device, overrides=tuple(args.overrides),
                      options=options, cache_dir=args.cache_dir, skip_bad=args.skip_bad)
@@ -411,17 +452,31 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
               f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; {chosen})")
     elif args.command == "evaluate":
+        from .datasets import DataError
         from .train import run_evaluate
 
         check_runs(args.runs)
         if len(args.runs) > 1 and args.json_out is None:
             raise UsageError(f"an ensemble of {len(args.runs)} runs needs --json-out (where to "
                              "write its metrics)")
-        if args.data_root is not None and not Path(args.data_root).is_dir():
-            raise UsageError(f"--data-root {args.data_root}: no such directory")
-        m = run_evaluate(args.runs, args.corpus, args.data_root, protocol=args.protocol,
-                         fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
-                         device=args.device, skip_bad=args.skip_bad)
+        names, root = corpus_roots(args.corpus, args.data_root)
+        classes = None
+        if args.classes is not None:
+            from .emotions import resolve_class_set
+
+            parts = [c.strip() for c in args.classes.split(",") if c.strip()]
+            try:
+                classes = resolve_class_set(parts[0] if len(parts) == 1 else parts,
+                                            argument="--classes")
+            except (ValueError, IndexError) as e:
+                raise UsageError(f"--classes {args.classes!r}: "
+                                 f"{e if parts else 'name at least one class'}") from None
+        try:
+            m = run_evaluate(args.runs, ",".join(names), root, protocol=args.protocol,
+                             fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
+                             device=args.device, classes=classes, skip_bad=args.skip_bad)
+        except DataError as e:
+            raise UsageError(str(e)) from None
         scored = f"evaluate: scored {m['n']} of {m['n_files']} files"
         if m["skipped"]:
             shown = "; ".join(f"{Path(s['file']).name} ({s['reason']})" for s in m["skipped"][:3])
@@ -430,7 +485,8 @@ def run_command(args: argparse.Namespace) -> int:
         if m["notes"]:
             scored += f"; {len(m['notes'])} noted"
         print(f"{scored} (all listed in {m['written_to']})", file=sys.stderr)
-        keys = ("wa", "ua", "n", "n_files", "classes", "confusion", "written_to")
+        keys = ("wa", "ua", "n", "n_files", "classes", "per_class_recall", "confusion",
+                "chance_ua", "dropped", "written_to")
         print(json.dumps({k: m[k] for k in keys + (("members",) if len(args.runs) > 1 else ())}))
     elif args.command == "reproduce":
         return run_reproduce(args)

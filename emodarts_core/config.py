@@ -70,7 +70,7 @@ def _require(checks: Sequence[tuple[bool, str]], cls: str) -> None:
             raise ValueError(f"{cls}.{what}")
 
 
-NORMALIZATIONS: tuple[str, ...] = ("training", "speaker")
+NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +91,10 @@ class FeatureConfig:
     # How the images are standardised before the network sees them (not part of the cached
     # extraction): "training" = one per-coefficient mean and spread from the fold's training side
     # (the paper's setting); "speaker" = first each speaker's utterances by that speaker's own
-    # per-coefficient statistics (from their audio, never their labels), then as "training".
+    # per-coefficient statistics (from their audio, never their labels), then as "training";
+    # "corpus" = first each corpus's utterances by that corpus's own per-coefficient statistics
+    # (all its utterances that were loaded, audio only: a remedy for corpus shift), then as
+    # "training".
     normalization: str = "training"
 
     def __post_init__(self) -> None:

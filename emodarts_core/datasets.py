@@ -1,8 +1,11 @@
 """From a corpus on disk to normalised tensors for one fold, and the batches the loops draw.
 
 The chain is ``load_corpus`` -> ``make_folds`` -> ``extract_features`` (cached) -> (with
-``FeatureConfig.normalization="speaker"``, each speaker standardised by their own statistics) -> a
-``Normalizer`` fitted on the fold's training side only -> :class:`FoldData`. MFCC images are small
+``FeatureConfig.normalization="speaker"``, each speaker standardised by their own statistics;
+with ``"corpus"``, each corpus by its own) -> a ``Normalizer`` fitted on the fold's training side
+only -> :class:`FoldData`. Several corpora at once (``corpus="ravdess,emodb"``, one root each)
+are combined over their shared classes (:func:`combine_corpora`), with folds that are speaker
+independent within every corpus. MFCC images are small
 (the paper's 128 x 128 float32 is 64 KiB per utterance), so a fold lives in memory as tensors and
 batching is a seeded index permutation: no DataLoader, no worker processes, and an exact resume
 only needs the state of one ``torch.Generator``.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -130,17 +133,91 @@ def ensure_generated(root: Path) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_records(corpus: str, root: str | Path | None, protocol: str | None = None,
-                 skip_bad: bool = False):
+def corpus_names(corpus: str) -> list[str]:
+    """The corpora a corpus argument names: ``"ravdess,emodb"`` -> ``["ravdess", "emodb"]``."""
+    names = [n.strip() for n in str(corpus).split(",")]
+    if not all(names):
+        raise DataError(f"corpus {corpus!r}: an empty name in the comma-separated list")
+    if len(set(names)) != len(names):
+        raise DataError(f"corpus {corpus!r} names a corpus twice")
+    return names
+
+
+def split_roots(root: str | Path | Sequence[str | Path] | None, n: int) -> list[Any]:
+    """``n`` data roots from one root, a sequence, or one string of roots joined by
+    ``os.pathsep`` (how a run's ``config.json`` keeps the roots of several corpora)."""
+    if isinstance(root, (list, tuple)):
+        roots = list(root)
+    elif n > 1 and root is not None:
+        roots = str(root).split(os.pathsep)
+    else:
+        roots = [root]
+    if len(roots) != n:
+        raise DataError(f"{n} corpora need {n} data roots, one each, in order (--data-root); "
+                        f"got {len(roots) if root is not None else 0}")
+    return roots
+
+
+def join_roots(roots: Sequence[str | Path]) -> str:
+    """The one string :func:`split_roots` reads back (absolute paths joined by ``os.pathsep``)."""
+    for r in roots:
+        if os.pathsep in str(r):
+            raise DataError(f"data root {str(r)!r} contains {os.pathsep!r}, which separates the "
+                            "roots of several corpora")
+    return os.pathsep.join(str(r) for r in roots)
+
+
+def load_records(corpus: str, root: str | Path | Sequence[str | Path] | None,
+                 protocol: str | None = None, skip_bad: bool = False):
     """The corpus (``generated`` is created under ``root`` when absent); errors as DataError.
-    ``skip_bad`` skips (and reports in ``corpus.report``) entries the loader cannot use."""
+    ``skip_bad`` skips (and reports in ``corpus.report``) entries the loader cannot use.
+
+    ``corpus`` may name several corpora, ``"ravdess,emodb"``, with one root each (a sequence, or
+    one ``os.pathsep``-joined string): they are loaded in that order and combined over their
+    shared classes by :func:`combine_corpora`.
+    """
     from .corpora import load_corpus
 
-    root = _resolve_root(corpus, root)
-    try:
-        return load_corpus(corpus, root, protocol=protocol or "standard", skip_bad=skip_bad)
-    except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        raise DataError(f"cannot load corpus {corpus!r} from {root}: {_msg(e)}") from e
+    names = corpus_names(corpus)
+    roots = split_roots(root, len(names))
+    parts = []
+    for name, part_root in zip(names, roots):
+        part_root = _resolve_root(name, part_root)
+        try:
+            parts.append(load_corpus(name, part_root, protocol=protocol or "standard",
+                                     skip_bad=skip_bad))
+        except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+            raise DataError(f"cannot load corpus {name!r} from {part_root}: {_msg(e)}") from e
+    return parts[0] if len(parts) == 1 else combine_corpora(parts)
+
+
+def combine_corpora(parts: Sequence[Any]):
+    """One :class:`~emodarts_core.corpora.Corpus` from several, over the classes all of them
+    have (in canonical order); utterances of other classes are left out.
+
+    Speakers and utterance ids are prefixed with their corpus (``"emodb:03"``), so they stay
+    unique; ``Utterance.corpus`` keeps each record's own corpus, which the folds
+    (:func:`emodarts_core.folds.make_folds`) and ``normalization="corpus"`` read. The result's
+    name is the comma-joined names. Raises DataError when the corpora share no class.
+    """
+    import dataclasses
+
+    from .corpora.record import Corpus
+    from .emotions import canonical_order
+
+    shared = canonical_order(set.intersection(*(set(p.classes) for p in parts)))
+    if not shared:
+        have = "; ".join(f"{p.name}: {', '.join(p.classes)}" for p in parts)
+        raise DataError(f"corpora {', '.join(p.name for p in parts)} share no emotion class ({have})")
+    records, report = [], LoadReport()
+    for p in parts:
+        report.skipped.extend(p.report.skipped)
+        report.notes.extend(p.report.notes)
+        records += [dataclasses.replace(r, speaker=f"{p.name}:{r.speaker}",
+                                        utt_id=f"{p.name}:{r.utt_id}")
+                    for r in p.records if r.label in shared]
+    return Corpus(name=",".join(p.name for p in parts), records=records, classes=shared,
+                  report=report)
 
 
 def _msg(e: BaseException) -> str:
@@ -204,7 +281,8 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
                         f"fold(s) (0..{len(folds) - 1})")
     f = folds[fold]
     feats, kept = features_for(crp.records, features, cache_dir, progress, crp.report)
-    feats = speaker_step(feats, [crp.records[i].speaker for i in kept], features)
+    feats = speaker_step(feats, [crp.records[i].speaker for i in kept], features,
+                         corpora=[crp.records[i].corpus for i in kept])
     # map corpus index -> row in feats (a record whose audio was skipped has no row)
     row = {idx: r for r, idx in enumerate(kept)}
     labels = torch.tensor(crp.label_indices(), dtype=torch.int64)

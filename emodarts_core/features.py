@@ -768,6 +768,15 @@ def normalize_per_speaker(features: Tensor, speakers: Sequence[str], eps: float 
     return out
 
 
-def speaker_step(features: Tensor, speakers: Sequence[str], cfg: FeatureConfig) -> Tensor:
-    """The first normalisation step ``cfg.normalization`` asks for: per speaker, or none."""
-    return normalize_per_speaker(features, speakers) if cfg.normalization == "speaker" else features
+def speaker_step(features: Tensor, speakers: Sequence[str], cfg: FeatureConfig,
+                 corpora: Sequence[str] | None = None) -> Tensor:
+    """The first normalisation step ``cfg.normalization`` asks for: per speaker, per corpus
+    (``corpora[i]`` names the corpus of row ``i``; the grouping of :func:`normalize_per_speaker`
+    with corpus names in place of speakers), or none."""
+    if cfg.normalization == "speaker":
+        return normalize_per_speaker(features, speakers)
+    if cfg.normalization == "corpus":
+        if corpora is None:
+            raise ValueError("speaker_step: normalization='corpus' needs the corpus of every row")
+        return normalize_per_speaker(features, corpora)
+    return features
