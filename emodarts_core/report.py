@@ -15,7 +15,7 @@ __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table"
            "seed_table", "variant_table", "variant_rows", "setting_comparison",
            "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table",
            "ensemble_records", "ensemble_table", "setting_pairs", "setting_effects",
-           "paired_verdict"]
+           "paired_verdict", "evidence_answer"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -602,7 +602,7 @@ def paired_verdict(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
     cannot tell them apart), with the numbers it rests on."""
     both = paired_jobs(rows, a, b, metric)
     if len(both) < 2:
-        raise ValueError(f"paired_verdict: need at least 2 jobs with both {a} and {b}, got {len(both)}")
+        return f"{a} against {b}: {len(both)} job(s) with both, too few for a paired test"
     diffs = [va - vb for va, vb in both.values()]
     p = paired_p_value(diffs)
     mean = sum(diffs) / len(diffs)
@@ -610,3 +610,47 @@ def paired_verdict(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
     return (f"{a} {verb} {b} ({a} - {b}: {_mean_pm_std(diffs, signed=True)} points of test "
             f"{metric.upper()}, ahead in {sum(d > 0 for d in diffs)} of {len(diffs)} jobs, "
             f"sign-flip p = {format_p(p)})")
+
+
+def evidence_answer(rows: Sequence[Any], ensembles: str | Path | None = None,
+                    reference: float | None = None, metric: str = "ua",
+                    searched: str = "emodarts", rival: str = "random") -> str:
+    """The findings of a batch in a few Markdown bullets, every figure computed from ``rows``
+    (:class:`emodarts_core.reproduce.ResultRow` s) and, when given, the ensemble evaluations
+    under ``ensembles`` (:func:`ensemble_records`): ``searched`` against ``rival`` and against
+    every other method (:func:`paired_verdict`), each method's mean beside ``reference`` (a
+    published figure, in %), and the ensembles' means beside it."""
+    from .reproduce import summarize
+
+    check_metric(metric)
+    M = metric.upper()
+    jobs = sorted({(r.corpus, r.fold, r.seed) for r in rows})
+    corpora = ", ".join(sorted({j[0] for j in jobs}))
+    folds = sorted({j[1] for j in jobs})
+    seeds = sorted({j[2] for j in jobs})
+    lines = [f"- On {corpora} ({len(jobs)} jobs: folds {', '.join(map(str, folds))} x seeds "
+             f"{', '.join(map(str, seeds))}), {paired_verdict(rows, searched, rival, metric)}."]
+    others = sorted({r.method for r in rows} - {searched, rival})
+    for other in others:
+        lines.append(f"- {paired_verdict(rows, searched, other, metric)}; "
+                     f"{paired_verdict(rows, rival, other, metric)}.")
+    means = {s.method: getattr(s, f"{metric}_mean") for s in summarize(rows)}
+    best = max(means, key=means.get)
+    text = f"- The best mean test {M} of a single network: {best}, {means[best]:.2f} %"
+    if reference is not None:
+        text += (f", {'above' if means[best] > reference else 'below'} the reference "
+                 f"{reference:.2f} %")
+    lines.append(text + ".")
+    if ensembles:
+        recs = ensemble_records(ensembles)
+        parts = []
+        for method in (searched, rival):
+            if method in recs:
+                mean = sum(100 * m[metric] for m in recs[method].values()) / len(recs[method])
+                parts.append(f"{method}'s {mean:.2f} %"
+                             + ("" if reference is None else
+                                f" ({'above' if mean > reference else 'below'} the reference)"))
+        if parts:
+            lines.append(f"- Each fold's networks of a method as one ensemble: mean test {M} "
+                         + " and ".join(parts) + ".")
+    return "\n".join(lines)

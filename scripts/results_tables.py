@@ -26,6 +26,7 @@ from emodarts_core.reproduce import collect, format_table, summarize  # noqa: E4
 
 RECORDS = ROOT / "benchmarks" / "records"
 DOC = ROOT / "benchmarks" / "RESULTS.md"
+BOOK_PARAMS = ROOT / "notebooks" / "params" / "book" / "06_evidence.yaml"   # its settings list
 BLOCK = re.compile(r"(<!-- records: (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- records:).)*?)(<!-- /records -->)",
                    re.S)
 
@@ -46,23 +47,15 @@ def _rows(root: Path, name: str) -> list:
 
 
 def setting_comparisons(root: Path = RECORDS) -> list[tuple[str, list, list]]:
-    """``(label, rows before, rows after)`` for every setting changed on the same jobs."""
-    r = lambda name: _rows(root, name)                          # noqa: E731
-    whole, select_last, spk = r(WHOLE_JOBS), r("ravdess-cpu-select-last"), r("ravdess-cpu-select-last-speaker-norm")
-    default = r(DEFAULT_FEATURES)
-    return [
-        ("final network 8 channels wide", whole, r(WIDE)),
-        ("validation speakers trained on (`fit_valid`)", whole, r(FIT_VALID)),
-        ("masks on the training batches", spk, r("ravdess-cpu-select-last-speaker-norm-masks")),
-        ("searched on per-speaker features", spk, whole),
-        ("per-speaker normalisation (final trainings)", select_last, spk),
-        ("last epoch tested (`select=last`)", default, select_last),
-        ("alpha_lr 0.03", default, r("ravdess-cpu-alpha-lr-0.03")),
-        ("warm-up 3", default, r("ravdess-cpu-warmup-3")),
-        ("warm-up 3 + alpha_lr 0.03", default, r("ravdess-cpu-warmup-3-alpha-lr-0.03")),
-        ("16 epochs + warm-up 3 + alpha_lr 0.03", default,
-         r("ravdess-cpu-epochs-16-warmup-3-alpha-lr-0.03")),
-    ]
+    """``(label, rows before, rows after)`` for every setting changed on the same jobs: the
+    ``settings`` of chapter 6's book parameters (one list for the book and this document)."""
+    import yaml
+
+    from emodarts_core.records import resolve
+
+    settings = yaml.safe_load(BOOK_PARAMS.read_text())["settings"]
+    return [(label, collect(resolve(before, root)), collect(resolve(after, root)))
+            for label, (before, after) in settings.items()]
 
 
 def evidence_summary(root: Path = RECORDS) -> str:
