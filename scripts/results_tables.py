@@ -141,7 +141,7 @@ def selection(root: Path = RECORDS) -> str:
 
 def default_features(root: Path = RECORDS) -> str:
     rows = _rows(root, DEFAULT_FEATURES)
-    return (format_table(summarize(rows)) + "\n\n"
+    return (format_table(summarize(rows), with_paper=False) + "\n\n"
             + head_to_head(rows, "emodarts", "random"))
 
 
