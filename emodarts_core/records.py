@@ -23,7 +23,8 @@ LOCAL = "../benchmarks/records"                           # from notebooks/, in 
 PREFIX = "benchmarks/records/"
 DONE = ".complete"
 
-__all__ = ["REPOSITORY", "LOCAL", "archive_url", "default_cache", "records_root", "resolve"]
+__all__ = ["REPOSITORY", "LOCAL", "archive_url", "default_cache", "records_root", "resolve",
+           "records_path"]
 
 
 def archive_url(version: str = __version__, repository: str = REPOSITORY) -> str:
@@ -41,13 +42,12 @@ def records_root(local: str | Path = LOCAL, cache: str | Path | None = None,
                  url: str | None = None, progress: bool = True) -> Path:
     """The folder holding the committed records: ``local`` when it is a folder (a clone),
     else ``cache`` (default :func:`default_cache`) after fetching them there once from ``url``
-    (default :func:`archive_url` of the installed version). Prints where they came from."""
+    (default :func:`archive_url` of the installed version). Prints what it fetches."""
     local = Path(local)
     if local.is_dir():
         return local
     cache = Path(cache) if cache is not None else default_cache()
     if (cache / DONE).exists():
-        print(f"Records: {cache} (fetched earlier)")
         return cache
     url = url or archive_url()
     print(f"Records: {local} not found (not a clone of the repository); fetching {url} into {cache}")
@@ -102,3 +102,12 @@ def resolve(path: str | Path, root: str | Path, local: str | Path = LOCAL) -> Pa
     except ValueError:
         return path
     return Path(root) / rel
+
+
+def records_path(path: str, local: str | Path = LOCAL, **fetch) -> str:
+    """A notebook parameter's path as it can be read here: one under ``local`` is mapped onto
+    :func:`records_root` (fetching the records once where there is no clone); any other path,
+    or an empty one, comes back unchanged. ``fetch``: passed to :func:`records_root`."""
+    if not path or resolve(path, "", local) == Path(path):
+        return path
+    return str(resolve(path, records_root(local, **fetch), local))

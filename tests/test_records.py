@@ -10,7 +10,7 @@ import yaml
 
 import emodarts_core
 from emodarts_core.download import DownloadError
-from emodarts_core.records import LOCAL, REPOSITORY, archive_url, records_root, resolve
+from emodarts_core.records import LOCAL, REPOSITORY, archive_url, records_path, records_root, resolve
 from emodarts_core.reproduce import collect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +42,10 @@ def test_fetches_only_the_records_once_and_they_read_as_in_the_clone(tmp_path, c
     fetched = collect(resolve(f"{LOCAL}/{BATCH}", got))
     here = collect(src)
     assert [(r.method, r.fold, r.seed, r.ua) for r in fetched] == [(r.method, r.fold, r.seed, r.ua) for r in here]
+    assert "fetching" in capsys.readouterr().out
     archive.unlink()                                    # a second call needs no archive
     assert records_root(tmp_path / "no-clone", cache=cache, url=archive.as_uri()) == cache
-    assert "fetched earlier" in capsys.readouterr().out
+    assert capsys.readouterr().out == ""
 
 
 def test_an_archive_without_records_is_an_error(tmp_path):
@@ -69,3 +70,14 @@ def test_archive_url_is_the_books_repository_at_the_installed_tag():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert REPOSITORY == config["repository"]["url"]
     assert archive_url() == f"{REPOSITORY}/archive/refs/tags/v{emodarts_core.__version__}.zip"
+
+
+def test_records_path_fetches_only_for_the_committed_records(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("emodarts_core.records.records_root",
+                        lambda local, **kw: calls.append(local) or tmp_path / "cache")
+    assert records_path("runs/smoke/experiments") == "runs/smoke/experiments"
+    assert records_path("") == ""
+    assert calls == []
+    assert records_path(f"{LOCAL}/{BATCH}") == str(tmp_path / "cache" / BATCH)
+    assert calls == [LOCAL]
