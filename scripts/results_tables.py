@@ -27,8 +27,8 @@ from emodarts_core.reproduce import collect, format_table, summarize  # noqa: E4
 RECORDS = ROOT / "benchmarks" / "records"
 DOC = ROOT / "benchmarks" / "RESULTS.md"
 BOOK_PARAMS = ROOT / "notebooks" / "params" / "book" / "06_evidence.yaml"   # its settings list
-BLOCK = re.compile(r"(<!-- records: (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- records:).)*?)(<!-- /records -->)",
-                   re.S)
+BLOCK = re.compile(r"(<!-- records: (?P<name>[\w-]+) -->\n)"
+                   r"(?P<body>(?:(?!<!-- records:).)*?)(<!-- /records -->)", re.S)
 
 # The batches, by what they are (directories below benchmarks/records).
 WHOLE_JOBS = "ravdess-cpu-speaker-norm"                       # the evidence table's batch
@@ -62,7 +62,8 @@ def evidence_summary(root: Path = RECORDS) -> str:
     """Per method, test UA over the jobs of the whole-job batch and of its two retrainings."""
     batches = {"4 channels (the profile)": WHOLE_JOBS, "8 channels (`train.init_channels=8`)": WIDE,
                "validation speakers trained on (`train.fit_valid=true`)": FIT_VALID}
-    means = {label: {s.method: s for s in summarize(_rows(root, name))} for label, name in batches.items()}
+    means = {label: {s.method: s for s in summarize(_rows(root, name))}
+             for label, name in batches.items()}
     lines = ["| method | " + " | ".join(batches) + " |", "|---|" + "---|" * len(batches)]
     for method, shown in METHOD_NAMES.items():
         cells = [f"{m[method].ua_mean:.2f} ± {m[method].ua_std:.2f} ({m[method].n_runs})"
@@ -102,7 +103,7 @@ def seeds(root: Path = RECORDS) -> str:
 def ensembles(root: Path = RECORDS) -> str:
     first, *others = ENSEMBLES.items()
     lines = [f"{first[0]}, test UA:", "", ensemble_table(root / first[1], per_fold=False), ""]
-    for label, path in others:                   # the last line: emodarts' ensemble against random's
+    for label, path in others:         # its last line: emodarts' ensemble against random's
         lines.append(f"- {label}: " + ensemble_table(root / path, per_fold=False).split("\n")[-1])
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ def tables():
 def test_every_marked_block_matches_its_records(tables):
     text = DOC.read_text()
     blocks = list(tables.BLOCK.finditer(text))
-    assert {m["name"] for m in blocks} == set(tables.TABLES), "a table of TABLES is not in RESULTS.md"
+    assert {m["name"] for m in blocks} == set(tables.TABLES), "a TABLES entry is not in RESULTS.md"
     rebuilt = tables.render(text)
     for old, new in zip(blocks, tables.BLOCK.finditer(rebuilt)):
         assert old["body"] == new["body"], (f"RESULTS.md block {old['name']!r} differs from the "
@@ -75,11 +75,10 @@ def test_readme_quotes_only_figures_the_records_give(tables):
 
 
 def test_the_product_is_not_a_diary():
-    """No "the sixteenth session's code" in the product: say what and when by topic, date or commit."""
-    paths = [ROOT / "README.md"] + [p for pattern in ("book/*.md", "notebooks/*.ipynb", "benchmarks/*.md",
-                                                      "benchmarks/*.py", "benchmarks/*.sh", "scripts/*.py",
-                                                      "emodarts_core/**/*.py")
-                                    for p in sorted(ROOT.glob(pattern))]
+    """No "the sixteenth session's code" in the product: what and when by topic, date or commit."""
+    patterns = ("book/*.md", "notebooks/*.ipynb", "benchmarks/*.md", "benchmarks/*.py",
+                "benchmarks/*.sh", "scripts/*.py", "emodarts_core/**/*.py")
+    paths = [ROOT / "README.md"] + [p for pattern in patterns for p in sorted(ROOT.glob(pattern))]
     assert len(paths) > 30
     for path in paths:
         found = SESSION_WORDS.search(path.read_text())
