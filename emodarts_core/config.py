@@ -361,8 +361,9 @@ PROFILES: dict[str, Profile] = {
         # The final training runs all 60 epochs and tests the last one: with 2 validation
         # speakers per RAVDESS fold the best validation epoch is a noisy pick, and over 30
         # trainings on RAVDESS (4 methods, both rules tested on the same weights) the last epoch
-        # tested 2.1 points UA better on average, in 22 against 6 (benchmarks/RESULTS.md,
-        # eleventh session). Until then this profile used select="best", patience=20.
+        # tested 2.1 points UA better on average, in 22 against 6 (benchmarks/RESULTS.md, both
+        # rules on the same trainings under "Settings that did not move the mean"). Until
+        # 645785a (2026-11-26) this profile used select="best", patience=20.
         train=TrainConfig(epochs=60, batch_size=16, lr=0.05, patience=0, select="last"),
     ),
     "smoke": Profile(

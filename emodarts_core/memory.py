@@ -124,10 +124,10 @@ def keep_freed_blocks(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
     freed heap tops are trimmed and later blocks fault their pages in afresh, and page faults of
     the threads of one process take the process's memory-map lock in turn, so two threads of
     small CPU kernels (the search's branches, :mod:`emodarts_core.branches`) wait for each other
-    there; two *processes* do not. Measured (benchmarks/RESULTS.md, "Eighth session"): a loop of
-    small convolutions on two threads ran 1.3-1.6x one thread's rate with the defaults and
-    1.75-2.1x with this. The price: the resident size stays near its peak. Process-wide and
-    permanent (both settings also switch off glibc's dynamic threshold); False off Linux/glibc.
-    Numbers computed are unchanged.
+    there; two *processes* do not. Measured (benchmarks/RESULTS.md, "The search step's
+    speed"): a loop of small convolutions on two threads ran 1.3-1.6x one thread's rate with the
+    defaults and 1.75-2.1x with this. The price: the resident size stays near its peak.
+    Process-wide and permanent (both settings also switch off glibc's dynamic threshold); False
+    off Linux/glibc. Numbers computed are unchanged.
     """
     return _mallopt({M_MMAP_THRESHOLD: mmap_threshold, M_TRIM_THRESHOLD: trim_threshold})

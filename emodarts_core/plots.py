@@ -30,13 +30,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .config import CNN_PRIMITIVES, SEQ_OP_SETS, seq_primitives
 from .genotype import Genotype, edges_of_node
-from .report import check_metric, ensemble_records, paired_jobs
+from .report import check_metric, ensemble_records, paired_jobs, setting_pairs
 
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
     "plot_alpha_heatmap", "plot_curves", "plot_collapse", "plot_confusion",
     "plot_genotype_stability", "plot_method_comparison", "plot_paired_differences",
-    "plot_ensembles",
+    "plot_ensembles", "plot_setting_effects",
 ]
 
 CELL_TYPES = ("normal", "reduce", "seq")
@@ -571,4 +571,31 @@ def plot_ensembles(root: str | Path, metric: str = "ua",
         if k == 0:
             ax.set_ylabel(f"test {metric.upper()} (%)")
             ax.legend(fontsize="small", loc="lower left")
+    return fig
+
+
+def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
+                         methods: Sequence[str] = ("emodarts", "random"),
+                         metric: str = "ua") -> Figure:
+    """What each setting changed, job by job: one row per (setting, method) with a dot per job
+    at its paired difference after - before (points of test ``metric``) and a black bar at the
+    mean, beside a zero line. ``comparisons`` as for
+    :func:`emodarts_core.report.setting_effects`: ``(label, rows before, rows after)``."""
+    check_metric(metric)
+    entries = [(f"{label}: {method}", [b - a for a, b in pairs.values()])
+               for label, before, after in comparisons for method in methods
+               if (pairs := setting_pairs(before, after, method, metric))]
+    if not entries:
+        raise ValueError("plot_setting_effects: no method ran in both batches of any comparison")
+    fig, axes = _new_figure(size=(7.5, 0.42 * len(entries) + 1.4))
+    ax = axes[0, 0]
+    for y, (label, diffs) in enumerate(entries):
+        colour = f"C{methods.index(label.rsplit(': ', 1)[1]) % 10}"
+        ax.scatter(diffs, np.full(len(diffs), y), s=14, color=colour, alpha=0.6)
+        ax.plot([np.mean(diffs)] * 2, [y - 0.32, y + 0.32], color="black", linewidth=2)
+    ax.axvline(0.0, color="0.4", linewidth=0.8)
+    ax.set_yticks(range(len(entries)), [label for label, _ in entries], fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
+    ax.set_title("What each setting changed, job by job")
     return fig

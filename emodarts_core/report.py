@@ -14,7 +14,8 @@ __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table"
            "search_summary", "paired_p_value", "format_p", "head_to_head", "check_metric", "paired_jobs",
            "seed_table", "variant_table", "variant_rows", "setting_comparison",
            "alpha_decisiveness", "random_search_table", "provenance_table", "compute_table",
-           "ensemble_records", "ensemble_table"]
+           "ensemble_records", "ensemble_table", "setting_pairs", "setting_effects",
+           "paired_verdict", "evidence_answer"]
 
 CELLS = ("normal", "reduce", "seq")
 
@@ -126,7 +127,8 @@ def paired_p_value(differences: Sequence[float]) -> float:
     d = np.asarray(differences, dtype=float)
     if d.size < 2:
         raise ValueError(f"paired_p_value: need at least 2 paired differences, got {d.size}")
-    result = stats.permutation_test((d, np.zeros_like(d)), lambda x, y: np.mean(x - y),
+    result = stats.permutation_test((d, np.zeros_like(d)),
+                                    lambda x, y, axis: np.mean(x - y, axis=axis), vectorized=True,
                                     permutation_type="samples", n_resamples=np.inf,
                                     alternative="two-sided")
     return float(result.pvalue)
@@ -552,3 +554,103 @@ def compute_table(root: str | Path) -> str:
         lines.append(f"| {job} | {method} | {text} | {total:.1f} |")
     mean = ", ".join(f"{m} {sum(v) / len(v):.1f} ({len(v)} jobs)" for m, v in sorted(totals.items()))
     return "\n".join(lines) + f"\n\nMean total minutes per finished job: {mean or 'none'}."
+
+
+def setting_pairs(before: Sequence[Any], after: Sequence[Any], method: str,
+                  metric: str = "ua") -> dict[tuple[str, int, int], tuple[float, float]]:
+    """``{(corpus, fold, seed): (value before, value after)}`` in percent: one method's result
+    rows (:class:`emodarts_core.reproduce.ResultRow` s) of two batches that differ in one
+    setting, on the jobs both ran, sorted by job."""
+    from dataclasses import replace
+
+    rows = ([replace(r, method="before") for r in before if r.method == method]
+            + [replace(r, method="after") for r in after if r.method == method])
+    return paired_jobs(rows, "before", "after", metric)
+
+
+def setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
+                    methods: Sequence[str] = ("emodarts", "random"), metric: str = "ua") -> str:
+    """What each setting changed, one row per (setting, method) (Markdown).
+
+    ``comparisons`` are ``(label, rows before, rows after)``: two batches of the same jobs that
+    differ in the labelled setting. Per method found in both, over the jobs both ran
+    (:func:`setting_pairs`): the mean ± sample std before and after, the paired difference
+    after - before in points, in how many jobs the setting was ahead and the sign-flip p-value
+    (:func:`paired_p_value`, from two jobs on)."""
+    check_metric(metric)
+    M = metric.upper()
+    lines = [f"| setting | method | jobs | before: {M} % | after: {M} % | after - before (points) | "
+             "after ahead in | sign-flip p |", "|---|---|---|---|---|---|---|---|"]
+    for label, before, after in comparisons:
+        for method in methods:
+            pairs = setting_pairs(before, after, method, metric)
+            if not pairs:
+                continue
+            b = [v for v, _ in pairs.values()]
+            a = [v for _, v in pairs.values()]
+            lines.append(f"| {label} | {method} | {len(pairs)} | "
+                         f"{_paired_cells(b, a, [y - x for x, y in zip(b, a)])} |")
+    if len(lines) == 2:
+        raise ValueError("setting_effects: no method ran in both batches of any comparison")
+    return "\n".join(lines)
+
+
+def paired_verdict(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
+                   alpha: float = 0.05) -> str:
+    """One clause for the chapter's answer: whether ``a`` beat ``b`` over the jobs both ran,
+    read off the paired sign-flip test at level ``alpha`` (``"does not beat"`` when the test
+    cannot tell them apart), with the numbers it rests on."""
+    both = paired_jobs(rows, a, b, metric)
+    if len(both) < 2:
+        return f"{a} against {b}: {len(both)} job(s) with both, too few for a paired test"
+    diffs = [va - vb for va, vb in both.values()]
+    p = paired_p_value(diffs)
+    mean = sum(diffs) / len(diffs)
+    verb = ("beats" if mean > 0 else "is beaten by") if p < alpha else "does not beat"
+    return (f"{a} {verb} {b} ({a} - {b}: {_mean_pm_std(diffs, signed=True)} points of test "
+            f"{metric.upper()}, ahead in {sum(d > 0 for d in diffs)} of {len(diffs)} jobs, "
+            f"sign-flip p = {format_p(p)})")
+
+
+def evidence_answer(rows: Sequence[Any], ensembles: str | Path | None = None,
+                    reference: float | None = None, metric: str = "ua",
+                    searched: str = "emodarts", rival: str = "random") -> str:
+    """The findings of a batch in a few Markdown bullets, every figure computed from ``rows``
+    (:class:`emodarts_core.reproduce.ResultRow` s) and, when given, the ensemble evaluations
+    under ``ensembles`` (:func:`ensemble_records`): ``searched`` against ``rival`` and against
+    every other method (:func:`paired_verdict`), each method's mean beside ``reference`` (a
+    published figure, in %), and the ensembles' means beside it."""
+    from .reproduce import summarize
+
+    check_metric(metric)
+    M = metric.upper()
+    jobs = sorted({(r.corpus, r.fold, r.seed) for r in rows})
+    corpora = ", ".join(sorted({j[0] for j in jobs}))
+    folds = sorted({j[1] for j in jobs})
+    seeds = sorted({j[2] for j in jobs})
+    lines = [f"- On {corpora} ({len(jobs)} jobs: folds {', '.join(map(str, folds))} x seeds "
+             f"{', '.join(map(str, seeds))}), {paired_verdict(rows, searched, rival, metric)}."]
+    others = sorted({r.method for r in rows} - {searched, rival})
+    for other in others:
+        lines.append(f"- {paired_verdict(rows, searched, other, metric)}; "
+                     f"{paired_verdict(rows, rival, other, metric)}.")
+    means = {s.method: getattr(s, f"{metric}_mean") for s in summarize(rows)}
+    best = max(means, key=means.get)
+    text = f"- The best mean test {M} of a single network: {best}, {means[best]:.2f} %"
+    if reference is not None:
+        text += (f", {'above' if means[best] > reference else 'below'} the reference "
+                 f"{reference:.2f} %")
+    lines.append(text + ".")
+    if ensembles:
+        recs = ensemble_records(ensembles)
+        parts = []
+        for method in (searched, rival):
+            if method in recs:
+                mean = sum(100 * m[metric] for m in recs[method].values()) / len(recs[method])
+                parts.append(f"{method}'s {mean:.2f} %"
+                             + ("" if reference is None else
+                                f" ({'above' if mean > reference else 'below'} the reference)"))
+        if parts:
+            lines.append(f"- Each fold's networks of a method as one ensemble: mean test {M} "
+                         + " and ".join(parts) + ".")
+    return "\n".join(lines)

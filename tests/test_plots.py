@@ -308,3 +308,20 @@ def test_plot_ensembles_puts_each_ensemble_beside_its_members(tmp_path):
     levels = sorted(round(float(line.get_ydata()[0]), 6) for line in left.lines)
     assert levels == [51.0, 53.0, 62.0]       # members' mean, ensembles' mean, the reference
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["members", "ensemble", "aim"]
+
+
+def test_plot_setting_effects_draws_each_jobs_difference_and_the_mean():
+    from emodarts_core.plots import plot_setting_effects
+    from emodarts_core.reproduce import ResultRow
+
+    before = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5, run_dir="") for f in range(3)]
+    after = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5 + 0.1 * f, run_dir="") for f in range(3)]
+    ax = plot_setting_effects([("wider", before, after)]).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["wider: emodarts"]
+    xs = sorted(round(float(x), 6) for x, _ in ax.collections[0].get_offsets())
+    assert xs == [0.0, 10.0, 20.0]
+    means = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 2
+             and line.get_xdata()[0] == line.get_xdata()[1] and line.get_linewidth() == 2]
+    assert means == [pytest.approx(10.0)]
+    with pytest.raises(ValueError, match="no method"):
+        plot_setting_effects([("wider", before, after)], methods=("random",))

@@ -355,3 +355,50 @@ def test_ensemble_table_sets_each_ensemble_against_its_own_members(tmp_path):
     (tmp_path / "fold2" / "emodarts.json").write_text(json.dumps({"ua": 0.5}))
     with pytest.raises(ValueError, match="members"):
         ensemble_records(tmp_path)
+
+
+def _job_rows(method, values, corpus="r"):
+    """ResultRows of one method from ``{(fold, seed): ua}``."""
+    return [ResultRow(corpus, method, f, s, wa=ua, ua=ua, run_dir="") for (f, s), ua in values.items()]
+
+
+def test_setting_effects_pairs_each_method_over_the_jobs_both_batches_ran():
+    from emodarts_core.report import setting_effects, setting_pairs
+
+    before = _job_rows("emodarts", {(0, 0): 0.5, (1, 0): 0.6, (2, 0): 0.7}) + _job_rows("random", {(0, 0): 0.4})
+    after = _job_rows("emodarts", {(0, 0): 0.6, (1, 0): 0.8}) + _job_rows("cnn_lstm", {(0, 0): 0.1})
+    assert setting_pairs(before, after, "emodarts") == {("r", 0, 0): (50.0, 60.0), ("r", 1, 0): (60.0, 80.0)}
+    table = setting_effects([("wider", before, after)]).splitlines()
+    assert len(table) == 3                     # random has no run after, cnn_lstm none before
+    assert table[2] == "| wider | emodarts | 2 | 55.00 ± 7.07 | 70.00 ± 14.14 | +15.00 ± 7.07 | 2 of 2 | 0.500 |"
+    with pytest.raises(ValueError, match="no method"):
+        setting_effects([("x", before, after)], methods=("random",))
+
+
+def test_paired_verdict_reads_the_sign_flip_test():
+    from emodarts_core.report import paired_verdict
+
+    jobs = {(f, 0): 0.5 for f in range(6)}
+    better = _job_rows("a", {j: v + 0.1 for j, v in jobs.items()}) + _job_rows("b", jobs)
+    assert paired_verdict(better, "a", "b").startswith("a beats b (a - b: +10.00 ± 0.00 points")
+    assert paired_verdict(better, "b", "a").startswith("b is beaten by a")
+    mixed = _job_rows("a", {j: v + (0.1 if j[0] % 2 else -0.1) for j, v in jobs.items()}) + _job_rows("b", jobs)
+    assert paired_verdict(mixed, "a", "b").startswith("a does not beat b")
+    assert "too few" in paired_verdict(better[:1] + better[6:7], "a", "b")
+
+
+def test_evidence_answer_computes_every_line(tmp_path):
+    from emodarts_core.report import evidence_answer
+
+    jobs = {(f, s): 0.5 for f in range(3) for s in range(2)}
+    rows = (_job_rows("emodarts", jobs) + _job_rows("random", {j: v + 0.02 * (j[0] - 1) for j, v in jobs.items()})
+            + _job_rows("cnn_lstm", {j: 0.2 for j in jobs}))
+    for fold in range(3):
+        (tmp_path / f"fold{fold}").mkdir()
+        (tmp_path / f"fold{fold}" / "emodarts.json").write_text(json.dumps(
+            {"ua": 0.7, "wa": 0.7, "members": [{"ua": 0.5, "wa": 0.5}] * 3}))
+    text = evidence_answer(rows, tmp_path, reference=62.0)
+    assert "(6 jobs: folds 0, 1, 2 x seeds 0, 1), emodarts does not beat random" in text
+    assert "emodarts beats cnn_lstm" in text and "random beats cnn_lstm" in text
+    assert "single network: emodarts, 50.00 %, below the reference 62.00 %" in text
+    assert "emodarts's 70.00 % (above the reference)" in text
