@@ -61,6 +61,7 @@ def seq_primitives(seq_ops: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 NORMALIZATIONS: tuple[str, ...] = ("training", "speaker")
+RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.relaxation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +175,39 @@ class SearchConfig:
     # gradients, a fraction of the activation memory, ~1 extra forward pass of the edges per
     # backward pass (time). On in the paper profile, which needs it to fit 12 GiB at batch 64.
     memory_efficient: bool = False
+    # The seed of the split of the search data into the weights' and the alphas' halves (None =
+    # the run's seed). Fixing it lets seeds vary the search alone, so that agreement between
+    # seeds measures the search, not the split (emodarts_core.search_quality).
+    split_seed: int | None = None
+    # Remedies for a search that does not decide (each compared in benchmarks/RESULTS.md):
+    # - alpha_accumulate: each alpha step averages the gradients of this many alpha batches (a
+    #   larger alpha batch at the memory of one; every alpha step still pairs with one weight step).
+    alpha_accumulate: int = 1
+    # - relaxation: how the alphas weight an edge's operations. "softmax" (DARTS) or "dirichlet"
+    #   (DrNAS, Chen et al. 2021: the weights are drawn from a Dirichlet distribution whose
+    #   concentration is elu(alpha) + 1 in every training pass, its mean in evaluation).
+    relaxation: str = "softmax"
+    # - smoothing_eps: SDARTS-RS (Chen & Hsieh 2020): in every weight step the operation weights
+    #   get uniform noise in [-e, e], e rising linearly from smoothing_eps / 10 to smoothing_eps
+    #   over the epochs (0 = off; the paper uses 0.3).
+    smoothing_eps: float = 0.0
+    # - beta_decay: beta-DARTS (Ye et al. 2022): the alpha loss gains lambda * the mean over edges
+    #   of logsumexp(alpha) for each alpha matrix, lambda rising linearly from 0 to beta_decay over
+    #   the epochs after the warm-up (0 = off).
+    beta_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.relaxation not in RELAXATIONS:
+            raise ValueError(f"SearchConfig.relaxation must be one of {', '.join(RELAXATIONS)}, "
+                             f"got {self.relaxation!r}")
+        if self.alpha_accumulate < 1:
+            raise ValueError(f"SearchConfig.alpha_accumulate must be >= 1, "
+                             f"got {self.alpha_accumulate}")
+        if not 0.0 <= self.smoothing_eps < 1.0:
+            raise ValueError(f"SearchConfig.smoothing_eps must lie in [0, 1), "
+                             f"got {self.smoothing_eps}")
+        if self.beta_decay < 0:
+            raise ValueError(f"SearchConfig.beta_decay must be >= 0, got {self.beta_decay}")
 
 
 TRAIN_SELECTIONS = ("best", "last")

@@ -1,0 +1,144 @@
+"""Does a search decide? Diagnostics of the alphas and of the genotypes they derive.
+
+A DARTS search is only worth its accuracy if it *selects*: its alphas commit to operations, the
+derived genotype settles, and searches that differ only in their seed pick the same cells more
+often than two random draws from the space would. Four numbers say whether that happened:
+
+- **entropy fraction** of a cell: the mean over its edges of the softmax entropy of the edge's
+  operation weights, divided by ``log(n_ops)`` (1 = every op weighted alike, 0 = one-hot);
+- **top-2 margin** of a cell: the mean over edges of the gap between the two strongest operations
+  other than ``none`` (the genotype rule's choice; 0 = a coin toss);
+- **flip rate** between two epochs: the share of the kept (edge, op) pairs of one epoch's genotype
+  that are not in the next epoch's;
+- **agreement** between two genotypes: the share of kept (edge, op) pairs they have in common,
+  beside its exact **chance level** for the space (:func:`chance_agreement`: the expected
+  agreement of two genotypes drawn as random search draws them).
+
+The search loop records the first three every epoch (``history.json``'s ``quality``) and the
+last epoch's in ``metrics.json``; :func:`agreement_table` compares finished searches.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .config import SearchSpaceConfig
+from .genotype import CellGenotype, Genotype
+
+__all__ = ["CELLS", "entropy_fraction", "top2_margin", "kept_pairs", "flip_rate", "agreement",
+           "chance_agreement", "EpochQuality", "epoch_quality", "mean_pairwise_agreement"]
+
+CELLS: tuple[str, ...] = ("normal", "reduce", "seq")
+
+
+def _matrix(weights: Any) -> np.ndarray:
+    w = weights.detach().cpu().double().numpy() if isinstance(weights, torch.Tensor) \
+        else np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] < 2:
+        raise ValueError(f"expected an (edges, ops) matrix with at least 2 ops, got shape {w.shape}")
+    if (w < -1e-9).any() or not np.allclose(w.sum(-1), 1.0, atol=1e-4):
+        raise ValueError("rows are not probability vectors (pass the softmaxed alphas)")
+    return np.clip(w, 0.0, None)
+
+
+def entropy_fraction(weights: Any) -> float:
+    """Mean edge entropy of softmaxed alphas (``(edges, ops)``) as a fraction of ``log(n_ops)``."""
+    w = _matrix(weights)
+    ent = -(w * np.log(np.clip(w, 1e-300, None))).sum(-1)
+    return float(ent.mean() / math.log(w.shape[1]))
+
+
+def top2_margin(weights: Any) -> float:
+    """Mean over edges of (strongest - second strongest) weight among the ops other than ``none``
+    (the last column, as in every alpha matrix of this library); with a single such op, its
+    weight."""
+    w = _matrix(weights)[:, :-1]
+    if w.shape[1] < 2:                    # a single candidate: its weight is its whole margin
+        w = np.concatenate([np.zeros_like(w), w], axis=-1)
+    top = np.sort(w, axis=-1)[:, -2:]
+    return float((top[:, 1] - top[:, 0]).mean())
+
+
+def _cells(genotype: Genotype | Mapping[str, Any]) -> dict[str, CellGenotype]:
+    g = genotype if isinstance(genotype, Genotype) else Genotype.from_dict(dict(genotype))
+    return {"normal": g.normal, "reduce": g.reduce, "seq": g.seq}
+
+
+def kept_pairs(genotype: Genotype | Mapping[str, Any],
+               cells: Sequence[str] = CELLS) -> set[tuple[str, int, int, str]]:
+    """The genotype's kept edges as ``(cell, node, input state, op)`` tuples."""
+    out = set()
+    for name, cell in _cells(genotype).items():
+        if name in cells:
+            out |= {(name, j, src, op) for j, node in enumerate(cell.nodes) for op, src in node}
+    return out
+
+
+def agreement(a: Genotype | Mapping[str, Any], b: Genotype | Mapping[str, Any],
+              cells: Sequence[str] = CELLS) -> float:
+    """Share of ``a``'s kept (edge, op) pairs that ``b`` keeps too (both keep the same number)."""
+    pa, pb = kept_pairs(a, cells), kept_pairs(b, cells)
+    if not pa:
+        raise ValueError("agreement: the genotype keeps no edge in the cells asked for")
+    return len(pa & pb) / len(pa)
+
+
+def flip_rate(previous: Genotype | Mapping[str, Any], current: Genotype | Mapping[str, Any],
+              cells: Sequence[str] = CELLS) -> float:
+    """Share of ``previous``'s kept (edge, op) pairs that ``current`` no longer keeps."""
+    return 1.0 - agreement(previous, current, cells)
+
+
+def chance_agreement(space: SearchSpaceConfig, cells: Sequence[str] = CELLS) -> float:
+    """The exact expected :func:`agreement` of two genotypes drawn independently as random search
+    draws them (:func:`emodarts_core.baselines.sample_cell`: each node keeps 2 distinct states of
+    its ``j + 2``, each with one of the ``m`` ops other than ``none``, uniformly).
+
+    A kept pair ``(node j, state s, op o)`` of one genotype is kept by the other with probability
+    ``P(s among its 2 of j + 2 states) * P(same op) = 2 / (j + 2) / m``.
+    """
+    m_cnn = len([p for p in space.cnn_ops if p != "none"])
+    m_seq = len([p for p in space.seq_primitives if p != "none"])
+    probs = []
+    for name in cells:
+        nodes, m = (space.seq_nodes, m_seq) if name == "seq" else (space.cnn_nodes, m_cnn)
+        for j in range(nodes):
+            probs += [min(2, j + 2) / (j + 2) / m] * min(2, j + 2)
+    if not probs:
+        raise ValueError(f"chance_agreement: no cell among {list(cells)}")
+    return float(np.mean(probs))
+
+
+def mean_pairwise_agreement(genotypes: Sequence[Genotype | Mapping[str, Any]],
+                            cells: Sequence[str] = CELLS) -> float:
+    """Mean :func:`agreement` over all pairs of ``genotypes`` (at least two)."""
+    if len(genotypes) < 2:
+        raise ValueError("mean_pairwise_agreement needs at least two genotypes")
+    return float(np.mean([agreement(a, b, cells) for a, b in itertools.combinations(genotypes, 2)]))
+
+
+@dataclass(frozen=True)
+class EpochQuality:
+    """One epoch's diagnostics, per cell type (``normal``, ``reduce``, ``seq``)."""
+
+    entropy_fraction: dict[str, float]
+    top2_margin: dict[str, float]
+    flip_rate: float | None          # against the previous epoch's genotype (None for the first)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def epoch_quality(alpha_weights: Mapping[str, Any], genotype: Genotype | Mapping[str, Any],
+                  previous: Genotype | Mapping[str, Any] | None = None) -> EpochQuality:
+    """The diagnostics of one epoch from its softmaxed alphas and its derived genotype."""
+    return EpochQuality(
+        entropy_fraction={k: entropy_fraction(w) for k, w in alpha_weights.items()},
+        top2_margin={k: top2_margin(w) for k, w in alpha_weights.items()},
+        flip_rate=None if previous is None else flip_rate(previous, genotype),
+    )
