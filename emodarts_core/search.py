@@ -59,8 +59,8 @@ from .progress import progress as progress_bar
 from .runs import RunConfig, RunDir, rng_state, set_rng_state
 from .search_quality import epoch_quality
 from .seeding import seed_everything
-from .train import (autocast_context, load_data, make_scaler, predict, resolve_device, sgd_cosine,
-                    to_device)
+from .train import (autocast_context, load_data, make_scaler, predict, recalibrate_batchnorm,
+                    resolve_device, sgd_cosine, to_device)
 
 
 @dataclass
@@ -241,6 +241,9 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
                             "steps_log": json.dumps(steps_log)})
         sched.step()
 
+        # evaluation-condition BatchNorm statistics from the weights' half (dropout off): the
+        # statistics kept in training are those of dropout-noised activations
+        recalibrate_batchnorm(net, x_w, scfg.batch_size, device, amp)
         logits_a = predict(net, x_a, scfg.batch_size, device, amp)
         pred = logits_a.argmax(1).numpy()
         geno = net.genotype()

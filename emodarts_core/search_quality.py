@@ -15,12 +15,14 @@ often than two random draws from the space would. Four numbers say whether that 
   agreement of two genotypes drawn as random search draws them).
 
 The search loop records the first three every epoch (``history.json``'s ``quality``) and the
-last epoch's in ``metrics.json``; :func:`agreement_table` compares finished searches.
+last epoch's in ``metrics.json``; :func:`summarise_setting` judges a setting over folds x seeds
+against the gate (agreement >= :data:`GATE_AGREEMENT`, entropy <= :data:`GATE_ENTROPY`).
 """
 from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -29,9 +31,11 @@ import torch
 
 from .config import SearchSpaceConfig
 from .genotype import CellGenotype, Genotype
+from .runs import RunDir
 
 __all__ = ["CELLS", "entropy_fraction", "top2_margin", "kept_pairs", "flip_rate", "agreement",
-           "chance_agreement", "EpochQuality", "epoch_quality", "mean_pairwise_agreement"]
+           "chance_agreement", "EpochQuality", "epoch_quality", "mean_pairwise_agreement",
+           "GATE_AGREEMENT", "GATE_ENTROPY", "SearchRecord", "load_record", "SettingSummary", "summarise_setting"]
 
 CELLS: tuple[str, ...] = ("normal", "reduce", "seq")
 
@@ -141,4 +145,93 @@ def epoch_quality(alpha_weights: Mapping[str, Any], genotype: Genotype | Mapping
         entropy_fraction={k: entropy_fraction(w) for k, w in alpha_weights.items()},
         top2_margin={k: top2_margin(w) for k, w in alpha_weights.items()},
         flip_rate=None if previous is None else flip_rate(previous, genotype),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Over finished searches: does a setting decide?
+#: The gate a search setting must pass before an accuracy batch (cross-seed agreement at least
+#: this, final entropy at most this fraction of uniform, mean over the three cells).
+GATE_AGREEMENT = 0.4
+GATE_ENTROPY = 0.75
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """What the summary needs of one finished search (from its run directory)."""
+
+    fold: int
+    seed: int
+    genotype: dict[str, Any]
+    epochs: list[dict[str, Any]]          # history.json's per-epoch records
+    minutes: float
+
+
+@dataclass(frozen=True)
+class SettingSummary:
+    """One search setting over folds x seeds (see :func:`summarise_setting`)."""
+
+    n_runs: int
+    n_folds: int
+    entropy_fraction: dict[str, float]    # final epoch, mean over runs, per cell
+    entropy_mean: float                   # ... and over the three cells (the gate's number)
+    top2_margin: dict[str, float]         # final epoch, mean over runs, per cell
+    flip_rate: float                      # mean over runs of the second half's epochs
+    agreement: float                      # mean over folds of the seeds' mean pairwise agreement
+    agreement_by_fold: dict[int, float]
+    chance: float                         # chance_agreement of the space
+    valid_ua: float                       # the supernet's alpha-split UA at the final epoch, mean
+    minutes: float                        # wall time of one search, mean
+
+    @property
+    def passes(self) -> bool:
+        return self.agreement >= GATE_AGREEMENT and self.entropy_mean <= GATE_ENTROPY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passes": self.passes}
+
+
+def load_record(run_dir: str | Path) -> SearchRecord:
+    """A finished search's :class:`SearchRecord` from its run directory (or exported record)."""
+    run = RunDir.open(run_dir)
+    cfg = run.config
+    epochs = run.history()["epochs"]
+    if not epochs or "quality" not in epochs[-1]:
+        raise ValueError(f"{run_dir}: no per-epoch search quality in history.json (a search run "
+                         f"made before the diagnostics existed, or not a search)")
+    return SearchRecord(fold=cfg.fold, seed=cfg.seed,
+                        genotype=run.read_json(RunDir.GENOTYPE), epochs=epochs,
+                        minutes=sum(e["seconds"] for e in epochs) / 60.0)
+
+
+def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig) -> SettingSummary:
+    """Diagnostics of one setting's searches: final-epoch entropy and margin, flip rate over the
+    second half of the epochs, and cross-seed agreement of the genotypes the searches chose
+    (``genotype.json``) within each fold (seeds sharing a fold and, with ``split_seed`` fixed,
+    their split), averaged over the folds that have at least two seeds."""
+    if not records:
+        raise ValueError("summarise_setting: no searches")
+    finals = [r.epochs[-1]["quality"] for r in records]
+    ent = {c: float(np.mean([q["entropy_fraction"][c] for q in finals])) for c in CELLS}
+    margin = {c: float(np.mean([q["top2_margin"][c] for q in finals])) for c in CELLS}
+    flips = []
+    for r in records:
+        half = r.epochs[len(r.epochs) // 2:]
+        rates = [e["quality"]["flip_rate"] for e in half if e["quality"]["flip_rate"] is not None]
+        if rates:
+            flips.append(float(np.mean(rates)))
+    by_fold: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_fold.setdefault(r.fold, []).append(r.genotype)
+    agree = {f: mean_pairwise_agreement(g) for f, g in sorted(by_fold.items()) if len(g) >= 2}
+    if not agree:
+        raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
+    return SettingSummary(
+        n_runs=len(records), n_folds=len(by_fold), entropy_fraction=ent,
+        entropy_mean=float(np.mean(list(ent.values()))), top2_margin=margin,
+        flip_rate=float(np.mean(flips)) if flips else float("nan"),
+        agreement=float(np.mean(list(agree.values()))), agreement_by_fold=agree,
+        chance=chance_agreement(space),
+        valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
+        minutes=float(np.mean([r.minutes for r in records])),
     )

@@ -213,3 +213,34 @@ def test_epoch_quality_of_uniform_alphas_is_undecided():
     q = epoch_quality({k: v.detach() for k, v in net.alpha_weights().items()}, net.genotype())
     assert all(v == pytest.approx(1.0) for v in q.entropy_fraction.values())
     assert all(v == pytest.approx(0.0, abs=1e-7) for v in q.top2_margin.values())
+
+
+def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
+    """Two folds x two seeds of a smoke search, summarised and plotted from their run dirs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from emodarts_core.plots import plot_search_quality
+    from emodarts_core.search_quality import GATE_AGREEMENT, load_record, summarise_setting
+
+    records = []
+    for fold in (0, 1):
+        for seed in (0, 1):
+            cfg = search_cfg(tmp_path, f"f{fold}s{seed}",
+                             search={"epochs": 2, "order": "first", "split_seed": 0})
+            cfg = cfg.__class__(**{**cfg.__dict__, "seed": seed, "fold": fold})
+            records.append(load_record(run_search(cfg, progress=False,
+                                                  data=tiny_fold(seed=fold)).run_dir))
+    s = summarise_setting(records, search_cfg(tmp_path).profile.space)
+    assert s.n_runs == 4 and s.n_folds == 2
+    for fold in (0, 1):
+        a, b = (r.genotype for r in records if r.fold == fold)
+        assert s.agreement_by_fold[fold] == pytest.approx(agreement(a, b))
+    assert s.agreement == pytest.approx(np.mean(list(s.agreement_by_fold.values())))
+    assert s.passes == (s.agreement >= GATE_AGREEMENT and s.entropy_mean <= 0.75)
+    assert s.entropy_mean == pytest.approx(np.mean(
+        [np.mean([r.epochs[-1]["quality"]["entropy_fraction"][c] for r in records])
+         for c in ("normal", "reduce", "seq")]))
+    fig = plot_search_quality(RunDir.open(tmp_path / "f0s0").history())
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 4      # three cells and the gate
+    with pytest.raises(ValueError, match="two seeds"):
+        summarise_setting(records[:1], search_cfg(tmp_path).profile.space)
