@@ -249,6 +249,11 @@ class TrainConfig:
     # columns and metrics.json only the last epoch's test figures. Random search's brief candidate
     # trainings never take it (they are chosen on the validation speakers).
     fit_valid: bool = False
+    # Re-estimate the BatchNorm statistics on the training data with dropout off after every
+    # epoch, before the validation (and, at the end, the test) evaluation
+    # (train.recalibrate_batchnorm: the statistics kept in training are those of dropout-noised
+    # activations). Off by default until a batch decides it on validation speakers.
+    recalibrate_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.fit_valid and (self.select != "last" or self.patience != 0):

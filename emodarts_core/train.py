@@ -263,6 +263,8 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             n_seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
         sched.step()
+        if tcfg.recalibrate_bn:           # evaluation-condition statistics (dropout off)
+            recalibrate_batchnorm(model, x_fit, tcfg.batch_size, device, amp)
         record = {"epoch": epoch, "lr": lr, "train_loss": tot_loss / max(1, n_seen),
                   "train_wa": correct / max(1, n_seen)}
         if not tcfg.fit_valid:

@@ -244,3 +244,25 @@ def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 4      # three cells and the gate
     with pytest.raises(ValueError, match="two seeds"):
         summarise_setting(records[:1], search_cfg(tmp_path).profile.space)
+
+
+def test_recalibrated_batchnorm_matches_evaluation_conditions():
+    """After recalibrate_batchnorm a BatchNorm's running statistics are the plain average of its
+    batch statistics over the data with dropout off; flags and momentum are restored."""
+    from torch import nn
+    from emodarts_core.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    x = torch.randn(40, 6) * 3 + 1
+    net.train()
+    for _ in range(5):                       # running stats of dropout-noised activations
+        net(x)
+    n = recalibrate_batchnorm(net, x, batch_size=10, device=torch.device("cpu"))
+    assert n == 1 and net.training and net[1].training and net[2].momentum == 0.1
+    h = net[0](x).detach()
+    means = torch.stack([h[i:i + 10].mean(0) for i in range(0, 40, 10)]).mean(0)
+    vars_ = torch.stack([h[i:i + 10].var(0) for i in range(0, 40, 10)]).mean(0)
+    assert torch.allclose(net[2].running_mean, means, atol=1e-5)
+    assert torch.allclose(net[2].running_var, vars_, atol=1e-5)
+    assert recalibrate_batchnorm(nn.Linear(2, 2), x[:, :2], 10, torch.device("cpu")) == 0
