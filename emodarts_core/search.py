@@ -12,11 +12,24 @@ generator, ``SearchConfig.weight_fraction`` for the weights and the rest for the
 With ``alpha_warmup_epochs = k > 0`` the first ``k`` epochs skip step 1 (the weights train
 alone, the alphas keep their initial values; their records have ``alpha_step_loss`` null).
 
+The split's seed is the run's seed unless ``search.split_seed`` fixes it (then seeds vary the
+search alone: initial alphas and weights, batch order, dropout). Four remedies for a search that
+does not decide are options of :class:`~emodarts_core.config.SearchConfig`: ``alpha_accumulate``
+(each alpha step averages that many alpha batches), ``relaxation="dirichlet"`` (DrNAS),
+``smoothing_eps`` (SDARTS-RS noise on the operation weights of the weight steps, rising over the
+epochs: :func:`remedy_schedule`) and ``beta_decay`` (beta-DARTS' regulariser on the alphas).
+
+Before each epoch's evaluation the supernet's BatchNorm statistics are re-estimated on the
+weights' half with dropout off (:func:`~emodarts_core.train.recalibrate_batchnorm`); the running
+statistics of training are those of dropout-noised activations and made the supernet score
+chance on its own alpha split.
+
 After each epoch the history records losses, WA and UA on the alpha split (the search's
 validation data: the weights never train on it; it is an utterance-level split of the training
 speakers, and the fold's validation and test speakers are never seen by the search), the softmaxed alphas, the derived genotype, the
-number of ``skip_connect`` (and parameter-free) edges in each derived cell and the entropy of each
-alpha matrix (:mod:`emodarts_core.guards`). With ``collapse_guard="darts+"`` the search stops
+number of ``skip_connect`` (and parameter-free) edges in each derived cell, the entropy of each
+alpha matrix (:mod:`emodarts_core.guards`) and whether the search decides (``quality``: entropy
+as a fraction of uniform, top-2 margin and flip rate, :mod:`emodarts_core.search_quality`). With ``collapse_guard="darts+"`` the search stops
 early once the normal cell holds ``max_skips`` or more skip connections (DARTS+); the genotype of
 that epoch is still recorded. The guard's state is part of the checkpoint.
 
