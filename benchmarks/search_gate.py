@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
+from emodarts_core.data_source import configure_threads  # noqa: E402
 from emodarts_core.runs import RunConfig, RunDir  # noqa: E402
 from emodarts_core.search import run_search  # noqa: E402
 from emodarts_core.search_quality import load_record, summarise_setting  # noqa: E402
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
     args = ap.parse_args()
+    configure_threads()                  # $EMODARTS_THREADS, as the command line honours it
     folds = [int(f) for f in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [parse_setting(s) for s in args.setting]
