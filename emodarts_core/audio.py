@@ -55,7 +55,7 @@ def audio_info(path: str | PathLike[str]) -> sf._SoundFileInfo:
     try:
         return sf.info(str(p))
     except Exception as exc:  # libsndfile raises several types for corrupt or unknown formats
-        raise AudioError(p, f"cannot decode audio ({_short(exc)})") from exc
+        raise AudioError(p, f"cannot decode audio ({_short(exc, p)})") from exc
 
 
 def read_audio(
@@ -115,7 +115,7 @@ def read_audio(
     except AudioError:
         raise
     except Exception as exc:
-        raise AudioError(p, f"cannot decode audio ({_short(exc)})") from exc
+        raise AudioError(p, f"cannot decode audio ({_short(exc, p)})") from exc
 
     if data.shape[0] == 0:
         raise AudioError(p, "empty: no samples could be decoded")
@@ -157,6 +157,11 @@ def pad_or_cut(y: np.ndarray, n_samples: int) -> np.ndarray:
     return out
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, path: Path | None = None) -> str:
+    """The first line of ``exc``'s message, without libsndfile's repetition of the file name
+    (the :class:`AudioError` names the file already)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    if path is not None:
+        first = first.replace(f"Error opening {str(path)!r}: ", "")
+    return first[:200]

@@ -35,7 +35,7 @@ from .datasets import FoldData
 from .genotype import CellGenotype, Genotype
 from .runs import RunConfig, RunDir, atomic_write_json
 from .seeding import seed_everything
-from .train import TrainResult, fit, load_data, resolve_device, save_normalizer
+from .train import TrainResult, fit, load_data, resolve_device, save_normalizer, start_run
 
 
 class CNNLSTM(nn.Module):
@@ -129,8 +129,9 @@ def sample_genotype(space: SearchSpaceConfig, generator: torch.Generator) -> Gen
 def run_cnn_lstm(cfg: RunConfig, progress: bool = True, data: FoldData | None = None) -> TrainResult:
     """Train and test the CNN-LSTM baseline with the profile's ``train`` settings."""
     device = resolve_device(cfg.device)
+    announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
-    run = RunDir.create(cfg)
+    run = start_run(cfg, data, announce)
     save_normalizer(run, data)
     seed_everything(cfg.seed)
     model = CNNLSTM(data.n_classes, data.input_shape, **cfg.options.get("cnn_lstm", {}))
@@ -155,8 +156,9 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
     brief = int(brief) if brief else max(1, cfg.profile.train.epochs // 10)
     if k < 1:
         raise ValueError(f"random search needs k >= 1 candidates, got {k}")
+    announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
-    run = RunDir.create(cfg)
+    run = start_run(cfg, data, announce)
     gen = torch.Generator().manual_seed(int(cfg.seed) + 104729)
     genotypes = [sample_genotype(cfg.profile.space, gen) for _ in range(k)]
 

@@ -5,6 +5,10 @@ Examples::
     python -m emodarts_core search --corpus generated --profile smoke --out runs/s0
     python -m emodarts_core train --genotype runs/s0 --corpus generated --profile smoke --out runs/t0
     python -m emodarts_core evaluate --run runs/t0 --corpus generated --data-root DATA
+    python -m emodarts_core evaluate --run runs/ravdess-run --corpus emodb --data-root EMODB \
+        --classes neutral,happy,sad,angry     # another corpus, over (some of) the shared classes
+    python -m emodarts_core baseline --kind cnn_lstm --corpus ravdess,emodb \
+        --data-root RAVDESS --data-root EMODB --out runs/b1   # two corpora, their shared classes
     python -m emodarts_core evaluate --run runs/t0 --run runs/t1 --corpus generated \
         --data-root DATA --fold 0 --json-out runs/ensemble.json      # mean softmax of both
     python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
@@ -13,19 +17,27 @@ Examples::
         --profile paper --seeds 0,1,2 --out runs/batch --backend ray
 
 Rerunning a command with the same ``--out`` resumes the run from its last checkpoint (a finished
-run is only re-summarised); a different configuration in an existing ``--out`` is refused.
-Bad arguments end with a one-line message and exit status 2, never a traceback.
+run is only re-summarised); a different configuration in an existing ``--out`` is refused, and
+``--restart`` starts the run again from scratch (e.g. after a damaged checkpoint). One command
+at a time works in an ``--out``: a second one is refused, naming the first (a lock that the
+kernel drops when its process dies). A command that fails before its first checkpoint leaves no
+run directory behind. Bad arguments, bad data and damaged run files end with a one-line message
+and exit status 2, never a traceback; audio files skipped or noted are counted on one line and
+listed in the run's ``data_report.json``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .config import PROFILES, UsageError, apply_overrides, get_profile
+from .locks import run_lock
 
 EXIT_USAGE = 2
 
@@ -55,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p: argparse.ArgumentParser, out: bool = True) -> None:
-        p.add_argument("--corpus", default="generated", help="corpus name (default: generated)")
-        p.add_argument("--data-root", default=None,
-                       help="corpus root directory (the generated corpus is created there)")
+        p.add_argument("--corpus", default="generated",
+                       help="corpus name (default: generated), or several comma-separated "
+                            "(ravdess,emodb: trained over their shared classes)")
+        p.add_argument("--data-root", default=None, action="append",
+                       help="corpus root directory (the generated corpus is created there); "
+                            "repeat it for several corpora, one each, in --corpus order")
         p.add_argument("--protocol", default=None, help="the corpus protocol (default: standard)")
         p.add_argument("--profile", default="smoke", help=f"one of {', '.join(sorted(PROFILES))}")
         p.add_argument("--fold", type=int, default=0, help="fold index (default 0)")
@@ -69,8 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="SECTION.FIELD=VALUE", help="override a profile field, repeatable")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--skip-bad", action="store_true",
+                       help="skip corpus entries the loader cannot use (unknown label code, "
+                            "missing audio) instead of stopping; they are counted, printed and "
+                            "listed in the run's data_report.json")
         if out:
             p.add_argument("--out", default=None, help="run directory (default runs/<kind>-...)")
+            p.add_argument("--restart", action="store_true",
+                           help="start the run in --out again from scratch: delete its "
+                                "checkpoints and results first (e.g. after a damaged checkpoint)")
 
     p = sub.add_parser("search", help="search a genotype (DARTS)")
     common(p)
@@ -87,14 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, action="append", dest="runs", metavar="RUN",
                    help="a training or baseline run directory; repeat it to evaluate an "
                         "ensemble (mean softmax probability of the runs; needs --json-out)")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--corpus", required=True,
+                   help="the test corpus; it may have other classes than the run (only the "
+                        "shared ones are scored)")
+    p.add_argument("--data-root", default=None, action="append",
+                   help="the corpus root (repeat it for a comma-separated --corpus)")
     p.add_argument("--protocol", default=None)
     p.add_argument("--fold", type=int, default=None,
                    help="evaluate this fold's test side (default: every utterance)")
+    p.add_argument("--classes", default=None, metavar="A,B,C",
+                   help="score these classes (comma-separated canonical names, or a class set "
+                        "such as shared6); default: every class the run and the corpus share")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json-out", default=None, help="where to write the metrics JSON")
+    p.add_argument("--json-out", default=None,
+                   help="where to write the metrics JSON (default, one run: "
+                        "RUN/evaluate-<corpus>-<hash of the data root>[-fold<k>].json)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip corpus entries the loader cannot use instead of stopping")
 
     p = sub.add_parser("baseline", help="the CNN-LSTM baseline or random search")
     common(p)
@@ -176,17 +208,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--baselines: unknown baseline(s) {sorted(unknown)}; "
                              f"choose from cnn_lstm, random")
+        # counting the folds reads every corpus (and writes a generated one) once, here,
+        # before any job starts: jobs never race to make a shared corpus
+        n_folds = {name: reproduce.count_folds(name, root, args.protocol)
+                   for name, root in corpora.items()}
         if args.folds == "all":
-            folds: Any = {name: list(range(reproduce.count_folds(name, root, args.protocol)))
-                          for name, root in corpora.items()}
+            folds: Any = {name: list(range(n)) for name, n in n_folds.items()}
         else:
             folds = _int_list(args.folds, "--folds")
+            for name, n in n_folds.items():
+                bad = [k for k in folds if k >= n]
+                if bad:
+                    raise UsageError(f"--folds {args.folds}: corpus {name!r} has {n} fold(s) "
+                                     f"(0..{n - 1}); fold(s) {bad} do not exist")
         jobs = reproduce.make_grid(corpora, folds, seeds, args.profile, out,
                                    protocol=args.protocol, device=args.device,
                                    baselines=baselines, overrides=args.overrides)
         print(f"reproduce: {len(jobs)} jobs ({args.backend})")
-        reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
-                           cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
+        with run_lock(out):
+            reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
+                               cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
     try:
         rows = reproduce.collect(out)
     except ValueError as e:
@@ -250,10 +291,99 @@ def load_genotype(source: str):
                              f"(is the search finished?)")
     if not path.exists():
         raise UsageError(f"--genotype {source}: no such file or directory")
+    from .network import check_genotype
+
     try:
-        return Genotype.load(path), genotype_source(path)
+        genotype = Genotype.load(path)
+        check_genotype(genotype)
+        return genotype, genotype_source(path)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise UsageError(f"--genotype {path}: not a valid genotype ({e})") from None
+
+
+def check_runs(runs: Sequence[str]) -> None:
+    """``evaluate --run``: each a run directory whose ``config.json`` this version can read."""
+    from .runs import RunDir, RunFileError
+
+    for run in runs:
+        if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
+            raise UsageError(f"--run {run}: not a run directory (no config.json)")
+        try:
+            RunDir(run).config
+        except RunFileError as e:
+            raise UsageError(f"--run {run}: {e}") from None
+
+
+def clear_run(out: Path) -> None:
+    """``--restart``: empty the run directory ``out`` (all but its lock file); refuse a
+    directory that is not a run directory, so a mistyped ``--out`` deletes nothing."""
+    from .locks import RUN_LOCK
+
+    entries = [e for e in out.iterdir() if e.name != RUN_LOCK]
+    if entries and not (out / "config.json").exists():
+        raise UsageError(f"--restart: {out} is not a run directory (no config.json); "
+                         f"nothing was deleted")
+    for e in entries:
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
+
+
+@contextlib.contextmanager
+def claim_out(out: Path, restart: bool = False) -> Iterator[None]:
+    """Work in the run directory ``out``: locked against a second command
+    (:func:`~emodarts_core.locks.run_lock`), emptied first with ``restart``, and removed again
+    when this command created it and fails before anything worth resuming was written."""
+    from .locks import LockHeld
+    from .runs import RunDir
+
+    existed = out.exists()
+    try:
+        with run_lock(out):
+            if restart:
+                clear_run(out)
+            yield
+    except LockHeld:
+        raise
+    except BaseException:
+        if not existed and out.is_dir() and not RunDir(out).has_progress():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[str], str | None]:
+    """The corpus names of ``--corpus`` (one, or several comma-separated) and their roots as the
+    one string a run config keeps (absolute; several joined by ``os.pathsep``), or ``None`` for
+    the generated corpus's default place. UsageError for an unknown name or missing, surplus or
+    absent roots."""
+    from .datasets import DataError, corpus_names, join_roots
+
+    try:
+        names = corpus_names(corpus)
+    except DataError as e:
+        raise UsageError(f"--corpus: {e}") from None
+    corpora = known_corpora()
+    for name in names:
+        if corpora and name not in corpora:
+            raise UsageError(f"--corpus: unknown corpus {name!r}; choose one of "
+                             f"{', '.join(corpora)}")
+    roots = list(data_roots or [])
+    if not roots:
+        if names != ["generated"]:
+            need = f"one per corpus ({', '.join(names)})" if len(names) > 1 else ""
+            raise UsageError(f"--data-root is required for corpus {corpus!r}" + (f": {need}" if need else ""))
+        return names, None
+    if len(roots) != len(names):
+        raise UsageError(f"--corpus {corpus} names {len(names)} corpora but --data-root is given "
+                         f"{len(roots)} time(s); give one root per corpus, in order")
+    for name, root in zip(names, roots):
+        if name != "generated" and not Path(root).is_dir():
+            raise UsageError(f"--data-root {root}: no such directory")
+    try:
+        return names, join_roots([str(Path(r).resolve()) for r in roots])
+    except DataError as e:
+        raise UsageError(f"--data-root: {e}") from None
 
 
 def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
@@ -266,14 +396,7 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
     except ValueError as e:
         raise UsageError(f"--profile: {e}") from None
     profile = apply_overrides(profile, args.overrides)
-    corpora = known_corpora()
-    if corpora and args.corpus not in corpora:
-        raise UsageError(f"--corpus: unknown corpus {args.corpus!r}; choose one of "
-                         f"{', '.join(corpora)}")
-    if args.data_root is None and args.corpus != "generated":
-        raise UsageError(f"--data-root is required for corpus {args.corpus!r}")
-    if args.data_root is not None and args.corpus != "generated" and not Path(args.data_root).is_dir():
-        raise UsageError(f"--data-root {args.data_root}: no such directory")
+    names, data_root = corpus_roots(args.corpus, args.data_root)
     if args.fold < 0:
         raise UsageError(f"--fold must be >= 0, got {args.fold}")
     try:
@@ -282,16 +405,17 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
         raise UsageError(f"--device: {e}") from None
     if device.startswith("cuda"):
         options = {**options, "amp": None if args.amp == "off" else args.amp}
-    data_root = args.data_root
     if data_root is None:
         from .datasets import default_cache_dir
 
-        data_root = str(default_cache_dir() / "generated")
-    out = args.out or f"runs/{kind}-{args.corpus}-{profile.name}-fold{args.fold}-seed{args.seed}"
-    return RunConfig(kind=kind, corpus=args.corpus, data_root=str(Path(data_root).resolve()),
+        data_root = str((default_cache_dir() / "generated").resolve())
+    corpus = ",".join(names)
+    out = args.out or (f"runs/{kind}-{corpus.replace(',', '+')}-{profile.name}-fold{args.fold}"
+                       f"-seed{args.seed}")
+    return RunConfig(kind=kind, corpus=corpus, data_root=data_root,
                      out_dir=str(out), protocol=args.protocol, fold=args.fold, seed=args.seed,
                      profile=profile, device=device, overrides=tuple(args.overrides),
-                     options=options, cache_dir=args.cache_dir)
+                     options=options, cache_dir=args.cache_dir, skip_bad=args.skip_bad)
 
 
 def _pct(x: float) -> str:
@@ -311,7 +435,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         cfg = make_run_config(args, "search", {"checkpoint_every": args.checkpoint_every}
                               if args.checkpoint_every else {})
-        res = run_search(cfg, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_search(cfg, progress=progress)
         print(f"search finished: {res.run_dir}; best epoch {res.best_epoch} "
               f"(valid WA {_pct(res.best_valid_wa)}, UA {_pct(res.best_valid_ua)}); "
               f"genotype -> {Path(res.run_dir) / 'genotype.json'}")
@@ -320,26 +445,48 @@ def run_command(args: argparse.Namespace) -> int:
 
         genotype, source = load_genotype(args.genotype)
         cfg = make_run_config(args, "train", {"genotype_source": source})
-        res = run_train(cfg, genotype, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_train(cfg, genotype, progress=progress)
         chosen = ("trained on the training and validation speakers" if res.best_valid_ua is None
                   else f"best valid UA {_pct(res.best_valid_ua)} at epoch {res.best_epoch}")
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
               f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; {chosen})")
     elif args.command == "evaluate":
+        from .datasets import DataError
         from .train import run_evaluate
 
-        for run in args.runs:
-            if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
-                raise UsageError(f"--run {run}: not a run directory")
+        check_runs(args.runs)
         if len(args.runs) > 1 and args.json_out is None:
             raise UsageError(f"an ensemble of {len(args.runs)} runs needs --json-out (where to "
                              "write its metrics)")
-        if args.data_root is not None and not Path(args.data_root).is_dir():
-            raise UsageError(f"--data-root {args.data_root}: no such directory")
-        m = run_evaluate(args.runs, args.corpus, args.data_root, protocol=args.protocol,
-                         fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
-                         device=args.device)
-        keys = ("wa", "ua", "n", "classes", "confusion", "written_to")
+        names, root = corpus_roots(args.corpus, args.data_root)
+        classes = None
+        if args.classes is not None:
+            from .emotions import resolve_class_set
+
+            parts = [c.strip() for c in args.classes.split(",") if c.strip()]
+            try:
+                classes = resolve_class_set(parts[0] if len(parts) == 1 else parts,
+                                            argument="--classes")
+            except (ValueError, IndexError) as e:
+                raise UsageError(f"--classes {args.classes!r}: "
+                                 f"{e if parts else 'name at least one class'}") from None
+        try:
+            m = run_evaluate(args.runs, ",".join(names), root, protocol=args.protocol,
+                             fold=args.fold, cache_dir=args.cache_dir, out=args.json_out,
+                             device=args.device, classes=classes, skip_bad=args.skip_bad)
+        except DataError as e:
+            raise UsageError(str(e)) from None
+        scored = f"evaluate: scored {m['n']} of {m['n_files']} files"
+        if m["skipped"]:
+            shown = "; ".join(f"{Path(s['file']).name} ({s['reason']})" for s in m["skipped"][:3])
+            scored += f"; skipped {len(m['skipped'])}: {shown}"
+            scored += " ..." if len(m["skipped"]) > 3 else ""
+        if m["notes"]:
+            scored += f"; {len(m['notes'])} noted"
+        print(f"{scored} (all listed in {m['written_to']})", file=sys.stderr)
+        keys = ("wa", "ua", "n", "n_files", "classes", "per_class_recall", "confusion",
+                "chance_ua", "dropped", "written_to")
         print(json.dumps({k: m[k] for k in keys + (("members",) if len(args.runs) > 1 else ())}))
     elif args.command == "reproduce":
         return run_reproduce(args)
@@ -357,7 +504,8 @@ def run_command(args: argparse.Namespace) -> int:
         elif args.head_norm:
             opts["cnn_lstm"] = {"head_norm": True}
         cfg = make_run_config(args, "baseline", opts)
-        res = run_baseline(cfg, progress=progress)
+        with claim_out(Path(cfg.out_dir), args.restart):
+            res = run_baseline(cfg, progress=progress)
         print(f"baseline {args.kind} finished: {res.run_dir}; test WA {_pct(res.wa)}, "
               f"UA {_pct(res.ua)}")
     return 0
@@ -366,12 +514,13 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data)."""
     from .datasets import DataError
-    from .runs import RunConfigMismatch
+    from .locks import LockHeld
+    from .runs import RunConfigMismatch, RunFileError
 
     try:
         args = build_parser().parse_args(argv)
         return run_command(args)
-    except (UsageError, DataError, RunConfigMismatch) as e:
+    except (UsageError, DataError, RunConfigMismatch, RunFileError, LockHeld) as e:
         msg = " ".join(str(e).split())
         print(f"emodarts: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

@@ -60,7 +60,17 @@ def seq_primitives(seq_ops: str | tuple[str, ...]) -> tuple[str, ...]:
     return ops
 
 
-NORMALIZATIONS: tuple[str, ...] = ("training", "speaker")
+def _require(checks: Sequence[tuple[bool, str]], cls: str) -> None:
+    """Raise ``ValueError`` naming the first failed range check of a config (``cls.field ...``).
+
+    Every profile field is checked when the dataclass is made, so a bad ``--set`` value stops
+    the command before any data is read (the CLI prints it as one line)."""
+    for ok, what in checks:
+        if not ok:
+            raise ValueError(f"{cls}.{what}")
+
+
+NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
 RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.relaxation
 
 
@@ -82,13 +92,32 @@ class FeatureConfig:
     # How the images are standardised before the network sees them (not part of the cached
     # extraction): "training" = one per-coefficient mean and spread from the fold's training side
     # (the paper's setting); "speaker" = first each speaker's utterances by that speaker's own
-    # per-coefficient statistics (from their audio, never their labels), then as "training".
+    # per-coefficient statistics (from their audio, never their labels), then as "training";
+    # "corpus" = first each corpus's utterances by that corpus's own per-coefficient statistics
+    # (all its utterances that were loaded, audio only: a remedy for corpus shift), then as
+    # "training".
     normalization: str = "training"
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"FeatureConfig.normalization must be one of {list(NORMALIZATIONS)}, "
                              f"got {self.normalization!r}")
+        _require([
+            (self.sample_rate >= 1000, f"sample_rate must be >= 1000 Hz, got {self.sample_rate}"),
+            (self.duration_s > 0, f"duration_s must be > 0, got {self.duration_s}"),
+            (self.n_mfcc >= 1, f"n_mfcc must be >= 1, got {self.n_mfcc}"),
+            (self.n_mels >= self.n_mfcc, f"n_mels must be >= n_mfcc ({self.n_mfcc}), got {self.n_mels}"),
+            (self.n_fft >= 16, f"n_fft must be >= 16, got {self.n_fft}"),
+            (1 <= self.hop_length <= self.n_fft,
+             f"hop_length must lie in [1, n_fft={self.n_fft}], got {self.hop_length}"),
+            (self.fmin >= 0, f"fmin must be >= 0, got {self.fmin}"),
+            (self.fmax is None or self.fmin < self.fmax <= self.sample_rate / 2,
+             f"fmax must lie in (fmin, sample_rate / 2] or be none, got {self.fmax}"),
+            (self.top_db is None or self.top_db > 0, f"top_db must be > 0 or none, got {self.top_db}"),
+            (self.time_pool >= 1, f"time_pool must be >= 1, got {self.time_pool}"),
+            (self.n_frames >= 1, f"duration_s, hop_length and time_pool leave no frame "
+                                 f"({self.duration_s} s, hop {self.hop_length}, pool {self.time_pool})"),
+        ], "FeatureConfig")
 
     @property
     def n_samples(self) -> int:
@@ -142,6 +171,26 @@ class SearchSpaceConfig:
     # so a short search does not learn at all; with it, the cpu profile's supernet learns in
     # its first epoch.
     head_norm: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            seq_primitives(self.seq_ops)
+        except ValueError as e:
+            raise ValueError(f"SearchSpaceConfig.seq_ops: {e}") from None
+        unknown = [op for op in self.cnn_ops if op not in CNN_PRIMITIVES]
+        _require([
+            (self.cnn_layers >= 1, f"cnn_layers must be >= 1, got {self.cnn_layers}"),
+            (self.cnn_nodes >= 1, f"cnn_nodes must be >= 1, got {self.cnn_nodes}"),
+            (self.init_channels >= 1, f"init_channels must be >= 1, got {self.init_channels}"),
+            (self.stem_multiplier >= 1, f"stem_multiplier must be >= 1, got {self.stem_multiplier}"),
+            (not unknown, f"cnn_ops: unknown op(s) {unknown}; choose from {list(CNN_PRIMITIVES)}"),
+            (len(self.cnn_ops) >= 2 and self.cnn_ops[-1] == "none",
+             f"cnn_ops must end with 'none' and hold at least one other op, got {list(self.cnn_ops)}"),
+            (self.seq_cells >= 0, f"seq_cells must be >= 0, got {self.seq_cells}"),
+            (self.seq_nodes >= 1, f"seq_nodes must be >= 1, got {self.seq_nodes}"),
+            (self.seq_hidden >= 1, f"seq_hidden must be >= 1, got {self.seq_hidden}"),
+            (0 <= self.dropout < 1, f"dropout must lie in [0, 1), got {self.dropout}"),
+        ], "SearchSpaceConfig")
 
     @property
     def seq_primitives(self) -> tuple[str, ...]:
@@ -197,17 +246,37 @@ class SearchConfig:
     beta_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.relaxation not in RELAXATIONS:
-            raise ValueError(f"SearchConfig.relaxation must be one of {', '.join(RELAXATIONS)}, "
-                             f"got {self.relaxation!r}")
-        if self.alpha_accumulate < 1:
-            raise ValueError(f"SearchConfig.alpha_accumulate must be >= 1, "
-                             f"got {self.alpha_accumulate}")
-        if not 0.0 <= self.smoothing_eps < 1.0:
-            raise ValueError(f"SearchConfig.smoothing_eps must lie in [0, 1), "
-                             f"got {self.smoothing_eps}")
-        if self.beta_decay < 0:
-            raise ValueError(f"SearchConfig.beta_decay must be >= 0, got {self.beta_decay}")
+        _require([
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm), got {self.batch_size}"),
+            (0 < self.weight_fraction < 1,
+             f"weight_fraction must lie in (0, 1), got {self.weight_fraction}"),
+            (self.w_lr > 0, f"w_lr must be > 0, got {self.w_lr}"),
+            (0 <= self.w_lr_min <= self.w_lr, f"w_lr_min must lie in [0, w_lr], got {self.w_lr_min}"),
+            (0 <= self.w_momentum < 1, f"w_momentum must lie in [0, 1), got {self.w_momentum}"),
+            (self.w_weight_decay >= 0, f"w_weight_decay must be >= 0, got {self.w_weight_decay}"),
+            (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
+            (self.alpha_lr >= 0, f"alpha_lr must be >= 0, got {self.alpha_lr}"),
+            (all(0 <= b < 1 for b in self.alpha_betas),
+             f"alpha_betas must lie in [0, 1), got {self.alpha_betas}"),
+            (self.alpha_weight_decay >= 0,
+             f"alpha_weight_decay must be >= 0, got {self.alpha_weight_decay}"),
+            (self.order in ("first", "second"),
+             f"order must be 'first' or 'second', got {self.order!r}"),
+            (0 <= self.alpha_warmup_epochs < self.epochs,
+             f"alpha_warmup_epochs must lie in [0, epochs={self.epochs}), got {self.alpha_warmup_epochs}"),
+            (self.collapse_guard in (None, "darts+"),
+             f"collapse_guard must be none or 'darts+', got {self.collapse_guard!r}"),
+            (self.max_skips >= 1, f"max_skips must be >= 1, got {self.max_skips}"),
+            (self.alpha_log_every >= 0, f"alpha_log_every must be >= 0, got {self.alpha_log_every}"),
+            (self.split_seed is None or self.split_seed >= 0,
+             f"split_seed must be >= 0 or none, got {self.split_seed}"),
+            (self.alpha_accumulate >= 1, f"alpha_accumulate must be >= 1, got {self.alpha_accumulate}"),
+            (self.relaxation in RELAXATIONS,
+             f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}"),
+            (0 <= self.smoothing_eps < 1, f"smoothing_eps must lie in [0, 1), got {self.smoothing_eps}"),
+            (self.beta_decay >= 0, f"beta_decay must be >= 0, got {self.beta_decay}"),
+        ], "SearchConfig")
 
 
 TRAIN_SELECTIONS = ("best", "last")
@@ -256,6 +325,18 @@ class TrainConfig:
     recalibrate_bn: bool = False
 
     def __post_init__(self) -> None:
+        _require([
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm), got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.lr_min <= self.lr, f"lr_min must lie in [0, lr], got {self.lr_min}"),
+            (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
+            (0 <= self.drop_path < 1, f"drop_path must lie in [0, 1), got {self.drop_path}"),
+            (self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}"),
+            (self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}"),
+        ], "TrainConfig")
         if self.fit_valid and (self.select != "last" or self.patience != 0):
             raise ValueError(f"TrainConfig.fit_valid trains on the validation speakers, so nothing "
                              f"can be chosen on them: it needs select='last' and patience=0, got "

@@ -1,8 +1,11 @@
 """From a corpus on disk to normalised tensors for one fold, and the batches the loops draw.
 
 The chain is ``load_corpus`` -> ``make_folds`` -> ``extract_features`` (cached) -> (with
-``FeatureConfig.normalization="speaker"``, each speaker standardised by their own statistics) -> a
-``Normalizer`` fitted on the fold's training side only -> :class:`FoldData`. MFCC images are small
+``FeatureConfig.normalization="speaker"``, each speaker standardised by their own statistics;
+with ``"corpus"``, each corpus by its own) -> a ``Normalizer`` fitted on the fold's training side
+only -> :class:`FoldData`. Several corpora at once (``corpus="ravdess,emodb"``, one root each)
+are combined over their shared classes (:func:`combine_corpora`), with folds that are speaker
+independent within every corpus. MFCC images are small
 (the paper's 128 x 128 float32 is 64 KiB per utterance), so a fold lives in memory as tensors and
 batching is a seeded index permutation: no DataLoader, no worker processes, and an exact resume
 only needs the state of one ``torch.Generator``.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -55,6 +58,7 @@ class FoldData:
     report: LoadReport = field(default_factory=LoadReport)
     test_ids: list[str] = field(default_factory=list)
     norm_stats: dict[str, Any] | None = None   # Normalizer.state_dict() of the training side
+    n_files: int = 0                           # corpus entries looked at (kept + skipped)
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -91,53 +95,183 @@ def _resolve_root(corpus: str, root: str | Path | None) -> Path:
         root = default_cache_dir() / "generated"
     root = Path(root).expanduser()
     if corpus == GENERATED:
-        if not root.exists() or not any(root.iterdir()):
-            from .corpora.generated import generate_corpus
-
-            generate_corpus(root, seed=0)
+        ensure_generated(root)
     elif not root.exists():
         raise DataError(f"data root {root} for corpus {corpus!r} does not exist")
     return root
 
 
-def load_records(corpus: str, root: str | Path | None, protocol: str | None = None):
-    """The corpus (``generated`` is created under ``root`` when absent); errors as DataError."""
+def _missing_or_empty(root: Path) -> bool:
+    return not root.exists() or (root.is_dir() and not any(root.iterdir()))
+
+
+def ensure_generated(root: Path) -> None:
+    """Write the generated corpus at ``root`` when ``root`` is missing or empty, once, however
+    many processes ask at the same time: under a lock beside ``root``, into a temporary sibling
+    folder renamed to ``root`` when complete. A job that finds another one generating waits for
+    it and then reads its corpus; an interrupted generation leaves no half corpus at ``root``."""
+    import shutil
+    import tempfile
+
+    from .corpora.generated import generate_corpus
+    from .locks import exclusive
+
+    if not _missing_or_empty(root):
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(root.parent / f".{root.name}.generate.lock"):
+        if not _missing_or_empty(root):          # another process made it while we waited
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        try:
+            generate_corpus(tmp, seed=0)
+            if root.exists():
+                root.rmdir()                     # empty, checked above under the lock
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def corpus_names(corpus: str) -> list[str]:
+    """The corpora a corpus argument names: ``"ravdess,emodb"`` -> ``["ravdess", "emodb"]``."""
+    names = [n.strip() for n in str(corpus).split(",")]
+    if not all(names):
+        raise DataError(f"corpus {corpus!r}: an empty name in the comma-separated list")
+    if len(set(names)) != len(names):
+        raise DataError(f"corpus {corpus!r} names a corpus twice")
+    return names
+
+
+def split_roots(root: str | Path | Sequence[str | Path] | None, n: int) -> list[Any]:
+    """``n`` data roots from one root, a sequence, or one string of roots joined by
+    ``os.pathsep`` (how a run's ``config.json`` keeps the roots of several corpora)."""
+    if isinstance(root, (list, tuple)):
+        roots = list(root)
+    elif n > 1 and root is not None:
+        roots = str(root).split(os.pathsep)
+    else:
+        roots = [root]
+    if len(roots) != n:
+        raise DataError(f"{n} corpora need {n} data roots, one each, in order (--data-root); "
+                        f"got {len(roots) if root is not None else 0}")
+    return roots
+
+
+def join_roots(roots: Sequence[str | Path]) -> str:
+    """The one string :func:`split_roots` reads back (absolute paths joined by ``os.pathsep``)."""
+    for r in roots:
+        if os.pathsep in str(r):
+            raise DataError(f"data root {str(r)!r} contains {os.pathsep!r}, which separates the "
+                            "roots of several corpora")
+    return os.pathsep.join(str(r) for r in roots)
+
+
+def load_records(corpus: str, root: str | Path | Sequence[str | Path] | None,
+                 protocol: str | None = None, skip_bad: bool = False):
+    """The corpus (``generated`` is created under ``root`` when absent); errors as DataError.
+    ``skip_bad`` skips (and reports in ``corpus.report``) entries the loader cannot use.
+
+    ``corpus`` may name several corpora, ``"ravdess,emodb"``, with one root each (a sequence, or
+    one ``os.pathsep``-joined string): they are loaded in that order and combined over their
+    shared classes by :func:`combine_corpora`.
+    """
     from .corpora import load_corpus
 
-    root = _resolve_root(corpus, root)
-    try:
-        return load_corpus(corpus, root, protocol=protocol or "standard")
-    except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        raise DataError(f"cannot load corpus {corpus!r} from {root}: {_msg(e)}") from e
+    names = corpus_names(corpus)
+    roots = split_roots(root, len(names))
+    parts = []
+    for name, part_root in zip(names, roots):
+        part_root = _resolve_root(name, part_root)
+        try:
+            parts.append(load_corpus(name, part_root, protocol=protocol or "standard",
+                                     skip_bad=skip_bad))
+        except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+            raise DataError(f"cannot load corpus {name!r} from {part_root}: {_msg(e)}") from e
+    return parts[0] if len(parts) == 1 else combine_corpora(parts)
+
+
+def combine_corpora(parts: Sequence[Any]):
+    """One :class:`~emodarts_core.corpora.Corpus` from several, over the classes all of them
+    have (in canonical order); utterances of other classes are left out.
+
+    Speakers and utterance ids are prefixed with their corpus (``"emodb:03"``), so they stay
+    unique; ``Utterance.corpus`` keeps each record's own corpus, which the folds
+    (:func:`emodarts_core.folds.make_folds`) and ``normalization="corpus"`` read. The result's
+    name is the comma-joined names. Raises DataError when the corpora share no class.
+    """
+    import dataclasses
+
+    from .corpora.record import Corpus
+    from .emotions import canonical_order
+
+    shared = canonical_order(set.intersection(*(set(p.classes) for p in parts)))
+    if not shared:
+        have = "; ".join(f"{p.name}: {', '.join(p.classes)}" for p in parts)
+        raise DataError(f"corpora {', '.join(p.name for p in parts)} share no emotion class ({have})")
+    records, report = [], LoadReport()
+    for p in parts:
+        report.skipped.extend(p.report.skipped)
+        report.notes.extend(p.report.notes)
+        records += [dataclasses.replace(r, speaker=f"{p.name}:{r.speaker}",
+                                        utt_id=f"{p.name}:{r.utt_id}")
+                    for r in p.records if r.label in shared]
+    return Corpus(name=",".join(p.name for p in parts), records=records, classes=shared,
+                  report=report)
 
 
 def _msg(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
+#: A kept file with less audio than this is noted in the data report (it is mostly padding).
+SHORT_AUDIO_S = 0.1
+
+
 def features_for(records, features: FeatureConfig, cache_dir: str | Path | None,
                  progress: bool = False, report: LoadReport | None = None):
     """Features ``(N_kept, n_mfcc, n_frames)`` for ``records`` and the kept positions.
 
-    Files that cannot be read are skipped and listed in ``report``; the cache lives in
-    ``cache_dir`` (default ``<default_cache_dir()>/features``).
+    Files that cannot be used (undecodable, empty, silent, NaN samples) are skipped and listed
+    in ``report``; files under :data:`SHORT_AUDIO_S` seconds are kept, padded, and noted there,
+    as are damaged cache entries (computed again). The cache lives in ``cache_dir`` (default
+    ``<default_cache_dir()>/features``); one process at a time fills it for a feature
+    configuration, so concurrent jobs compute each file once and the later ones read it.
     """
-    from .features import extract_features
+    from .audio import AudioError, audio_info
+    from .features import FeatureCache, extract_features
+    from .locks import exclusive
 
+    report = LoadReport() if report is None else report
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
-    out = extract_features(records, features, cache_dir=cache, skip_bad=True, report=report,
-                           progress=progress)
-    return out.tensor.to(torch.float32), [int(i) for i in out.kept]
+    with exclusive(cache / f".{FeatureCache.config_key(features)}.lock"):
+        out = extract_features(records, features, cache_dir=cache, skip_bad=True, report=report,
+                               progress=progress)
+    kept = [int(i) for i in out.kept]
+    for i in kept:
+        path = getattr(records[i], "path", records[i])
+        try:
+            info = audio_info(path)
+        except AudioError:
+            continue
+        seconds = info.frames / max(1, info.samplerate)
+        if seconds < SHORT_AUDIO_S:
+            report.note(path, f"only {seconds:.3f} s of audio, padded with silence to "
+                              f"{features.duration_s:g} s")
+    return out.tensor.to(torch.float32), kept
 
 
 def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig,
                    protocol: str | None = None, fold: int = 0,
-                   cache_dir: str | Path | None = None, progress: bool = False) -> FoldData:
-    """Load, split, featurise and normalise one fold (see the module docstring)."""
+                   cache_dir: str | Path | None = None, progress: bool = False,
+                   skip_bad: bool = False) -> FoldData:
+    """Load, split, featurise and normalise one fold (see the module docstring); ``skip_bad``
+    skips corpus entries the loader cannot use instead of stopping (all in ``report``)."""
     from .features import Normalizer, speaker_step
     from .folds import make_folds
 
-    crp = load_records(corpus, root, protocol)
+    crp = load_records(corpus, root, protocol, skip_bad=skip_bad)
+    n_entries = len(crp.records) + len(crp.report)
     try:
         folds = make_folds(crp, protocol=protocol or "standard")
     except ValueError as e:
@@ -147,7 +281,8 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
                         f"fold(s) (0..{len(folds) - 1})")
     f = folds[fold]
     feats, kept = features_for(crp.records, features, cache_dir, progress, crp.report)
-    feats = speaker_step(feats, [crp.records[i].speaker for i in kept], features)
+    feats = speaker_step(feats, [crp.records[i].speaker for i in kept], features,
+                         corpora=[crp.records[i].corpus for i in kept])
     # map corpus index -> row in feats (a record whose audio was skipped has no row)
     row = {idx: r for r, idx in enumerate(kept)}
     labels = torch.tensor(crp.label_indices(), dtype=torch.int64)
@@ -171,7 +306,7 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
         classes=tuple(crp.classes), speakers_train=spk(tr), speakers_valid=spk(va),
         speakers_test=spk(te), fold_name=str(getattr(f, "name", fold)), n_folds=len(folds),
         report=crp.report, test_ids=[crp.records[i].utt_id for i in te],
-        norm_stats=norm.state_dict(),
+        norm_stats=norm.state_dict(), n_files=n_entries,
     )
 
 

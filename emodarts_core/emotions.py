@@ -2,7 +2,8 @@
 
 Corpora name their emotions in different ways: IEMOCAP writes ``neu hap exc ...`` in its label
 files, MSP-IMPROV and MSP-Podcast use one letter (``A H S N ...``), RAVDESS encodes ``01..08`` in
-the file name, CREMA-D ``ANG DIS ...`` and EmoDB German initials (``W`` = *Wut*, anger). Loaders
+the file name, CREMA-D ``ANG DIS ...``, EmoDB German initials (``W`` = *Wut*, anger) and TESS
+English words at the end of the file name (``ps`` = pleasant surprise). Loaders
 translate every code into one **canonical** name from :data:`CANONICAL`, so a model trained on one
 corpus can be evaluated on another and class lists can be compared by name.
 
@@ -34,6 +35,8 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
     "crema6": ("neutral", "happy", "sad", "angry", "fearful", "disgust"),
     # EmoDB's seven.
     "emodb7": ("neutral", "happy", "sad", "angry", "fearful", "disgust", "boredom"),
+    # TESS's seven ("pleasant surprise" counted as surprised).
+    "tess7": ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
     # The classes RAVDESS, CREMA-D and EmoDB share (cross-corpus experiments).
     "shared6": ("neutral", "happy", "sad", "angry", "fearful", "disgust"),
     # MSP-Podcast's eight primary emotions (Odyssey 2024 task 1; X and O removed).
@@ -77,6 +80,13 @@ EMODB: dict[str, str | None] = {
     "N": "neutral",
 }
 
+#: TESS emotion word, the last ``_`` token of ``<SPEAKER>_<word>_<emotion>.wav`` (read in lower
+#: case: copies differ in case). ``ps`` is "pleasant surprise", the nearest to RAVDESS's surprised.
+TESS: dict[str, str | None] = {
+    "angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy",
+    "neutral": "neutral", "ps": "surprised", "sad": "sad",
+}
+
 #: Every corpus mapping by corpus name (the generated corpus writes canonical names directly).
 MAPPINGS: dict[str, Mapping[str, str | None]] = {
     "iemocap": IEMOCAP,
@@ -85,6 +95,7 @@ MAPPINGS: dict[str, Mapping[str, str | None]] = {
     "ravdess": RAVDESS,
     "crema_d": CREMA_D,
     "emodb": EMODB,
+    "tess": TESS,
     "generated": {name: name for name in CANONICAL},
 }
 
@@ -117,3 +128,38 @@ def resolve_class_set(classes: str | Sequence[str], *, argument: str = "classes"
 def canonical_order(names: set[str] | Sequence[str]) -> tuple[str, ...]:
     """``names`` sorted in :data:`CANONICAL` order (stable class lists built from data)."""
     return tuple(c for c in CANONICAL if c in set(names))
+
+
+def vocabulary_table(corpora: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """The vocabulary as a table: ``table[corpus][canonical emotion]`` = the corpus's own code(s)
+    for that emotion (several joined by ``" / "``), ``""`` where the corpus has none.
+
+    ``corpora`` defaults to every corpus of :data:`MAPPINGS` except ``generated`` (which writes
+    canonical names). The columns, the same in every row, are the canonical emotions at least one
+    of these corpora has, in :data:`CANONICAL` order; codes that carry no class are left out.
+    """
+    names = [c for c in MAPPINGS if c != "generated"] if corpora is None else list(corpora)
+    unknown = [c for c in names if c not in MAPPINGS]
+    if unknown:
+        raise ValueError(f"vocabulary_table: unknown corpus {unknown}; use {', '.join(MAPPINGS)}")
+    columns = canonical_order({v for c in names for v in MAPPINGS[c].values() if v is not None})
+    table: dict[str, dict[str, str]] = {}
+    for corpus in names:
+        codes: dict[str, list[str]] = {e: [] for e in columns}
+        for code, emotion in MAPPINGS[corpus].items():
+            if emotion is not None:
+                codes[emotion].append(code)
+        table[corpus] = {e: " / ".join(codes[e]) for e in columns}
+    return table
+
+
+def vocabulary_markdown(corpora: Sequence[str] | None = None) -> str:
+    """:func:`vocabulary_table` as a Markdown table (one row per corpus, ``-`` for no code)."""
+    table = vocabulary_table(corpora)
+    columns = list(next(iter(table.values()))) if table else []
+    lines = ["| corpus | " + " | ".join(columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for corpus, row in table.items():
+        lines.append(f"| {corpus} | " + " | ".join(f"`{row[e]}`" if row[e] else "-" for e in columns)
+                     + " |")
+    return "\n".join(lines)

@@ -273,6 +273,8 @@ class FeatureCache:
         self._new_memo: dict[str, list] = {}
         self._lock = threading.Lock()
         self._config_dirs: dict[FeatureConfig, str] = {}
+        #: Entries found damaged by :meth:`load` (file, reason); each was computed again.
+        self.bad_entries: list[tuple[str, str]] = []
 
     # -- keys -----------------------------------------------------------------------------
     @staticmethod
@@ -316,30 +318,44 @@ class FeatureCache:
 
     # -- entries --------------------------------------------------------------------------
     def load(self, cfg: FeatureConfig, content_hash: str) -> np.ndarray | None:
-        """The cached image (read-only), or ``None`` when absent or unreadable (it is then
+        """The cached image (read-only), or ``None`` when absent or unusable (it is then
         recomputed).
 
         The fast path reads the file in one go and checks its ``.npy`` header byte for byte
         against the header ``save`` writes for this shape; anything else goes through
-        ``np.load`` and is accepted only with the right shape and dtype.
+        ``np.load`` and is accepted only with the right shape and dtype. Every value must be
+        finite: an entry that exists but fails a check is never trusted, and its file is
+        listed in :attr:`bad_entries` (with the reason) so the caller can say it was redone.
         """
         file = self._entry_file(cfg, content_hash)
         try:
             with open(file, "rb") as f:
                 data = f.read()
-        except OSError:
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            return self._bad(file, f"unreadable ({exc})")
         shape = cfg.shape
         header = _npy_header(shape)
         if data.startswith(header) and len(data) == len(header) + 4 * shape[0] * shape[1]:
-            return np.frombuffer(data, dtype=np.float32, offset=len(header)).reshape(shape)
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != np.float32:
-            return None
+            arr = np.frombuffer(data, dtype=np.float32, offset=len(header)).reshape(shape)
+        else:
+            try:
+                arr = np.load(io.BytesIO(data), allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                return self._bad(file, "not a readable .npy file")
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != np.float32:
+                return self._bad(file, f"shape {getattr(arr, 'shape', None)} or dtype "
+                                       f"{getattr(arr, 'dtype', None)} instead of {shape} float32")
+        if not np.isfinite(arr).all():
+            return self._bad(file, f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN or "
+                                   f"infinite value(s)")
         return arr
+
+    def _bad(self, file: str, reason: str) -> None:
+        with self._lock:
+            self.bad_entries.append((str(file), reason))
+        return None
 
     def save(self, cfg: FeatureConfig, content_hash: str, image: np.ndarray) -> None:
         """Store one image atomically."""
@@ -620,7 +636,11 @@ def extract_features(
                 fail(i, exc)
                 bar.update(1)
                 continue
+            n_bad = len(cache.bad_entries)
             image = cache.load(cfg, hashes[i])
+            if len(cache.bad_entries) > n_bad:
+                report.note(p, f"feature cache entry {cache.bad_entries[-1][0]} held "
+                               f"{cache.bad_entries[-1][1]}: computed again")
             if image is None:
                 todo.append(i)
             else:
@@ -632,6 +652,9 @@ def extract_features(
             for k, i in enumerate(idx):
                 if errors[k] is not None:
                     fail(i, errors[k])
+                    continue
+                if not np.isfinite(images[k]).all():    # never cache (or train on) NaN
+                    fail(i, AudioError(paths[i], "its features hold NaN or infinite values"))
                     continue
                 out[i], ok[i] = images[k], True
                 if cache is not None:
@@ -745,6 +768,15 @@ def normalize_per_speaker(features: Tensor, speakers: Sequence[str], eps: float 
     return out
 
 
-def speaker_step(features: Tensor, speakers: Sequence[str], cfg: FeatureConfig) -> Tensor:
-    """The first normalisation step ``cfg.normalization`` asks for: per speaker, or none."""
-    return normalize_per_speaker(features, speakers) if cfg.normalization == "speaker" else features
+def speaker_step(features: Tensor, speakers: Sequence[str], cfg: FeatureConfig,
+                 corpora: Sequence[str] | None = None) -> Tensor:
+    """The first normalisation step ``cfg.normalization`` asks for: per speaker, per corpus
+    (``corpora[i]`` names the corpus of row ``i``; the grouping of :func:`normalize_per_speaker`
+    with corpus names in place of speakers), or none."""
+    if cfg.normalization == "speaker":
+        return normalize_per_speaker(features, speakers)
+    if cfg.normalization == "corpus":
+        if corpora is None:
+            raise ValueError("speaker_step: normalization='corpus' needs the corpus of every row")
+        return normalize_per_speaker(features, corpora)
+    return features

@@ -23,6 +23,11 @@ Schemes (``scheme=None`` picks :func:`default_scheme` for the corpus and protoco
   and dealt into ``n_folds`` groups, balanced by gender where possible; fold k tests group k.
   ``n_folds`` equal to the number of speakers gives leave-one-speaker-out.
 
+Several corpora in one :class:`Corpus` (records of more than one ``Utterance.corpus``, as
+:func:`emodarts_core.datasets.combine_corpora` builds) get joint folds: fold k joins fold k of
+every corpus, each made by that corpus's own scheme, so every fold is speaker independent within
+every corpus (see ``_joint``).
+
 Validation speakers: ``valid_speakers`` of them (default: an eighth of the training-side
 speakers, at least 1), chosen with a seeded generator alternately from the genders present, so
 the choice is repeatable and does not depend on the order of records.
@@ -88,6 +93,9 @@ def make_folds(
     Raises ``ValueError`` for an unknown scheme, a scheme the corpus cannot support (no sessions,
     missing speakers) or a fold left without training or validation speakers.
     """
+    if len({r.corpus for r in corpus.records}) > 1:
+        return _joint(corpus, scheme, n_folds=n_folds, valid_speakers=valid_speakers, seed=seed,
+                      protocol=protocol, include_test2=include_test2)
     scheme = scheme or default_scheme(corpus.name, protocol)
     if scheme not in SCHEMES:
         raise ValueError(f"make_folds: unknown scheme {scheme!r}; choose one of {SCHEMES}")
@@ -136,6 +144,42 @@ def make_folds(
                              f"cannot hold out {len(valid_spk)} for validation")
         folds.append(_split(corpus, name, test_spk, set(valid_spk)))
     return folds
+
+
+def _joint(corpus: Corpus, scheme: str | None, *, n_folds: int | None, **kw: Any) -> list[Fold]:
+    """Folds of a combination of corpora: fold k joins fold k of every corpus, each made by that
+    corpus's own scheme (or ``scheme``), so the folds are speaker independent within every
+    corpus. The number of folds is ``n_folds`` or the smallest default count among the corpora;
+    a ``"speaker_groups"`` corpus is dealt into that many groups, a corpus with a fixed scheme
+    (IEMOCAP's sessions ...) contributes its first folds."""
+    names = list(dict.fromkeys(r.corpus for r in corpus.records))
+    subs = []
+    for name in names:
+        idx = [i for i, r in enumerate(corpus.records) if r.corpus == name]
+        subs.append((idx, Corpus(name=name, records=[corpus.records[i] for i in idx],
+                                 classes=corpus.classes)))
+    protocol = kw.get("protocol", "standard")
+
+    def grouped(sub: Corpus) -> bool:
+        return (scheme or default_scheme(sub.name, protocol)) == "speaker_groups"
+
+    fixed = {sub.name: make_folds(sub, scheme, **kw) for _, sub in subs if not grouped(sub)}
+    counts = [len(fixed[sub.name]) if sub.name in fixed
+              else min(DEFAULT_N_FOLDS.get(sub.name, 5), len(sub.speakers)) for _, sub in subs]
+    k = n_folds or min(counts)
+    parts = []
+    for idx, sub in subs:
+        folds = fixed[sub.name] if sub.name in fixed else make_folds(sub, scheme, n_folds=k, **kw)
+        if len(folds) < k:
+            raise ValueError(f"make_folds: {sub.name!r} has {len(folds)} folds, fewer than {k}")
+        parts.append((idx, folds[:k]))
+    out = []
+    for j in range(k):
+        joined = {part: sorted(idx[i] for idx, folds in parts for i in getattr(folds[j], part))
+                  for part in ("train", "valid", "test")}
+        name = "+".join(f"{sub.name}:{folds[j].name}" for (_, sub), (_, folds) in zip(subs, parts))
+        out.append(Fold(name, joined["train"], joined["valid"], joined["test"]))
+    return out
 
 
 def _require(corpus: Corpus, name: str, scheme: str) -> None:

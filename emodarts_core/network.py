@@ -58,6 +58,14 @@ def _check_ops(cell: CellGenotype, registry: dict, where: str) -> None:
                                  f"known: {sorted(registry)}")
 
 
+def check_genotype(genotype: Genotype) -> None:
+    """``ValueError`` naming the first operation of ``genotype`` that no registry knows (CNN
+    ops in the normal and reduction cells, sequence ops in the SeqNN cell)."""
+    _check_ops(genotype.normal, CNN_OPS, "normal")
+    _check_ops(genotype.reduce, CNN_OPS, "reduce")
+    _check_ops(genotype.seq, SEQ_OPS, "seq")
+
+
 class Network(nn.Module):
     """The final model for ``genotype`` in ``space`` (see the module docstring).
 
@@ -81,9 +89,7 @@ class Network(nn.Module):
             raise ValueError(f"Network: n_classes must be >= 1, got {n_classes}")
         if space.cnn_layers < 1 or space.seq_cells < 0:
             raise ValueError(f"Network: need cnn_layers >= 1 and seq_cells >= 0, got {space}")
-        _check_ops(genotype.normal, CNN_OPS, "normal")
-        _check_ops(genotype.reduce, CNN_OPS, "reduce")
-        _check_ops(genotype.seq, SEQ_OPS, "seq")
+        check_genotype(genotype)
         self.genotype, self.space, self.n_classes = genotype, space, n_classes
         self.input_shape = check_input_shape(input_shape, "Network")
         self.drop_path_prob: float = 0.0

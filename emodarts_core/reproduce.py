@@ -399,7 +399,7 @@ def format_report(rows: Sequence[ResultRow]) -> str:
 
 # Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.
 RECORD_FILES = ("config.json", "environment.json", "metrics.json", "genotype.json", "history.json",
-                "candidates.json")
+                "candidates.json", "data_report.json")
 # Where :func:`evaluate_ensembles` writes below a batch directory.
 ENSEMBLE_DIR = "ensembles"
 

@@ -8,7 +8,10 @@ A run directory holds
   commit when there is one, and the start time (plus the times of any resumes);
 - ``history.json``: one record per epoch (and, for searches, optionally per step);
 - ``genotype.json`` (searches), ``metrics.json`` (trainings), ``best.pt`` (best weights);
-- ``checkpoint.pt``: the latest full state for an exact resume.
+- ``checkpoint.pt``: the latest full state for an exact resume;
+- ``data_report.json``: the corpus files the data loading skipped or noted, with the reasons;
+- ``.emodarts.lock``: while a command works in the directory, its lock
+  (:mod:`emodarts_core.locks`).
 
 Every file is written atomically (a temporary file in the same directory, then ``os.replace``), so
 a run killed at any moment leaves either the old or the new version of a file, never half of one.
@@ -16,13 +19,16 @@ Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load w
 ``torch.load(weights_only=True)``: nothing in them can run code when read.
 
 Resuming never mixes runs: opening an existing directory with a *different* configuration is
-refused with :class:`RunConfigMismatch`.
+refused with :class:`RunConfigMismatch`. A file that cannot be read (truncated, not JSON, a
+pickle ``weights_only`` refuses) raises :class:`RunFileError` naming it and the way out
+(:data:`RESTART_HINT`).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
+import pickle
 import platform
 import random
 import subprocess
@@ -38,13 +44,24 @@ from .branches import branch_threads
 from .config import Profile, from_dict, get_profile, to_dict
 
 RUN_KINDS = ("search", "train", "baseline")
+NORMALIZER = "normalizer.pt"          # the training side's normalisation (train.save_normalizer)
+DATA_REPORT = "data_report.json"      # what the data loading skipped or noted
 
 # Fields of RunConfig that may differ between an interrupted run and its resume.
-_RESUME_FREE_FIELDS = ("out_dir", "cache_dir")
+_RESUME_FREE_FIELDS = ("out_dir", "cache_dir", "skip_bad")
+
+#: What a damaged run file's error tells the user to do (the CLI's ``--restart``).
+RESTART_HINT = ("rerun the command that made this run with --restart to start it again from "
+                "scratch (or delete the run directory)")
 
 
 class RunConfigMismatch(ValueError):
     """An existing run directory holds a different configuration than the one asked for."""
+
+
+class RunFileError(ValueError):
+    """A file of a run directory that cannot be read (damaged, truncated, not JSON, missing
+    fields, refused by ``weights_only``); the message names the file and what to do."""
 
 
 @dataclass
@@ -70,6 +87,7 @@ class RunConfig:
     overrides: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
+    skip_bad: bool = False           # skip bad corpus entries (recorded in data_report.json)
 
     def __post_init__(self) -> None:
         if self.kind not in RUN_KINDS:
@@ -90,6 +108,7 @@ class RunConfig:
             "profile": to_dict(self.profile), "device": self.device,
             "overrides": list(self.overrides), "options": _jsonable(self.options),
             "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+            "skip_bad": bool(self.skip_bad),
         }
 
     @classmethod
@@ -160,14 +179,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file, naming it in the error when it is missing or malformed."""
+    """Read a JSON file, naming it in the error when it is missing or malformed
+    (:class:`RunFileError`, a ``ValueError``, for a damaged file)."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFileError(f"{path} is not valid JSON ({e}); {RESTART_HINT}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +333,7 @@ class RunDir:
         run.path.mkdir(parents=True, exist_ok=True)
         cfg_file = run.file(cls.CONFIG)
         if cfg_file.exists():
-            old = RunConfig.from_dict(read_json(cfg_file))
+            old = run.config
             diff = _diff(old.identity(), cfg.identity())
             if diff:
                 raise RunConfigMismatch(
@@ -331,6 +351,13 @@ class RunDir:
             atomic_write_json(cfg_file, cfg.to_dict())
         return run
 
+    def has_progress(self) -> bool:
+        """True once the run holds anything worth resuming or reading: a checkpoint, best
+        weights, results, or runs of its own (random search's candidates)."""
+        if any(self.file(n).exists() for n in (self.CHECKPOINT, self.BEST, self.METRICS)):
+            return True
+        return any((d / self.CONFIG).exists() for d in self.path.iterdir() if d.is_dir())
+
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         """An existing run directory (it must hold ``config.json``)."""
@@ -342,7 +369,21 @@ class RunDir:
     # -- JSON files ----------------------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
-        return RunConfig.from_dict(read_json(self.file(self.CONFIG)))
+        data = read_json(self.file(self.CONFIG))
+        try:
+            return RunConfig.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise RunFileError(f"{self.file(self.CONFIG)} is not a run configuration this "
+                               f"version can read ({type(e).__name__}: {e}); {RESTART_HINT}"
+                               ) from None
+
+    def write_data_report(self, report: Any, n_files: int) -> str:
+        """Write what the data loading skipped or noted (``report``, a
+        :class:`~emodarts_core.corpora.record.LoadReport`) to ``data_report.json``; return the
+        one-line summary (empty when there is nothing to say)."""
+        self.write_json(DATA_REPORT, report.to_dict(n_files))
+        line = report.line(n_files)
+        return f"{line}; the list is in {self.file(DATA_REPORT)}" if line else ""
 
     def write_json(self, name: str, obj: Any) -> Path:
         atomic_write_json(self.file(name), obj)
@@ -381,7 +422,24 @@ class RunDir:
         path = self.file(name)
         if not path.exists():
             return None
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            raise RunFileError(f"{path} was refused by torch.load(weights_only=True): it holds "
+                               f"objects that could run code when loaded, so emodarts did not "
+                               f"write it and will not load it; {RESTART_HINT}") from None
+        except Exception as e:  # truncated, empty, not a torch file: torch raises several types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise RunFileError(f"{path} is damaged ({first}); {RESTART_HINT}") from None
+        if not isinstance(state, dict):
+            raise RunFileError(f"{path} holds a {type(state).__name__}, not a checkpoint "
+                               f"dictionary; {RESTART_HINT}")
+        return state
+
+    def damaged(self, name: str, error: BaseException) -> RunFileError:
+        """The error for a checkpoint that loaded but lacks what the loop needs."""
+        return RunFileError(f"{self.file(name)} does not fit this run ({type(error).__name__}: "
+                            f"{error}); {RESTART_HINT}")
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:

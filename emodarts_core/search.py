@@ -73,7 +73,7 @@ from .runs import RunConfig, RunDir, rng_state, set_rng_state
 from .search_quality import epoch_quality
 from .seeding import seed_everything
 from .train import (autocast_context, load_data, make_scaler, predict, recalibrate_batchnorm,
-                    resolve_device, sgd_cosine, to_device)
+                    resolve_device, sgd_cosine, start_run, to_device)
 
 
 @dataclass
@@ -150,8 +150,9 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
     device = resolve_device(cfg.device)
     amp = cfg.options.get("amp") if device.type == "cuda" else None
     ckpt_every = int(cfg.options.get("checkpoint_every", 0) or 0)
+    announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
-    run = RunDir.create(cfg)
+    run = start_run(cfg, data, announce)
     split_seed = cfg.seed if scfg.split_seed is None else scfg.split_seed
     x_w, y_w, x_a, y_a = split_search(data.x_train, data.y_train, scfg.weight_fraction, split_seed)
 
@@ -175,17 +176,20 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
     history: dict[str, list] = {"epochs": [], "steps": []}
     ckpt = run.load_checkpoint()
     if ckpt is not None:
-        net.load_state_dict(ckpt["net"])
-        w_opt.load_state_dict(ckpt["w_optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        architect.load_state_dict(ckpt["architect"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if guard is not None:
-            guard.load_state_dict(json.loads(ckpt["guard"]))
-        state = dict(ckpt["state"])
-        partial = dict(ckpt.get("partial") or {})
-        history = json.loads(ckpt["history"])
-        set_rng_state(ckpt["rng"], gen)
+        try:
+            net.load_state_dict(ckpt["net"])
+            w_opt.load_state_dict(ckpt["w_optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            architect.load_state_dict(ckpt["architect"])
+            scaler.load_state_dict(ckpt["scaler"])
+            if guard is not None:
+                guard.load_state_dict(json.loads(ckpt["guard"]))
+            state = dict(ckpt["state"])
+            partial = dict(ckpt.get("partial") or {})
+            history = json.loads(ckpt["history"])
+            set_rng_state(ckpt["rng"], gen)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise run.damaged(RunDir.CHECKPOINT, e) from None
     run.write_history(history)
 
     def checkpoint(partial_epoch: dict[str, Any] | None) -> None:

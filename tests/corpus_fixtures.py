@@ -246,3 +246,45 @@ def make_emodb(tmp: Path, wav_dir: str = "wav") -> tuple[Path, dict]:
     (base / "erkennung.txt").write_text("Nr.\tSatz\terkannt\tnatuerlich\n3  \t03a01Fa.wav\t90,00 \t75,00\n",
                                         encoding="latin-1")
     return base, {"speakers": EMODB_SPEAKERS}
+
+
+# ---------------------------------------------------------------------------------------------
+# TESS
+#: The 14 folders of the commonly distributed copy, with its inconsistent case and spelling.
+TESS_FOLDERS = {
+    "OAF": {"angry": "OAF_angry", "disgust": "OAF_disgust", "fear": "OAF_Fear",
+            "happy": "OAF_happy", "neutral": "OAF_neutral", "ps": "OAF_Pleasant_surprise",
+            "sad": "OAF_Sad"},
+    "YAF": {"angry": "YAF_angry", "disgust": "YAF_disgust", "fear": "YAF_fear",
+            "happy": "YAF_happy", "neutral": "YAF_neutral", "ps": "YAF_pleasant_surprised",
+            "sad": "YAF_sad"},
+}
+TESS_WORDS = ("back", "bar", "bite")
+TESS_TOP = "TESS Toronto emotional speech set data"
+
+
+def make_tess(tmp: Path) -> tuple[Path, dict]:
+    """``tmp/tess/TESS Toronto emotional speech set data/<SPEAKER>_<emotion>/<SPEAKER>_<word>_<emotion>.wav``
+    for 2 speakers x 7 emotions x 3 words (42 files) at 24 414 Hz, with the quirks of public
+    copies: ``OAF_neutral/OA_bite_neutral.wav`` (speaker prefix missing a letter), one file of
+    AIFF data behind its ``.wav`` name (``YAF_bar_fear.wav``) and one at 96 kHz
+    (``OAF_back_happy.wav``). Returns the archive folder (``tmp/tess``) and the quirky files."""
+    base = tmp / "tess"
+    top = base / TESS_TOP
+    n = 0
+    quirks: dict[str, Path] = {}
+    for speaker, folders in TESS_FOLDERS.items():
+        for code, folder in folders.items():
+            for word in TESS_WORDS:
+                prefix = "OA" if (speaker, word, code) == ("OAF", "bite", "neutral") else speaker
+                path = top / folder / f"{prefix}_{word}_{code}.wav"
+                fmt, sr = None, 24414
+                if (speaker, word, code) == ("YAF", "bar", "fear"):
+                    fmt, quirks["aiff"] = "AIFF", path
+                if (speaker, word, code) == ("OAF", "back", "happy"):
+                    sr, quirks["96k"] = 96000, path
+                if prefix == "OA":
+                    quirks["short_prefix"] = path
+                write_audio(path, sr=sr, seed=n, fmt=fmt)
+                n += 1
+    return base, quirks

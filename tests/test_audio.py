@@ -155,3 +155,45 @@ def test_audio_info(tmp_path):
     bad.write_bytes(b"not audio at all")
     with pytest.raises(AudioError, match="cannot decode"):
         audio_info(bad)
+
+
+# --------------------------------------------------------------------------------------------- rates as shipped
+# RAVDESS 48 kHz (a few files stereo), CREMA-D and EmoDB 16 kHz, TESS 24 414 Hz (one 96 kHz file,
+# some AIFF behind a .wav name), and the 22 050 / 44 100 Hz of many re-distributed copies.
+SHIPPED_RATES = (16000, 22050, 24414, 44100, 48000, 96000)
+
+
+def _tone(seconds: float, sr: int, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("rate", SHIPPED_RATES)
+def test_shipped_rates_and_channels_are_resampled_to_the_profile_rate(tmp_path, rate, channels):
+    from emodarts_core.config import get_profile
+
+    target = get_profile("cpu").features.sample_rate
+    y = _tone(0.5, rate)
+    data = y if channels == 1 else np.stack([y, 0.5 * y], 1)      # downmix: 0.75 * tone
+    path = write(tmp_path / "x.wav", data, rate, subtype="PCM_16")
+    got = read_audio(path, target)
+    assert got.dtype == np.float32 and got.shape == (math.ceil(len(y) * target / rate),)
+    # the same tone, sampled at the target rate (away from the edges the filter touches)
+    ref = _tone(0.5, target)[: len(got)] * (1.0 if channels == 1 else 0.75)
+    mid = slice(len(got) // 10, -len(got) // 10)
+    np.testing.assert_allclose(got[mid], ref[mid], atol=2e-3)
+    # and to the paper profile's rate
+    paper = get_profile("paper").features.sample_rate
+    assert read_audio(path, paper).shape == (math.ceil(len(y) * paper / rate),)
+
+
+@pytest.mark.parametrize("rate", [24414, 96000])
+def test_aiff_data_behind_a_wav_name_is_decoded_by_content(tmp_path, rate):
+    y = _tone(0.4, rate)
+    path = tmp_path / "OAF_back_ps.wav"
+    sf.write(str(path), np.stack([y, y], 1), rate, subtype="PCM_16", format="AIFF")
+    assert path.read_bytes()[:4] == b"FORM"                         # AIFF, not RIFF
+    wav = write(tmp_path / "same.wav", np.stack([y, y], 1), rate, subtype="PCM_16")
+    np.testing.assert_array_equal(read_audio(path, 16000), read_audio(wav, 16000))
+    assert read_audio(path, rate).shape == (len(y),)

@@ -8,7 +8,7 @@ import pytest
 
 from corpus_fixtures import (
     IEMOCAP_TURNS, make_crema_d, make_emodb, make_iemocap, make_msp_improv, make_msp_podcast,
-    make_ravdess, write_audio,
+    make_ravdess, make_tess, write_audio, TESS_TOP,
 )
 from emodarts_core.corpora import CORPORA, CorpusError, load_corpus
 from emodarts_core.emotions import CLASS_SETS, MAPPINGS, resolve_class_set
@@ -20,7 +20,8 @@ def by_id(corpus):
 
 # --------------------------------------------------------------------------------------------- registry
 def test_registry_names_and_unknown_corpus(tmp_path):
-    assert set(CORPORA) == {"iemocap", "msp_improv", "msp_podcast", "ravdess", "crema_d", "emodb", "generated"}
+    assert set(CORPORA) == {"iemocap", "msp_improv", "msp_podcast", "ravdess", "crema_d", "emodb", "tess",
+                           "generated"}
     with pytest.raises(CorpusError, match="unknown corpus 'timit'"):
         load_corpus("timit", tmp_path)
 
@@ -43,6 +44,32 @@ def test_emotion_mappings_only_use_canonical_names():
     assert len(CLASS_SETS["ravdess8"]) == 8
     with pytest.raises(ValueError, match="classes"):
         resolve_class_set(("neutral", "joy"))
+
+
+def test_vocabulary_table_lists_each_corpus_code_by_canonical_emotion():
+    from emodarts_core.emotions import CANONICAL, TESS, vocabulary_markdown, vocabulary_table
+
+    table = vocabulary_table()
+    assert "generated" not in table and {"ravdess", "emodb", "tess", "crema_d"} <= set(table)
+    columns = list(table["ravdess"])
+    assert all(list(row) == columns for row in table.values())
+    assert columns == [c for c in CANONICAL if c in columns]          # canonical order
+    assert table["tess"]["surprised"] == "ps" and table["tess"]["fearful"] == "fear"
+    assert table["emodb"]["angry"] == "W" and table["emodb"]["surprised"] == ""
+    assert table["ravdess"]["calm"] == "02" and table["iemocap"]["excited"] == "exc"
+    # every mapped code appears once, in its emotion's cell; no-class codes (xxx, X) nowhere
+    for corpus, row in table.items():
+        cells = [code for cell in row.values() if cell for code in cell.split(" / ")]
+        assert sorted(cells) == sorted(k for k, v in MAPPINGS[corpus].items() if v is not None)
+    small = vocabulary_table(["emodb", "tess"])
+    assert list(small["tess"]) == ["neutral", "happy", "sad", "angry", "fearful", "disgust",
+                                   "surprised", "boredom"]
+    assert MAPPINGS["tess"] is TESS
+    md = vocabulary_markdown(["emodb", "tess"]).splitlines()
+    assert md[0] == "| corpus | " + " | ".join(small["tess"]) + " |"
+    assert md[3].startswith("| tess | `neutral` |") and md[2].endswith("| - | `L` |")
+    with pytest.raises(ValueError, match="unknown corpus"):
+        vocabulary_table(["timit"])
 
 
 # --------------------------------------------------------------------------------------------- IEMOCAP
@@ -247,3 +274,53 @@ def test_emodb(tmp_path, wav_dir):
     assert by_id(c)["08a01La"].label == "boredom"
     assert load_corpus("emodb", tmp_path, classes="4class").class_counts() == {
         "neutral": 10, "happy": 10, "sad": 10, "angry": 10}
+
+
+# --------------------------------------------------------------------------------------------- TESS
+def test_tess(tmp_path):
+    import soundfile as sf
+
+    root, quirks = make_tess(tmp_path)
+    c = load_corpus("tess", root)             # the archive folder: the data folder is found below
+    assert len(c) == 42 and c.classes == CLASS_SETS["tess7"]
+    assert c.speakers == ["OAF", "YAF"] and {r.gender for r in c.records} == {"F"}
+    assert set(c.class_counts().values()) == {6}
+    # the label comes from the file name, whatever the folder's case or spelling
+    r = by_id(c)["YAF_back_ps"]
+    assert r.label == "surprised" and r.path.parent.name == "YAF_pleasant_surprised"
+    assert by_id(c)["OAF_bar_fear"].label == "fearful" and by_id(c)["OAF_bar_fear"].path.parent.name == "OAF_Fear"
+    # "OA_bite_neutral.wav" belongs to OAF
+    r = by_id(c)["OAF_bite_neutral"]
+    assert (r.speaker, r.path) == ("OAF", quirks["short_prefix"]) and r.extras["age"] == 64
+    # the AIFF file behind a .wav name and the 96 kHz file are loaded like the others
+    assert sf.info(str(quirks["aiff"])).format == "AIFF" and by_id(c)["YAF_bar_fear"].path == quirks["aiff"]
+    assert sf.info(str(quirks["96k"])).samplerate == 96000
+    assert load_corpus("tess", root, classes="shared6").class_counts() == {
+        "neutral": 6, "happy": 6, "sad": 6, "angry": 6, "fearful": 6, "disgust": 6}
+    # two speakers leave no validation speaker beside a training one: a test set only
+    from emodarts_core.folds import make_folds
+
+    with pytest.raises(ValueError, match="cannot hold out 1 for validation"):
+        make_folds(c)
+
+
+def test_tess_bad_entries(tmp_path):
+    root, _ = make_tess(tmp_path)
+    top = root / TESS_TOP
+    write_audio(top / "OAF_angry" / "._OAF_back_angry.wav")          # macOS resource fork: ignored
+    assert len(load_corpus("tess", top)) == 42
+    write_audio(top / "OAF_angry" / "OAF_back_calm.wav")
+    with pytest.raises(CorpusError, match=r"OAF_back_calm\.wav: unknown emotion code 'calm'"):
+        load_corpus("tess", top)
+    (top / "OAF_angry" / "OAF_back_calm.wav").unlink()
+    write_audio(top / "OAF_angry" / "YAF_bed_angry.wav")               # the other speaker's name
+    with pytest.raises(CorpusError, match="speaker 'YAF' in the name but folder OAF_angry"):
+        load_corpus("tess", top)
+    (top / "OAF_angry" / "YAF_bed_angry.wav").unlink()
+    shutil.copytree(top / "OAF_angry", top / "OAF_Angry")               # a folder copied twice
+    with pytest.raises(CorpusError, match="same utterance also stored"):
+        load_corpus("tess", top)
+    c = load_corpus("tess", top, skip_bad=True)
+    assert len(c) == 42 and len(c.report) == 3
+    with pytest.raises(CorpusError, match="OAF_<emotion>"):
+        load_corpus("tess", tmp_path / "tess" / TESS_TOP / "OAF_angry")

@@ -29,6 +29,7 @@ from .msp_improv import load_msp_improv
 from .msp_podcast import load_msp_podcast
 from .ravdess import load_ravdess
 from .record import Corpus, LoadReport, Utterance
+from .tess import load_tess
 
 #: Corpus name -> loader ``(root, *, protocol, classes, skip_bad, **options) -> Corpus``.
 CORPORA: dict[str, Callable[..., Corpus]] = {
@@ -38,6 +39,7 @@ CORPORA: dict[str, Callable[..., Corpus]] = {
     "ravdess": load_ravdess,
     "crema_d": load_crema_d,
     "emodb": load_emodb,
+    "tess": load_tess,
     "generated": load_generated,
 }
 
@@ -69,5 +71,5 @@ def load_corpus(
 __all__ = [
     "CORPORA", "LICENSED", "Corpus", "CorpusError", "LoadReport", "Utterance", "generate_corpus",
     "load_corpus", "load_crema_d", "load_emodb", "load_generated", "load_iemocap",
-    "load_msp_improv", "load_msp_podcast", "load_ravdess",
+    "load_msp_improv", "load_msp_podcast", "load_ravdess", "load_tess",
 ]

@@ -69,7 +69,8 @@ class Builder:
         if self.skip_bad:
             self.report.skip(where, reason)
             return
-        raise CorpusError(f"{self.corpus}: {where}: {reason} (pass skip_bad=True to skip such entries)")
+        raise CorpusError(f"{self.corpus}: {where}: {reason} (to skip such entries and go on: --skip-bad on the command line, skip_bad=True in "
+                          "Python)")
 
     def label(self, code: str, where: str | Path) -> tuple[bool, str | None]:
         """Map a corpus code: ``(True, name)``, ``(True, None)`` for a known no-class code, or

@@ -28,12 +28,24 @@ class Utterance:
 
 @dataclass
 class LoadReport:
-    """What a loader or the feature pipeline skipped, and why (only filled with ``skip_bad=True``)."""
+    """What a loader or the feature pipeline skipped, and why, and what it noted.
+
+    ``skipped`` lists files left out (a corpus entry a loader could not use, with
+    ``skip_bad=True``; audio that cannot be decoded, is empty, silent, or holds NaN samples);
+    ``notes`` lists files kept with a remark (a very short file padded with silence, a feature
+    cache entry found damaged and computed again)."""
 
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path or id, reason)
+    notes: list[tuple[str, str]] = field(default_factory=list)     # (path or id, remark)
+
+    #: How many file names the one-line summary shows.
+    SHOWN = 3
 
     def skip(self, where: str | Path, reason: str) -> None:
         self.skipped.append((str(where), reason))
+
+    def note(self, where: str | Path, remark: str) -> None:
+        self.notes.append((str(where), remark))
 
     def __len__(self) -> int:
         return len(self.skipped)
@@ -43,6 +55,25 @@ class LoadReport:
             return "nothing skipped"
         lines = [f"{len(self.skipped)} skipped:"] + [f"  {w}: {r}" for w, r in self.skipped]
         return "\n".join(lines)
+
+    def line(self, n_files: int | None = None) -> str:
+        """One line for the user: how many files were skipped (of how many) and noted, with the
+        first few names and reasons; empty when there is nothing to say."""
+        parts = []
+        for items, verb in ((self.skipped, "skipped"), (self.notes, "noted")):
+            if not items:
+                continue
+            of = f" of {n_files}" if n_files is not None and verb == "skipped" else ""
+            shown = "; ".join(f"{Path(w).name} ({r})" for w, r in items[:self.SHOWN])
+            more = f"; and {len(items) - self.SHOWN} more" if len(items) > self.SHOWN else ""
+            parts.append(f"{verb} {len(items)}{of} file(s): {shown}{more}")
+        return ("data: " + " | ".join(parts)) if parts else ""
+
+    def to_dict(self, n_files: int | None = None) -> dict[str, Any]:
+        """JSON-ready: counts, and every skipped and noted file with its reason."""
+        return {"n_files": n_files, "n_skipped": len(self.skipped), "n_noted": len(self.notes),
+                "skipped": [{"file": w, "reason": r} for w, r in self.skipped],
+                "notes": [{"file": w, "note": r} for w, r in self.notes]}
 
 
 @dataclass
