@@ -90,14 +90,17 @@ def main() -> None:
 
     print()
     print("| setting | runs | entropy n / r / s (mean) | top-2 margin n / r / s | flip rate "
-          "| agreement (chance) | by fold | valid UA | min / search | gate |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| agreement (chance) | by fold | families (chance) | edges (chance) | valid UA "
+          "| min / search | gate |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (overrides, s) in summaries.items():
         e, m = s.entropy_fraction, s.top2_margin
         folds_txt = " / ".join(f"{a:.2f}" for a in s.agreement_by_fold.values())
         print(f"| {name} | {s.n_runs} | {e['normal']:.2f} / {e['reduce']:.2f} / {e['seq']:.2f} "
               f"({s.entropy_mean:.2f}) | {m['normal']:.3f} / {m['reduce']:.3f} / {m['seq']:.3f} "
               f"| {s.flip_rate:.2f} | {s.agreement:.2f} ({s.chance:.3f}) | {folds_txt} "
+              f"| {s.family_agreement:.2f} ({s.family_chance:.2f}) "
+              f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
               f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(

@@ -34,7 +34,7 @@ from .genotype import CellGenotype, Genotype
 from .runs import RunDir
 
 __all__ = ["CELLS", "entropy_fraction", "top2_margin", "kept_pairs", "flip_rate", "agreement",
-           "chance_agreement", "EpochQuality", "epoch_quality", "mean_pairwise_agreement",
+           "chance_agreement", "LEVELS", "op_family", "EpochQuality", "epoch_quality", "mean_pairwise_agreement",
            "GATE_AGREEMENT", "GATE_ENTROPY", "SearchRecord", "load_record", "SettingSummary", "summarise_setting"]
 
 CELLS: tuple[str, ...] = ("normal", "reduce", "seq")
@@ -73,20 +73,48 @@ def _cells(genotype: Genotype | Mapping[str, Any]) -> dict[str, CellGenotype]:
     return {"normal": g.normal, "reduce": g.reduce, "seq": g.seq}
 
 
-def kept_pairs(genotype: Genotype | Mapping[str, Any],
-               cells: Sequence[str] = CELLS) -> set[tuple[str, int, int, str]]:
-    """The genotype's kept edges as ``(cell, node, input state, op)`` tuples."""
+#: What two kept edges must share to count as the same choice: the operation itself (``op``),
+#: its family (``family``: convolution, pooling, skip, recurrent; sep_conv_5x5 and dil_conv_3x3
+#: are both convolutions) or only the edge, whatever its operation (``edge``).
+LEVELS: tuple[str, ...] = ("op", "family", "edge")
+
+
+def op_family(op: str) -> str:
+    """``conv``, ``pool``, ``skip`` or ``recurrent`` (any other name is its own family)."""
+    if op.startswith(("sep_conv", "dil_conv", "conv")):
+        return "conv"
+    if op.startswith(("max_pool", "avg_pool")):
+        return "pool"
+    if op == "skip_connect":
+        return "skip"
+    if op.startswith(("lstm", "rnn")):
+        return "recurrent"
+    return op
+
+
+def _label(op: str, level: str) -> str:
+    if level not in LEVELS:
+        raise ValueError(f"unknown agreement level {level!r}; choose one of {LEVELS}")
+    return op if level == "op" else op_family(op) if level == "family" else ""
+
+
+def kept_pairs(genotype: Genotype | Mapping[str, Any], cells: Sequence[str] = CELLS,
+               level: str = "op") -> set[tuple[str, int, int, str]]:
+    """The genotype's kept edges as ``(cell, node, input state, op)`` tuples (the op replaced by
+    its family, or by ``""``, at the coarser ``level``)."""
     out = set()
     for name, cell in _cells(genotype).items():
         if name in cells:
-            out |= {(name, j, src, op) for j, node in enumerate(cell.nodes) for op, src in node}
+            out |= {(name, j, src, _label(op, level))
+                    for j, node in enumerate(cell.nodes) for op, src in node}
     return out
 
 
 def agreement(a: Genotype | Mapping[str, Any], b: Genotype | Mapping[str, Any],
-              cells: Sequence[str] = CELLS) -> float:
-    """Share of ``a``'s kept (edge, op) pairs that ``b`` keeps too (both keep the same number)."""
-    pa, pb = kept_pairs(a, cells), kept_pairs(b, cells)
+              cells: Sequence[str] = CELLS, level: str = "op") -> float:
+    """Share of ``a``'s kept (edge, op) pairs that ``b`` keeps too (both keep the same number);
+    ``level`` compares the operations' families, or the edges alone, instead."""
+    pa, pb = kept_pairs(a, cells, level), kept_pairs(b, cells, level)
     if not pa:
         raise ValueError("agreement: the genotype keeps no edge in the cells asked for")
     return len(pa & pb) / len(pa)
@@ -98,32 +126,39 @@ def flip_rate(previous: Genotype | Mapping[str, Any], current: Genotype | Mappin
     return 1.0 - agreement(previous, current, cells)
 
 
-def chance_agreement(space: SearchSpaceConfig, cells: Sequence[str] = CELLS) -> float:
+def chance_agreement(space: SearchSpaceConfig, cells: Sequence[str] = CELLS,
+                     level: str = "op") -> float:
     """The exact expected :func:`agreement` of two genotypes drawn independently as random search
     draws them (:func:`emodarts_core.baselines.sample_cell`: each node keeps 2 distinct states of
     its ``j + 2``, each with one of the ``m`` ops other than ``none``, uniformly).
 
     A kept pair ``(node j, state s, op o)`` of one genotype is kept by the other with probability
-    ``P(s among its 2 of j + 2 states) * P(same op) = 2 / (j + 2) / m``.
+    ``P(s among its 2 of j + 2 states) * P(same op) = 2 / (j + 2) / m``; for families
+    ``P(same family) = sum_f (n_f / m)^2``, and for edges alone 1.
     """
-    m_cnn = len([p for p in space.cnn_ops if p != "none"])
-    m_seq = len([p for p in space.seq_primitives if p != "none"])
+    def same(ops: list[str]) -> float:
+        labels = [_label(op, level) for op in ops]
+        return sum((labels.count(x) / len(labels)) ** 2 for x in set(labels))
+
+    same_cnn = same([p for p in space.cnn_ops if p != "none"])
+    same_seq = same([p for p in space.seq_primitives if p != "none"])
     probs = []
     for name in cells:
-        nodes, m = (space.seq_nodes, m_seq) if name == "seq" else (space.cnn_nodes, m_cnn)
+        nodes, q = (space.seq_nodes, same_seq) if name == "seq" else (space.cnn_nodes, same_cnn)
         for j in range(nodes):
-            probs += [min(2, j + 2) / (j + 2) / m] * min(2, j + 2)
+            probs += [min(2, j + 2) / (j + 2) * q] * min(2, j + 2)
     if not probs:
         raise ValueError(f"chance_agreement: no cell among {list(cells)}")
     return float(np.mean(probs))
 
 
 def mean_pairwise_agreement(genotypes: Sequence[Genotype | Mapping[str, Any]],
-                            cells: Sequence[str] = CELLS) -> float:
+                            cells: Sequence[str] = CELLS, level: str = "op") -> float:
     """Mean :func:`agreement` over all pairs of ``genotypes`` (at least two)."""
     if len(genotypes) < 2:
         raise ValueError("mean_pairwise_agreement needs at least two genotypes")
-    return float(np.mean([agreement(a, b, cells) for a, b in itertools.combinations(genotypes, 2)]))
+    return float(np.mean([agreement(a, b, cells, level)
+                          for a, b in itertools.combinations(genotypes, 2)]))
 
 
 @dataclass(frozen=True)
@@ -180,6 +215,10 @@ class SettingSummary:
     agreement: float                      # mean over folds of the seeds' mean pairwise agreement
     agreement_by_fold: dict[int, float]
     chance: float                         # chance_agreement of the space
+    family_agreement: float               # the same at the level of op families ...
+    family_chance: float
+    edge_agreement: float                 # ... and of edges alone
+    edge_chance: float
     valid_ua: float                       # the supernet's alpha-split UA at the final epoch, mean
     minutes: float                        # wall time of one search, mean
 
@@ -223,7 +262,11 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
     by_fold: dict[int, list[dict[str, Any]]] = {}
     for r in records:
         by_fold.setdefault(r.fold, []).append(r.genotype)
-    agree = {f: mean_pairwise_agreement(g) for f, g in sorted(by_fold.items()) if len(g) >= 2}
+    def over_folds(level: str) -> dict[int, float]:
+        return {f: mean_pairwise_agreement(g, level=level)
+                for f, g in sorted(by_fold.items()) if len(g) >= 2}
+
+    agree = over_folds("op")
     if not agree:
         raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
     return SettingSummary(
@@ -232,6 +275,10 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         flip_rate=float(np.mean(flips)) if flips else float("nan"),
         agreement=float(np.mean(list(agree.values()))), agreement_by_fold=agree,
         chance=chance_agreement(space),
+        family_agreement=float(np.mean(list(over_folds("family").values()))),
+        family_chance=chance_agreement(space, level="family"),
+        edge_agreement=float(np.mean(list(over_folds("edge").values()))),
+        edge_chance=chance_agreement(space, level="edge"),
         valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
         minutes=float(np.mean([r.minutes for r in records])),
     )

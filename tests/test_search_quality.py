@@ -54,6 +54,11 @@ def test_agreement_and_flip_rate_count_kept_edge_op_pairs():
     assert agreement(a, b) == pytest.approx(10 / 12)
     assert flip_rate(a, b) == pytest.approx(2 / 12)
     assert agreement(a, b, cells=("reduce",)) == 1.0
+    # sep_conv_5x5 for sep_conv_3x3 is the same family; the moved seq edge is not the same edge
+    assert agreement(a, b, level="family") == pytest.approx(11 / 12)
+    assert agreement(a, b, level="edge") == pytest.approx(11 / 12)
+    with pytest.raises(ValueError, match="level"):
+        agreement(a, b, level="cell")
     assert mean_pairwise_agreement([a, a, b]) == pytest.approx((1 + 10 / 12 + 10 / 12) / 3)
 
 
@@ -62,10 +67,12 @@ def test_chance_agreement_is_the_random_search_samplers_expected_agreement(seq_o
     """The closed form against 3000 pairs drawn by random search's own sampler."""
     space = apply_overrides(get_profile("cpu"), [f"space.seq_ops={seq_ops}"]).space
     g = torch.Generator().manual_seed(0)
-    draws = [agreement(sample_genotype(space, g), sample_genotype(space, g)) for _ in range(3000)]
+    pairs = [(sample_genotype(space, g), sample_genotype(space, g)) for _ in range(3000)]
+    for level in ("op", "family", "edge"):
+        draws = [agreement(a, b, level=level) for a, b in pairs]
+        se = np.std(draws) / math.sqrt(len(draws))
+        assert abs(np.mean(draws) - chance_agreement(space, level=level)) < 4 * se, level
     exact = chance_agreement(space)
-    se = np.std(draws) / math.sqrt(len(draws))
-    assert abs(np.mean(draws) - exact) < 4 * se
     # cpu space, all 14 sequence ops: CNN 7 ops, seq 13 ops, 3 nodes per cell (~8.6 %)
     if seq_ops == "all":
         cnn = np.mean([2 / 2 / 7] * 2 + [2 / 3 / 7] * 2 + [2 / 4 / 7] * 2)
