@@ -61,6 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import SearchConfig
+from .relaxation import beta_decay_gradient
 
 __all__ = ["Architect", "SearchableNet"]
 
@@ -155,47 +156,77 @@ class Architect:
 
     # ------------------------------------------------------------------------------------------
     def step(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
-             w_lr: float, w_optimizer: torch.optim.SGD) -> float:
+             w_lr: float, w_optimizer: torch.optim.SGD, chunks: int = 1,
+             beta_weight: float = 0.0) -> float:
         """One alpha update; returns the validation loss the gradient was taken from.
 
         For ``order == "first"`` that is ``L_val(w, alpha)``; for ``"second"`` it is the loss at
         the unrolled weights, ``L_val(w', alpha)``. ``w_lr`` is the weight learning rate currently
         in use (``xi``); ``w_optimizer`` is the weights' SGD optimiser, read but never stepped.
+        ``chunks`` > 1 splits the validation batch into that many pieces, each through the
+        network on its own, and averages their gradients by size (gradient accumulation: a large
+        alpha batch at the activation memory of one piece). ``beta_weight`` adds beta-DARTS'
+        regulariser ``beta_weight * mean_edges logsumexp(alpha)`` per alpha matrix.
         """
-        grads, loss = self.alpha_gradients(x_train, y_train, x_valid, y_valid, w_lr, w_optimizer)
+        grads, loss = self.alpha_gradients(x_train, y_train, x_valid, y_valid, w_lr, w_optimizer,
+                                           chunks)
+        alphas = self.optimizer.param_groups[0]["params"]
+        if beta_weight > 0:
+            grads = [g + beta_weight * beta_decay_gradient(a) for g, a in zip(grads, alphas)]
         self.optimizer.zero_grad(set_to_none=True)
-        for alpha, grad in zip(self.optimizer.param_groups[0]["params"], grads):
+        for alpha, grad in zip(alphas, grads):
             alpha.grad = grad.detach()
         self.optimizer.step()
         self.last_valid_loss = loss
         return loss
 
     def alpha_gradients(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
-                        w_lr: float, w_optimizer: torch.optim.Optimizer | None) -> tuple[list[Tensor], float]:
-        """The alpha gradient :meth:`step` would apply (one tensor per alpha), and the loss.
+                        w_lr: float, w_optimizer: torch.optim.Optimizer | None,
+                        chunks: int = 1) -> tuple[list[Tensor], float]:
+        """The alpha gradient :meth:`step` would apply (one tensor per alpha; without the
+        beta-DARTS term), and the loss.
 
         Nothing is updated; weights, buffers and generator states are restored on return.
         """
+        if chunks < 1:
+            raise ValueError(f"Architect.step: chunks must be >= 1, got {chunks}")
+        pieces = list(zip(x_valid.tensor_split(chunks), y_valid.tensor_split(chunks)))
+        pieces = [(x, y) for x, y in pieces if len(y)]
         if self.order == "first":
-            return self._first_order(x_valid, y_valid)
+            return self._first_order(pieces)
         if w_lr < 0:
             raise ValueError(f"Architect.step: w_lr must be >= 0, got {w_lr}")
         if w_optimizer is None:
             raise ValueError("Architect.step: second order needs the weights' optimiser (w_optimizer)")
-        return self._second_order(x_train, y_train, x_valid, y_valid, float(w_lr), w_optimizer)
+        return self._second_order(x_train, y_train, pieces, float(w_lr), w_optimizer)
 
     # ------------------------------------------------------------------------------------------
-    def _first_order(self, x_valid: Tensor, y_valid: Tensor) -> tuple[list[Tensor], float]:
+    def _valid_gradients(self, pieces: list[tuple[Tensor, Tensor]], params: list[Tensor]
+                         ) -> tuple[list[Tensor], Tensor]:
+        """Size-weighted mean over the validation pieces of the loss's gradients and the loss."""
+        n = sum(len(y) for _, y in pieces)
+        total: list[Tensor] | None = None
+        loss_sum = torch.zeros(())
+        for x, y in pieces:
+            loss = self.net.loss(x, y)
+            share = len(y) / n
+            grads = [g * share for g in _grads(loss, params)] if len(pieces) > 1 \
+                else _grads(loss, params)
+            total = grads if total is None else [t + g for t, g in zip(total, grads)]
+            loss_sum = loss_sum + loss.detach().float().cpu() * share
+        assert total is not None
+        return total, loss_sum
+
+    def _first_order(self, pieces: list[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], float]:
         buffers = [b.detach().clone() for b in self._buffers()]
         try:
             with _frozen(list(self.net.weights())):
-                loss = self.net.loss(x_valid, y_valid)
-                grads = _grads(loss, list(self.net.alphas()))
+                grads, loss = self._valid_gradients(pieces, list(self.net.alphas()))
         finally:
             self._restore_buffers(buffers)
-        return grads, float(loss.detach())
+        return grads, float(loss)
 
-    def _second_order(self, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
+    def _second_order(self, x_train: Tensor, y_train: Tensor, pieces: list[tuple[Tensor, Tensor]],
                       xi: float, w_optimizer: torch.optim.Optimizer) -> tuple[list[Tensor], float]:
         weights = list(self.net.weights())
         alphas = list(self.net.alphas())
@@ -214,10 +245,10 @@ class Architect:
                     w.sub_(direction, alpha=xi)
             del g_train
 
-            # (2) gradients of the validation loss at w'.
-            loss_val = self.net.loss(x_valid, y_valid)
+            # (2) gradients of the validation loss at w' (averaged over the pieces: the
+            # finite difference below is linear in dw, so one product serves them all).
+            grads, loss_val = self._valid_gradients(pieces, alphas + weights)
             rng_after = _RngSnapshot.capture()
-            grads = _grads(loss_val, alphas + weights)
             d_alpha, dw = grads[: len(alphas)], grads[len(alphas):]
             del grads
 
@@ -240,7 +271,7 @@ class Architect:
                 for w, saved in zip(weights, saved_w):
                     w.copy_(saved)
             self._restore_buffers(saved_b)
-        return [d.detach() for d in d_alpha], float(loss_val.detach())
+        return [d.detach() for d in d_alpha], float(loss_val)
 
     def _train_alpha_grad(self, weights: list[Tensor], saved_w: list[Tensor], dw: list[Tensor],
                           coeffs: list[float], step: float, rng: _RngSnapshot,

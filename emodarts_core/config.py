@@ -71,6 +71,7 @@ def _require(checks: Sequence[tuple[bool, str]], cls: str) -> None:
 
 
 NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
+RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.relaxation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +224,26 @@ class SearchConfig:
     # gradients, a fraction of the activation memory, ~1 extra forward pass of the edges per
     # backward pass (time). On in the paper profile, which needs it to fit 12 GiB at batch 64.
     memory_efficient: bool = False
+    # The seed of the split of the search data into the weights' and the alphas' halves (None =
+    # the run's seed). Fixing it lets seeds vary the search alone, so that agreement between
+    # seeds measures the search, not the split (emodarts_core.search_quality).
+    split_seed: int | None = None
+    # Remedies for a search that does not decide (each compared in benchmarks/RESULTS.md):
+    # - alpha_accumulate: each alpha step averages the gradients of this many alpha batches (a
+    #   larger alpha batch at the memory of one; every alpha step still pairs with one weight step).
+    alpha_accumulate: int = 1
+    # - relaxation: how the alphas weight an edge's operations. "softmax" (DARTS) or "dirichlet"
+    #   (DrNAS, Chen et al. 2021: the weights are drawn from a Dirichlet distribution whose
+    #   concentration is elu(alpha) + 1 in every training pass, its mean in evaluation).
+    relaxation: str = "softmax"
+    # - smoothing_eps: SDARTS-RS (Chen & Hsieh 2020): in every weight step the operation weights
+    #   get uniform noise in [-e, e], e rising linearly from smoothing_eps / 10 to smoothing_eps
+    #   over the epochs (0 = off; the paper uses 0.3).
+    smoothing_eps: float = 0.0
+    # - beta_decay: beta-DARTS (Ye et al. 2022): the alpha loss gains lambda * the mean over edges
+    #   of logsumexp(alpha) for each alpha matrix, lambda rising linearly from 0 to beta_decay over
+    #   the epochs after the warm-up (0 = off).
+    beta_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _require([
@@ -248,6 +269,13 @@ class SearchConfig:
              f"collapse_guard must be none or 'darts+', got {self.collapse_guard!r}"),
             (self.max_skips >= 1, f"max_skips must be >= 1, got {self.max_skips}"),
             (self.alpha_log_every >= 0, f"alpha_log_every must be >= 0, got {self.alpha_log_every}"),
+            (self.split_seed is None or self.split_seed >= 0,
+             f"split_seed must be >= 0 or none, got {self.split_seed}"),
+            (self.alpha_accumulate >= 1, f"alpha_accumulate must be >= 1, got {self.alpha_accumulate}"),
+            (self.relaxation in RELAXATIONS,
+             f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}"),
+            (0 <= self.smoothing_eps < 1, f"smoothing_eps must lie in [0, 1), got {self.smoothing_eps}"),
+            (self.beta_decay >= 0, f"beta_decay must be >= 0, got {self.beta_decay}"),
         ], "SearchConfig")
 
 
@@ -290,6 +318,11 @@ class TrainConfig:
     # columns and metrics.json only the last epoch's test figures. Random search's brief candidate
     # trainings never take it (they are chosen on the validation speakers).
     fit_valid: bool = False
+    # Re-estimate the BatchNorm statistics on the training data with dropout off after every
+    # epoch, before the validation (and, at the end, the test) evaluation
+    # (train.recalibrate_batchnorm: the statistics kept in training are those of dropout-noised
+    # activations). Off by default until a batch decides it on validation speakers.
+    recalibrate_bn: bool = False
 
     def __post_init__(self) -> None:
         _require([

@@ -31,12 +31,13 @@ from matplotlib.ticker import MaxNLocator
 from .config import CNN_PRIMITIVES, SEQ_OP_SETS, seq_primitives
 from .genotype import Genotype, edges_of_node
 from .report import check_metric, ensemble_records, paired_jobs, setting_pairs
+from .search_quality import CELLS as QUALITY_CELLS, GATE_ENTROPY
 
 __all__ = [
     "load_history", "history_alphas", "resolve_primitives", "edge_labels", "plot_alpha_evolution",
     "plot_alpha_heatmap", "plot_curves", "plot_collapse", "plot_confusion",
     "plot_genotype_stability", "plot_method_comparison", "plot_paired_differences",
-    "plot_ensembles", "plot_setting_effects",
+    "plot_ensembles", "plot_setting_effects", "plot_search_quality",
 ]
 
 CELL_TYPES = ("normal", "reduce", "seq")
@@ -598,4 +599,36 @@ def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequenc
     ax.invert_yaxis()
     ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
     ax.set_title("What each setting changed, job by job")
+
+
+def plot_search_quality(history: History | str | Path) -> Figure:
+    """Does the search decide? Per epoch: the alphas' entropy as a fraction of uniform (the
+    gate's 0.75 dashed), the top-2 margin of the chosen ops, and the flip rate of the derived
+    genotype against the epoch before (``history.json``'s ``quality`` entries,
+    :mod:`emodarts_core.search_quality`)."""
+    hist = _as_history(history)
+    entries = [e for e in hist["epochs"] if isinstance(e.get("quality"), Mapping)]
+    if not entries:
+        raise ValueError("history has no 'quality' entries (a search run made before the "
+                         "search-quality diagnostics, or not a search)")
+    fig, axes = _new_figure(1, 3, size=(4.2, 3.6))
+    ax_ent, ax_margin, ax_flip = axes[0]
+    epochs = [e["epoch"] for e in entries]
+    for cell in QUALITY_CELLS:
+        ax_ent.plot(epochs, [e["quality"]["entropy_fraction"][cell] for e in entries],
+                    marker="o", markersize=3, label=cell)
+        ax_margin.plot(epochs, [e["quality"]["top2_margin"][cell] for e in entries],
+                       marker="o", markersize=3, label=cell)
+    ax_ent.axhline(GATE_ENTROPY, color="grey", linestyle="--", linewidth=1, label="gate")
+    ax_ent.set(xlabel="epoch", ylabel="entropy / uniform", title="alphas' entropy", ylim=(0, 1.05))
+    ax_margin.set(xlabel="epoch", ylabel="top-1 minus top-2 weight", title="margin of the choice")
+    flips = [(e["epoch"], e["quality"]["flip_rate"]) for e in entries
+             if e["quality"]["flip_rate"] is not None]
+    if flips:
+        ax_flip.plot(*zip(*flips), marker="o", markersize=3, color="black")
+    ax_flip.set(xlabel="epoch", ylabel="share of kept (edge, op) pairs changed",
+                title="genotype flips", ylim=(-0.02, 1.02))
+    _integer_x(ax_ent, ax_margin, ax_flip)
+    ax_ent.legend()
+    ax_margin.legend()
     return fig

@@ -12,11 +12,24 @@ generator, ``SearchConfig.weight_fraction`` for the weights and the rest for the
 With ``alpha_warmup_epochs = k > 0`` the first ``k`` epochs skip step 1 (the weights train
 alone, the alphas keep their initial values; their records have ``alpha_step_loss`` null).
 
+The split's seed is the run's seed unless ``search.split_seed`` fixes it (then seeds vary the
+search alone: initial alphas and weights, batch order, dropout). Four remedies for a search that
+does not decide are options of :class:`~emodarts_core.config.SearchConfig`: ``alpha_accumulate``
+(each alpha step averages that many alpha batches), ``relaxation="dirichlet"`` (DrNAS),
+``smoothing_eps`` (SDARTS-RS noise on the operation weights of the weight steps, rising over the
+epochs: :func:`remedy_schedule`) and ``beta_decay`` (beta-DARTS' regulariser on the alphas).
+
+Before each epoch's evaluation the supernet's BatchNorm statistics are re-estimated on the
+weights' half with dropout off (:func:`~emodarts_core.train.recalibrate_batchnorm`); the running
+statistics of training are those of dropout-noised activations and made the supernet score
+chance on its own alpha split.
+
 After each epoch the history records losses, WA and UA on the alpha split (the search's
 validation data: the weights never train on it; it is an utterance-level split of the training
 speakers, and the fold's validation and test speakers are never seen by the search), the softmaxed alphas, the derived genotype, the
-number of ``skip_connect`` (and parameter-free) edges in each derived cell and the entropy of each
-alpha matrix (:mod:`emodarts_core.guards`). With ``collapse_guard="darts+"`` the search stops
+number of ``skip_connect`` (and parameter-free) edges in each derived cell, the entropy of each
+alpha matrix (:mod:`emodarts_core.guards`) and whether the search decides (``quality``: entropy
+as a fraction of uniform, top-2 margin and flip rate, :mod:`emodarts_core.search_quality`). With ``collapse_guard="darts+"`` the search stops
 early once the normal cell holds ``max_skips`` or more skip connections (DARTS+); the genotype of
 that epoch is still recorded. The guard's state is part of the checkpoint.
 
@@ -50,16 +63,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import UsageError
+from .config import SearchConfig, UsageError
 from .datasets import FoldData, batch_indices, split_search
 from .genotype import Genotype
 from .guards import collapse_stats, make_guard
 from .metrics import ua as ua_score, wa as wa_score
 from .progress import progress as progress_bar
 from .runs import RunConfig, RunDir, rng_state, set_rng_state
+from .search_quality import epoch_quality
 from .seeding import seed_everything
-from .train import (autocast_context, load_data, make_scaler, predict, resolve_device, sgd_cosine,
-                    start_run, to_device)
+from .train import (autocast_context, load_data, make_scaler, predict, recalibrate_batchnorm,
+                    resolve_device, sgd_cosine, start_run, to_device)
 
 
 @dataclass
@@ -77,6 +91,20 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------------------------------
+def remedy_schedule(search: SearchConfig, epoch: int) -> tuple[float, float]:
+    """This epoch's SDARTS-RS noise half-width and beta-DARTS weight (both 0 when off).
+
+    The noise rises linearly from ``smoothing_eps / 10`` in the first epoch to ``smoothing_eps``
+    in the last; the beta weight from ``beta_decay / n`` in the first epoch after the warm-up to
+    ``beta_decay`` in the last (``n`` the epochs after the warm-up)."""
+    span = max(1, search.epochs - 1)
+    smoothing = search.smoothing_eps * (0.1 + 0.9 * min(epoch, span) / span)
+    after = search.epochs - search.alpha_warmup_epochs
+    done = epoch - search.alpha_warmup_epochs + 1
+    beta = search.beta_decay * min(1.0, max(0, done) / max(1, after))
+    return smoothing, beta
+
+
 def _select_best(epochs: list[dict[str, Any]], warmup: int = 0) -> dict[str, Any]:
     """The epoch record with the best valid UA (ties: lower valid loss, then earlier), among the
     epochs after the first ``warmup`` (all of them if the search stopped before that)."""
@@ -125,11 +153,12 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
     announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
     run = start_run(cfg, data, announce)
-    x_w, y_w, x_a, y_a = split_search(data.x_train, data.y_train, scfg.weight_fraction, cfg.seed)
+    split_seed = cfg.seed if scfg.split_seed is None else scfg.split_seed
+    x_w, y_w, x_a, y_a = split_search(data.x_train, data.y_train, scfg.weight_fraction, split_seed)
 
     gen = seed_everything(cfg.seed)
     net = SuperNet(space, data.n_classes, data.input_shape,
-                   memory_efficient=scfg.memory_efficient).to(device)
+                   memory_efficient=scfg.memory_efficient, relaxation=scfg.relaxation).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     elif scfg.memory_efficient:
@@ -190,18 +219,24 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
             steps_log = []
         partial = {}
         lr = sched.get_last_lr()[0]
+        smoothing, beta = remedy_schedule(scfg, epoch)
         net.train()
         n_steps = len(w_batches)
+        k = scfg.alpha_accumulate
         for step in range(int(state["step_in_epoch"]), n_steps):
-            wi, ai = w_batches[step], a_batches[step % len(a_batches)]
+            wi = w_batches[step]
+            ai = torch.cat([a_batches[(step * k + i) % len(a_batches)] for i in range(k)])
             xw, yw = to_device(x_w[wi], device), y_w[wi].to(device)
             xa, ya = to_device(x_a[ai], device), y_a[ai].to(device)
             if epoch >= scfg.alpha_warmup_epochs:
-                acc["valid_loss"] += architect.step(xw, yw, xa, ya, lr, w_opt) * len(ai)
+                acc["valid_loss"] += architect.step(xw, yw, xa, ya, lr, w_opt, chunks=k,
+                                                    beta_weight=beta) * len(ai)
                 acc["n_alpha"] += len(ai)
+            net.smoothing_eps = smoothing
             with autocast_context(device, amp):
                 logits = net(xw)
                 loss = F.cross_entropy(logits.float(), yw)
+            net.smoothing_eps = 0.0
             w_opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(w_opt)
@@ -223,11 +258,16 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
                             "steps_log": json.dumps(steps_log)})
         sched.step()
 
+        # evaluation-condition BatchNorm statistics from the weights' half (dropout off): the
+        # statistics kept in training are those of dropout-noised activations
+        recalibrate_batchnorm(net, x_w, scfg.batch_size, device, amp)
         logits_a = predict(net, x_a, scfg.batch_size, device, amp)
         pred = logits_a.argmax(1).numpy()
         geno = net.genotype()
         weights = {k: v.detach().float().cpu() for k, v in net.alpha_weights().items()}
         stats = collapse_stats(geno, weights)
+        previous = history["epochs"][-1]["genotype"] if history["epochs"] else None
+        quality = epoch_quality(weights, geno, previous)
         record = {
             "epoch": epoch, "lr": lr,
             "train_loss": acc["loss"] / max(1, acc["n"]),
@@ -242,6 +282,7 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
             "skip_count": stats.skip_count,
             "param_free_count": stats.param_free_count,
             "alpha_entropy": stats.alpha_entropy,
+            "quality": quality.to_dict(),
         }
         history["epochs"].append(record)
         history["steps"].extend(steps_log)
@@ -267,7 +308,8 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
         "stopped_early": bool(state["stopped"]), "stop_reason": state["stop_reason"],
         "final_epoch_genotype": history["epochs"][-1]["genotype"], "genotype": genotype.to_dict(),
         "classes": list(data.classes), "n_w": int(len(y_w)), "n_alpha": int(len(y_a)),
-        "fold": data.fold_name,
+        "fold": data.fold_name, "split_seed": int(split_seed),
+        "quality": history["epochs"][-1]["quality"],
     })
     return SearchResult(run_dir=run.path, genotype=genotype, best_epoch=int(best["epoch"]),
                         best_valid_wa=float(best["valid_wa"]), best_valid_ua=float(best["valid_ua"]),

@@ -45,6 +45,7 @@ from .cells import SearchCell, SeqSearchCell
 from .config import SearchSpaceConfig
 from .genotype import Genotype, derive_cell, n_edges
 from .ops import BatchNorm2d
+from .relaxation import RELAXATIONS, relaxed_weights, selection_scores, smoothed
 
 ALPHA_NAMES: tuple[str, ...] = ("alpha_normal", "alpha_reduce", "alpha_seq")
 
@@ -125,8 +126,15 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, space: SearchSpaceConfig, n_classes: int, input_shape: tuple[int, int],
-                 *, memory_efficient: bool = False, channels_last: bool = True) -> None:
+                 *, memory_efficient: bool = False, channels_last: bool = True,
+                 relaxation: str = "softmax") -> None:
         super().__init__()
+        if relaxation not in RELAXATIONS:
+            raise ValueError(f"SuperNet: relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
+        self.relaxation = relaxation
+        # SDARTS-RS: the half-width of the uniform noise added to the operation weights in
+        # training passes (set by the search loop around its weight steps only).
+        self.smoothing_eps = 0.0
         if n_classes < 1:
             raise ValueError(f"SuperNet: n_classes must be >= 1, got {n_classes}")
         if space.cnn_layers < 1 or space.cnn_nodes < 1 or space.seq_nodes < 1 or space.seq_cells < 0:
@@ -186,7 +194,7 @@ class SuperNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_classes)`` for ``x`` of shape ``(B, 1, n_mfcc, n_frames)``."""
         check_batch(x, "SuperNet")
-        w = self.alpha_weights()
+        w = self.mixing_weights()
         s0 = s1 = self.stem(x)
         if self.channels_last:
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
@@ -210,11 +218,27 @@ class SuperNet(nn.Module):
         """``[alpha_normal, alpha_reduce, alpha_seq]``, for the architect's optimiser."""
         return [self.alpha_normal, self.alpha_reduce, self.alpha_seq]
 
+    def _named_alphas(self) -> dict[str, nn.Parameter]:
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce, "seq": self.alpha_seq}
+
     def alpha_weights(self) -> dict[str, torch.Tensor]:
-        """The softmaxed alphas ``{"normal", "reduce", "seq"}`` (rows = edges, columns = ops)."""
-        return {"normal": F.softmax(self.alpha_normal, dim=-1),
-                "reduce": F.softmax(self.alpha_reduce, dim=-1),
-                "seq": F.softmax(self.alpha_seq, dim=-1)}
+        """The operation weights the alphas stand for, ``{"normal", "reduce", "seq"}`` (rows =
+        edges, columns = ops, rows sum to 1): their softmax, or with the Dirichlet relaxation the
+        distribution's mean. The genotype is derived from these."""
+        return {k: relaxed_weights(a, self.relaxation, sample=False)
+                for k, a in self._named_alphas().items()}
+
+    def mixing_weights(self) -> dict[str, torch.Tensor]:
+        """The weights a forward pass mixes the operations with: :meth:`alpha_weights` in
+        evaluation; in training a Dirichlet draw (relaxation ``"dirichlet"``) and/or the
+        SDARTS-RS noise (``smoothing_eps`` > 0)."""
+        if not self.training:
+            return self.alpha_weights()
+        w = {k: relaxed_weights(a, self.relaxation, sample=True)
+             for k, a in self._named_alphas().items()}
+        if self.smoothing_eps > 0:
+            w = {k: smoothed(v, self.smoothing_eps) for k, v in w.items()}
+        return w
 
     @property
     def primitives(self) -> dict[str, tuple[str, ...]]:
@@ -224,8 +248,9 @@ class SuperNet(nn.Module):
     def genotype(self) -> Genotype:
         """The discrete architecture: top-2 edges per node, strongest non-``none`` op each."""
         p = self._primitives
+        scores = {k: selection_scores(a, self.relaxation) for k, a in self._named_alphas().items()}
         return Genotype(
-            normal=derive_cell(self.alpha_normal, p["normal"], self.space.cnn_nodes, k=2),
-            reduce=derive_cell(self.alpha_reduce, p["reduce"], self.space.cnn_nodes, k=2),
-            seq=derive_cell(self.alpha_seq, p["seq"], self.space.seq_nodes, k=2),
+            normal=derive_cell(scores["normal"], p["normal"], self.space.cnn_nodes, k=2),
+            reduce=derive_cell(scores["reduce"], p["reduce"], self.space.cnn_nodes, k=2),
+            seq=derive_cell(scores["seq"], p["seq"], self.space.seq_nodes, k=2),
         )

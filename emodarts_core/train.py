@@ -126,6 +126,45 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
     return torch.cat(out)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int,
+                          device: torch.device, amp: str | None = None) -> int:
+    """Re-estimate the running statistics of ``model``'s BatchNorm layers on ``x``, with dropout
+    off, as evaluation will see their inputs.
+
+    Every cell of this library's networks ends in dropout (as in emoDARTS) and the next cell's
+    preprocessing, or the head norm, normalises it, so the running statistics a training run
+    keeps are those of dropout-noised activations; evaluation switches dropout off and each
+    BatchNorm then normalises activations of another spread, a shift that compounds through the
+    layers (Li et al. 2019, the "variance shift" of dropout before batch norm). Here the model
+    runs in evaluation mode except its BatchNorm layers, which normalise by batch statistics and
+    accumulate their plain average (``momentum=None``) over the batches of ``x`` (in order,
+    ``batch_size`` at a time). Weights are untouched; training flags and momenta are restored.
+    Returns the number of layers re-estimated (0: nothing to do).
+    """
+    layers = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not layers or len(x) == 0:
+        return 0
+    modes = {m: m.training for m in model.modules()}
+    momenta = [m.momentum for m in layers]
+    try:
+        model.eval()
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for idx in batch_indices(len(x), batch_size, shuffle=False):
+            with autocast_context(device, amp):
+                model(to_device(x[idx], device))
+    finally:
+        for m, mom in zip(layers, momenta):
+            m.momentum = mom
+        for m, flag in modes.items():
+            m.train(flag)
+    return len(layers)
+
+
 def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int,
                    batch_size: int, device: torch.device, weight: torch.Tensor | None = None,
                    amp: str | None = None) -> dict[str, float]:
@@ -231,6 +270,8 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             n_seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
         sched.step()
+        if tcfg.recalibrate_bn:           # evaluation-condition statistics (dropout off)
+            recalibrate_batchnorm(model, x_fit, tcfg.batch_size, device, amp)
         record = {"epoch": epoch, "lr": lr, "train_loss": tot_loss / max(1, n_seen),
                   "train_wa": correct / max(1, n_seen)}
         if not tcfg.fit_valid:

@@ -27,6 +27,11 @@ fi
 
 hash=$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
 VENV="${EMODARTS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/emodarts/venv-$hash}"
+mkdir -p "$(dirname "$VENV")"
+# One builder at a time: a second setup on the same machine (two clones, parallel jobs) waits
+# for the first instead of deleting the environment it is building.
+exec 9>"$VENV.lock"
+flock 9
 if [ ! -f "$VENV/.complete" ]; then
   echo "[setup] building the virtual environment $VENV (a few minutes: torch is large)"
   rm -rf "$VENV"
@@ -41,6 +46,8 @@ if [ ! -f "$VENV/.complete" ]; then
   rm -f "$log"
   touch "$VENV/.complete"
 fi
+flock -u 9
+exec 9>&-
 # The library is used from this checkout (no install into the shared cached venv, which several
 # clones may share): PYTHONPATH reaches the kernels papermill starts too.
 export VIRTUAL_ENV="$VENV"

@@ -381,3 +381,29 @@ def test_train_init_channels_must_be_positive():
 
     with pytest.raises(ValueError, match="init_channels"):
         TrainConfig(init_channels=0)
+
+
+def test_recalibrate_bn_changes_the_statistics_not_the_training(tmp_path):
+    """``train.recalibrate_bn`` leaves every learned weight as without it; the kept BatchNorm
+    statistics are those of the training data with dropout off."""
+    from emodarts_core.config import apply_overrides
+    from emodarts_core.train import build_model, recalibrate_batchnorm, selected_weights
+
+    prof = apply_overrides(small_profile(epochs=2), ["train.select=last"])
+    data = tiny_fold()
+    geno = sample_genotype(prof.space, torch.Generator().manual_seed(0))
+    base = dict(kind="train", corpus="generated", data_root=str(tmp_path / "d"))
+    weights = {}
+    for name, p in (("off", prof), ("on", apply_overrides(prof, ["train.recalibrate_bn=true"]))):
+        run = RunDir.open(run_train(RunConfig(out_dir=str(tmp_path / name), profile=p, **base),
+                                    geno, progress=False, data=data).run_dir)
+        weights[name] = selected_weights(run)
+    stats = [k for k in weights["on"] if k.endswith(("running_mean", "running_var"))]
+    learned = [k for k in weights["on"] if k not in stats and not k.endswith("num_batches_tracked")]
+    assert stats and all(torch.equal(weights["on"][k], weights["off"][k]) for k in learned)
+    assert any(not torch.equal(weights["on"][k], weights["off"][k]) for k in stats)
+    model = build_model(RunDir.open(tmp_path / "off"), data.n_classes, data.input_shape)
+    model.load_state_dict(weights["off"])
+    recalibrate_batchnorm(model, data.x_train, prof.train.batch_size, torch.device("cpu"))
+    redone = model.state_dict()
+    assert all(torch.allclose(redone[k], weights["on"][k], atol=1e-6) for k in stats)

@@ -1,0 +1,111 @@
+"""Does the search decide? Searches of named settings over folds x seeds, judged by the gate.
+
+    python benchmarks/search_gate.py --corpus generated --data-root data/generated \
+        --profile cpu --folds 0,1 --seeds 0,1,2 --split-seed 0 --out runs/gate \
+        --setting darts= --setting accumulate-4=search.alpha_accumulate=4 [...]
+
+Each ``--setting NAME=OVERRIDES`` (overrides ``;``-separated ``section.field=value``, empty for
+the profile as it is) runs one search per fold and seed into ``OUT/NAME/fold<k>/seed<s>``, all
+with ``search.split_seed`` fixed, so the seeds vary the search (initial alphas and weights,
+batch order, dropout) and not the data. Finished searches are kept and reused, a killed one
+resumes. Then a table: per setting the final entropy as a fraction of uniform (normal /
+reduce / seq), the top-2 margin, the flip rate of the second half of the epochs, the
+cross-seed (edge, op) agreement of the chosen genotypes beside its exact chance level, the
+supernet's final validation UA (alpha split), the minutes per search and the gate's verdict
+(agreement >= 0.4 and mean entropy <= 0.75; ``emodarts_core.search_quality``). The JSON of the
+table goes to ``OUT/summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
+from emodarts_core.data_source import configure_threads  # noqa: E402
+from emodarts_core.runs import RunConfig, RunDir  # noqa: E402
+from emodarts_core.search import run_search  # noqa: E402
+from emodarts_core.search_quality import load_record, summarise_setting  # noqa: E402
+from emodarts_core.train import load_data  # noqa: E402
+
+
+def parse_setting(text: str) -> tuple[str, list[str]]:
+    name, sep, rest = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--setting {text!r}: expected NAME=OVERRIDES (OVERRIDES may be empty)")
+    return name, [o.strip() for o in rest.split(";") if o.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default="generated")
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--protocol", default=None)
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--set", dest="common", action="append", default=[],
+                    help="an override every setting gets (repeatable)")
+    ap.add_argument("--folds", default="0,1")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--setting", action="append", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
+    args = ap.parse_args()
+    configure_threads()                  # $EMODARTS_THREADS, as the command line honours it
+    folds = [int(f) for f in args.folds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = [parse_setting(s) for s in args.setting]
+    data_root = str(Path(args.data_root).resolve())
+
+    summaries = {}
+    for name, overrides in settings:
+        items = [*args.common, *overrides, f"search.split_seed={args.split_seed}"]
+        profile = apply_overrides(get_profile(args.profile), items)
+        records = []
+        for fold in folds:
+            data = None
+            for seed in seeds:
+                out = Path(args.out) / name / f"fold{fold}" / f"seed{seed}"
+                cfg = RunConfig(kind="search", corpus=args.corpus, data_root=data_root,
+                                out_dir=str(out), protocol=args.protocol, fold=fold, seed=seed,
+                                profile=profile, device="cpu", overrides=tuple(items),
+                                cache_dir=args.cache_dir)
+                if not (out / RunDir.GENOTYPE).is_file():
+                    if args.summary_only:
+                        continue
+                    if data is None:
+                        data = load_data(cfg, progress=False)
+                    t0 = time.perf_counter()
+                    run_search(cfg, progress=False, data=data)
+                    print(f"[gate] {name} fold {fold} seed {seed}: "
+                          f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+                records.append(load_record(out))
+        if records:
+            summaries[name] = (overrides, summarise_setting(records, profile.space))
+
+    print()
+    print("| setting | runs | entropy n / r / s (mean) | top-2 margin n / r / s | flip rate "
+          "| agreement (chance) | by fold | families (chance) | edges (chance) | valid UA "
+          "| min / search | gate |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (overrides, s) in summaries.items():
+        e, m = s.entropy_fraction, s.top2_margin
+        folds_txt = " / ".join(f"{a:.2f}" for a in s.agreement_by_fold.values())
+        print(f"| {name} | {s.n_runs} | {e['normal']:.2f} / {e['reduce']:.2f} / {e['seq']:.2f} "
+              f"({s.entropy_mean:.2f}) | {m['normal']:.3f} / {m['reduce']:.3f} / {m['seq']:.3f} "
+              f"| {s.flip_rate:.2f} | {s.agreement:.2f} ({s.chance:.3f}) | {folds_txt} "
+              f"| {s.family_agreement:.2f} ({s.family_chance:.2f}) "
+              f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
+              f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "summary.json").write_text(json.dumps(
+        {n: {"overrides": o, **s.to_dict()} for n, (o, s) in summaries.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
