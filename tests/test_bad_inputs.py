@@ -20,6 +20,7 @@ import torch
 
 from emodarts_core.cli import main
 from emodarts_core.corpora import generate_corpus
+from test_cli import _err  # one CLI error check: exit 2, one line, no traceback
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -41,17 +42,6 @@ def _corpus(root: Path) -> Path:
 def _common(data: Path, cache: Path) -> list[str]:
     return ["--corpus", "generated", "--data-root", str(data), "--cache-dir", str(cache),
             "--no-progress", "--device", "cpu"]
-
-
-def _err(capsys, argv) -> str:
-    """Run the CLI, expect exit 2 and exactly one stderr line without a traceback."""
-    code = main(argv)
-    out = capsys.readouterr()
-    assert code == 2, out
-    lines = [ln for ln in out.err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("emodarts: error:"), out.err
-    assert "Traceback" not in out.err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
