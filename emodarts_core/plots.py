@@ -149,8 +149,9 @@ def _nodes_for_edges(n_edges: int) -> int:
 
 
 def edge_labels(n_edges: int) -> list[str]:
-    """Row labels ``"node j <- input"`` for a cell's alpha matrix (inputs c_{k-2}, c_{k-1}, nodes)."""
-    names = ["c_{k-2}", "c_{k-1}"]
+    """Row labels ``"node j <- input"`` for a cell's alpha matrix: the inputs are the two previous
+    cells' outputs, written in matplotlib's mathtext (``$c_{k-2}$``, ``$c_{k-1}$``), or earlier nodes."""
+    names = ["$c_{k-2}$", "$c_{k-1}$"]
     labels = [""] * n_edges
     for j in range(_nodes_for_edges(n_edges)):
         for src, row in enumerate(edges_of_node(j)):
@@ -214,15 +215,16 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     if layout != "edges":
         raise ValueError(f"layout must be 'edges' or 'cell', got {layout!r}")
     n_edges = alphas.shape[1]
-    ncols = min(5, n_edges)
+    ncols = min(3, n_edges)               # three panels a row stay readable at a page's width
     nrows = math.ceil(n_edges / ncols)
-    fig, axes = _new_figure(nrows, ncols, size=(3.2, 2.5), sharex=True, sharey=True)
+    fig, axes = _new_figure(nrows, ncols, size=(3.1, 2.1), sharex=True, sharey=True)
     labels = edge_labels(n_edges)
     for e in range(n_edges):
         ax_e = axes.flat[e]
         for k, name in enumerate(names):
             ax_e.plot(x, alphas[:, e, k], label=name, **_op_style(name))
-        ax_e.set_title(labels[e], fontsize="small")
+        ax_e.set_title(labels[e], fontsize=10)
+        ax_e.tick_params(labelsize=9)
     for extra in axes.flat[n_edges:]:
         extra.set_axis_off()
     for ax_row in axes[-1]:
@@ -231,7 +233,8 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     for ax_col in axes[:, 0]:
         ax_col.set_ylabel("weight")
     handles, leg_labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, leg_labels, loc="outside right center", fontsize="small")
+    fig.legend(handles, leg_labels, loc="outside lower center", fontsize=10,
+               ncol=min(4, len(leg_labels)), frameon=False)
     fig.suptitle(f"{cell} cell: softmaxed alphas per edge")
     return fig
 
