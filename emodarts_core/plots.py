@@ -296,7 +296,7 @@ def plot_curves(history: History | str | Path) -> Figure:
     """Loss (train, valid) and accuracy (train WA, valid WA, valid UA) per epoch."""
     hist = _as_history(history)
     entries = hist["epochs"]
-    fig, axes = _new_figure(1, 2)
+    fig, axes = _new_figure(1, 2, size=(4.8, 3.4))   # a page's width, legible
     ax_loss, ax_acc = axes[0]
     for key, label in (("train_loss", "train"), ("valid_loss", "valid")):
         s = _series(entries, key)
@@ -323,7 +323,7 @@ def plot_collapse(history: History | str | Path, max_skips: int | None = None) -
     """
     hist = _as_history(history)
     entries = hist["epochs"]
-    fig, axes = _new_figure(1, 2)
+    fig, axes = _new_figure(1, 2, size=(4.8, 3.4))   # a page's width, legible
     ax_skip, ax_ent = axes[0]
     for cell in CELL_TYPES:
         skips = [(e.get("epoch", i), e["skip_count"][cell]) for i, e in enumerate(entries)
@@ -429,7 +429,7 @@ def plot_genotype_stability(genotypes: Sequence[Genotype | Mapping[str, Any] | s
             gens.append(Genotype.load(path / "genotype.json" if path.is_dir() else path))
     if labels is not None and len(labels) != len(gens):
         raise ValueError(f"plot_genotype_stability: {len(labels)} labels for {len(gens)} genotypes")
-    fig, axes = _new_figure(1, 3, size=(4.6, 3.4))
+    fig, axes = _new_figure(1, 3, size=(3.4, 3.2))
     for ax, cell in zip(axes[0], CELL_TYPES):
         cells = [getattr(g, cell) for g in gens]
         n_nodes = max(c.n_nodes for c in cells)
