@@ -28,7 +28,8 @@ CELL_TITLES = {"normal": "normal cell", "reduce": "reduction cell", "seq": "sequ
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")   # node names in the DOT source
 OUTPUT_NAME = "c_{k}"
 # What the drawing shows for them: Graphviz HTML-like labels with real subscripts.
-NODE_LABELS = {"c_{k-2}": "<c<sub>k-2</sub>>", "c_{k-1}": "<c<sub>k-1</sub>>", "c_{k}": "<c<sub>k</sub>>"}
+NODE_LABELS = {"c_{k-2}": "<c<sub>k-2</sub>>", "c_{k-1}": "<c<sub>k-1</sub>>",
+               "c_{k}": "<c<sub>k</sub>>"}
 
 
 class GraphvizNotFoundError(RuntimeError):
