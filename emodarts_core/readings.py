@@ -97,7 +97,7 @@ def alpha_init_reading(weights: Any) -> str:
 
 def alpha_evolution_reading(history: Mapping[str, Any] | str | Path, cell: str) -> str:
     """How far the last epoch's weights of ``cell`` are from uniform, and which operation leads."""
-    from .plots import history_alphas, resolve_primitives
+    from .plots import edge_labels, history_alphas, resolve_primitives
 
     hist = _history(history)
     x, alphas = history_alphas(hist, cell)
@@ -107,8 +107,12 @@ def alpha_evolution_reading(history: Mapping[str, Any] | str | Path, cell: str) 
     edge, op = np.unravel_index(int(np.argmax(last)), last.shape)
     leaders = Counter(names[int(k)] for k in last.argmax(axis=1))
     top, count = leaders.most_common(1)[0]
+    try:
+        where = f"the edge {edge_labels(last.shape[0])[edge]}"   # as the panel is titled
+    except ValueError:
+        where = f"edge {edge}"
     return (f"After epoch {int(x[-1])}, the largest {cell}-cell weight is {last[edge, op]:.3f} "
-            f"(`{names[op]}` on edge {edge}) against a uniform {uniform:.3f}; `{top}` leads on "
+            f"(`{names[op]}` on {where}) against a uniform {uniform:.3f}; `{top}` leads on "
             f"{count} of {last.shape[0]} edges. " + (
                 "The lines have barely separated: this search has not yet decided this cell."
                 if last.max() < 1.5 * uniform else
@@ -141,8 +145,8 @@ def collapse_reading(history: Mapping[str, Any] | str | Path, max_skips: int | N
     for cell, ent in last.get("alpha_entropy", {}).items():
         n_ops = np.shape(last["alphas"][cell])[-1] if cell in last.get("alphas", {}) else None
         first = epochs[0].get("alpha_entropy", {}).get(cell, ent)
-        top = f" (uniform {math.log(n_ops):.3f})" if n_ops else ""
-        parts.append(f"{cell} {first:.3f} to {ent:.3f}{top}")
+        top = f" (uniform {math.log(n_ops):.4f})" if n_ops else ""
+        parts.append(f"{cell} {first:.4f} to {ent:.4f}{top}")
     skip_text = ", ".join(f"{cell} {n}" for cell, n in skips.items())
     guard = ""
     if max_skips is not None and "normal" in skips:

@@ -30,7 +30,9 @@ def _history(final_top: float, valid_ua: float) -> dict:
 
 def test_alpha_evolution_names_the_leader_and_says_when_nothing_moved():
     moved = readings.alpha_evolution_reading(_history(0.7, 0.5), "normal")
-    assert "0.700" in moved and "`sep_conv_3x3` on edge 3" in moved and "preference" in moved
+    assert "0.700" in moved and "preference" in moved
+    # named as the figure's panel: 5 edges = 2 nodes, row 3 is node 1 <- c_{k-1}
+    assert "`sep_conv_3x3` on the edge node 1 \u2190 $c_{k-1}$" in moved
     still = readings.alpha_evolution_reading(_history(0.26, 0.5), "normal")
     assert "not yet decided" in still
 
@@ -48,7 +50,7 @@ def test_curves_reading_compares_with_chance():
 def test_collapse_reading_reports_skips_threshold_and_entropy():
     text = readings.collapse_reading(_history(0.7, 0.3), max_skips=2)
     assert "normal 2 `skip_connect`" in text and "at or past the DARTS+ threshold of 2" in text
-    assert "normal 1.386 to 1.086 (uniform 1.386)" in text
+    assert "normal 1.3860 to 1.0860 (uniform 1.3863)" in text
 
 
 def test_alpha_init_reading_measures_distance_from_uniform():
