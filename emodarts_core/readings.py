@@ -130,10 +130,16 @@ def curves_reading(history: Mapping[str, Any] | str | Path, n_classes: int) -> s
     ua = float(best["valid_ua"])
     verdict = ("clearly above chance" if ua > chance + 0.1 else
                "above chance" if ua > chance + 0.03 else "at chance level")
-    return (f"Training loss went from {epochs[0]['train_loss']:.3f} to {epochs[-1]['train_loss']:.3f} "
+    text = (f"Training loss went from {epochs[0]['train_loss']:.3f} to {epochs[-1]['train_loss']:.3f} "
             f"over {len(epochs)} epochs (chance level: ln {n_classes} = {math.log(n_classes):.3f}); "
             f"the best validation UA, {_pct(ua)} at epoch {best['epoch']}, is {verdict} "
             f"({_pct(chance)} for {n_classes} classes).")
+    last = epochs[-1]
+    if last is not best and "valid_loss" in last and "valid_loss" in epochs[0]:
+        text += (f" At the last epoch the validation UA is {_pct(float(last['valid_ua']))} and the "
+                 f"validation loss {'rose' if last['valid_loss'] > epochs[0]['valid_loss'] else 'fell'} "
+                 f"from {epochs[0]['valid_loss']:.3f} to {last['valid_loss']:.3f}.")
+    return text
 
 
 def collapse_reading(history: Mapping[str, Any] | str | Path, max_skips: int | None = None) -> str:

@@ -22,7 +22,7 @@ def _history(final_top: float, valid_ua: float) -> dict:
     last[3, 2] = final_top
     epochs = []
     for e, (a, ua) in enumerate(((uniform, 0.13), (last, valid_ua))):
-        epochs.append({"epoch": e, "train_loss": 2.08 - e, "valid_ua": ua,
+        epochs.append({"epoch": e, "train_loss": 2.08 - e, "valid_ua": ua, "valid_loss": 2.1 + e,
                        "alphas": {"normal": a.tolist()},
                        "skip_count": {"normal": 2 * e}, "alpha_entropy": {"normal": 1.386 - 0.3 * e}})
     return {"epochs": epochs, "primitives": {"normal": OPS}}
@@ -45,6 +45,12 @@ def test_curves_reading_compares_with_chance():
     assert "12.5 %" in text and f"{math.log(8):.3f}" in text and "epoch 1" in text
     with pytest.raises(ValueError):
         readings.curves_reading({"epochs": []}, 8)
+    # the best epoch is not the last one: the reading says where the search ended
+    late = _history(0.7, 0.14)
+    late["epochs"][0]["valid_ua"] = 0.3
+    ended = readings.curves_reading(late, 8)
+    assert "30.0 % at epoch 0" in ended and "last epoch the validation UA is 14.0 %" in ended
+    assert "rose from 2.100 to 3.100" in ended
 
 
 def test_collapse_reading_reports_skips_threshold_and_entropy():
