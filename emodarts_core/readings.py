@@ -169,8 +169,8 @@ def genotype_reading(cell: CellGenotype, kind: str) -> str:
     ops = [op for node in cell.nodes for op, _ in node]
     free = sum(op in PARAMETER_FREE for op in ops)
     common = Counter(ops).most_common(1)[0] if ops else ("none", 0)
-    return (f"The {kind} cell keeps {len(ops)} edges over {cell.n_nodes} nodes; {free} of them are "
-            f"parameter-free (skips or pooling), and the most frequent operation is "
+    return (f"The {kind} cell keeps {len(ops)} edges over {cell.n_nodes} nodes; {free} of them "
+            f"{'is' if free == 1 else 'are'} parameter-free (skips or pooling), and the most frequent operation is "
             f"`{common[0]}` ({common[1]} edges).")
 
 
