@@ -111,7 +111,7 @@ TEXT_JS = r"""
     const s = getComputedStyle(el);
     if (el.clientWidth === 0 || s.display === 'none') continue;
     if (el.scrollWidth > el.clientWidth + 2) {
-      const line = (el.innerText || '').split('\n')
+      const line = (el.textContent || '').split('\n')
         .reduce((a, b) => (b.length > a.length ? b : a), '');
       clipped.push({shown: el.clientWidth, needed: el.scrollWidth, line: short(line)});
     }

@@ -94,8 +94,8 @@ def test_chapter_reads_as_a_chapter(path):
         for match in SHOWS.finditer(cell.source):
             rest = cell.source[match.end():]
             assert "display(Markdown(" in rest, f"{path.name}: no reading after {match.group(0)}"
-        too_long = [ln for ln in cell.source.splitlines() if len(ln) > 92]
-        assert not too_long, f"{path.name}: code lines over 92 characters: {too_long}"
+        too_long = [ln for ln in cell.source.splitlines() if len(ln) > 85]
+        assert not too_long, f"{path.name}: code lines over 85 characters: {too_long}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
