@@ -217,14 +217,14 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     n_edges = alphas.shape[1]
     ncols = min(3, n_edges)               # three panels a row stay readable at a page's width
     nrows = math.ceil(n_edges / ncols)
-    fig, axes = _new_figure(nrows, ncols, size=(3.1, 2.1), sharex=True, sharey=True)
+    fig, axes = _new_figure(nrows, ncols, size=(2.9, 2.0), sharex=True, sharey=True)
     labels = edge_labels(n_edges)
     for e in range(n_edges):
         ax_e = axes.flat[e]
         for k, name in enumerate(names):
             ax_e.plot(x, alphas[:, e, k], label=name, **_op_style(name))
-        ax_e.set_title(labels[e], fontsize=10)
-        ax_e.tick_params(labelsize=9)
+        ax_e.set_title(labels[e], fontsize=11)
+        ax_e.tick_params(labelsize=10)
     for extra in axes.flat[n_edges:]:
         extra.set_axis_off()
     for ax_row in axes[-1]:
@@ -233,7 +233,7 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     for ax_col in axes[:, 0]:
         ax_col.set_ylabel("weight")
     handles, leg_labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, leg_labels, loc="outside lower center", fontsize=10,
+    fig.legend(handles, leg_labels, loc="outside lower center", fontsize=11,
                ncol=min(4, len(leg_labels)), frameon=False)
     fig.suptitle(f"{cell} cell: softmaxed alphas per edge")
     return fig
