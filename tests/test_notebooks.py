@@ -94,8 +94,11 @@ def test_chapter_reads_as_a_chapter(path):
         for match in SHOWS.finditer(cell.source):
             rest = cell.source[match.end():]
             assert "display(Markdown(" in rest, f"{path.name}: no reading after {match.group(0)}"
-        too_long = [ln for ln in cell.source.splitlines() if len(ln) > 85]
-        assert not too_long, f"{path.name}: code lines over 85 characters: {too_long}"
+        # 85 characters fill a code cell at the book's width; the folded parameters cell is
+        # a little narrower (measured by scripts/check_book.py)
+        limit = 83 if "parameters" in cell.metadata.get("tags", []) else 85
+        too_long = [ln for ln in cell.source.splitlines() if len(ln) > limit]
+        assert not too_long, f"{path.name}: code lines over {limit} characters: {too_long}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
