@@ -5,13 +5,16 @@ front end, and how closely three MFCC implementations agree.
 - :func:`feature_stages`: the waveform, the log-mel spectrogram and the MFCC image (before and
   after pooling over time) of one file, exactly as the feature pipeline computes them.
 - :func:`plot_feature_stages`: one row per utterance, those stages side by side (``librosa.display``
-  axes: seconds and Hz / mel frequencies).
+  axes: seconds and Hz / mel frequencies); the MFCC image is shown standardised per coefficient
+  (:func:`standardize_rows`), because coefficient 0 (the loudness, around -400) would otherwise set
+  the colour scale and leave every other row one flat colour.
 - :func:`torchaudio_mfcc`: the same MFCC computed by ``torchaudio.transforms.MFCC`` with settings
   that mirror librosa's (Slaney mel scale and norm, power spectrogram, ``top_db`` floor, DCT-II
   ortho), then the same pooling.
 - :func:`compare_implementations`: per-utterance relative error of the batched
   :class:`~emodarts_core.features.MFCC` and of torchaudio against :func:`librosa_mfcc`.
-- :func:`plot_agreement`: the librosa image, ours, and their difference.
+- :func:`plot_agreement`: the librosa image, ours (both standardised per coefficient by librosa's
+  statistics), and their difference in units of each coefficient's spread.
 - :func:`speaker_means` / :func:`plot_speaker_means`: each speaker's mean of every coefficient
   under one or more normalisations (what per-speaker normalisation removes).
 
@@ -33,7 +36,7 @@ from .audio import pad_or_cut, read_audio
 from .config import FeatureConfig
 from .corpora.record import Corpus, Utterance
 
-__all__ = ["pick_examples", "FeatureStages", "feature_stages", "plot_feature_stages",
+__all__ = ["pick_examples", "FeatureStages", "feature_stages", "standardize_rows", "plot_feature_stages",
            "torchaudio_mfcc", "Agreement", "compare_implementations", "plot_agreement",
            "speaker_means", "plot_speaker_means"]
 
@@ -90,6 +93,22 @@ def feature_stages(path: str | PathLike[str], cfg: FeatureConfig) -> FeatureStag
                          n_real=n_real, cfg=cfg)
 
 
+def standardize_rows(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """``image`` with every row (coefficient) shifted and scaled by the mean and standard deviation
+    of the same row of ``reference`` (default: ``image`` itself) over time.
+
+    A constant row (standard deviation 0) is only shifted. Used to draw MFCC images, whose rows
+    differ in scale by two orders of magnitude.
+    """
+    ref = np.asarray(image if reference is None else reference, dtype=np.float64)
+    img = np.asarray(image, dtype=np.float64)
+    if ref.shape != img.shape or img.ndim != 2:
+        raise ValueError(f"standardize_rows: expected two 2-D arrays of one shape, got {img.shape} "
+                         f"and {ref.shape}")
+    mean, std = ref.mean(axis=1, keepdims=True), ref.std(axis=1, keepdims=True)
+    return ((img - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
 def plot_feature_stages(items: Sequence[Utterance | str | PathLike[str]], cfg: FeatureConfig,
                         labels: Sequence[str] | None = None) -> Figure:
     """One row per utterance: waveform, log-mel spectrogram, MFCC image after pooling.
@@ -103,7 +122,7 @@ def plot_feature_stages(items: Sequence[Utterance | str | PathLike[str]], cfg: F
         raise ValueError("plot_feature_stages: no utterances given")
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"plot_feature_stages: {len(labels)} labels for {len(items)} utterances")
-    fig = _Figure(figsize=(13, 2.3 * len(items)), layout="constrained")
+    fig = _Figure(figsize=(10, 2.4 * len(items)), layout="constrained")
     axes = fig.subplots(len(items), 3, squeeze=False)
     for row, item in enumerate(items):
         path = item.path if isinstance(item, Utterance) else item
@@ -115,18 +134,19 @@ def plot_feature_stages(items: Sequence[Utterance | str | PathLike[str]], cfg: F
         if st.n_real < cfg.n_samples:
             ax_w.axvspan(st.n_real / cfg.sample_rate, cfg.duration_s, color="0.85", zorder=0,
                          label="zero padding")
-            ax_w.legend(loc="upper right", fontsize=7)
-        ax_w.set_title(f"{name}: waveform", fontsize=9)
+            ax_w.legend(loc="upper right", fontsize=8)
+        ax_w.set_title(f"{name}: waveform", fontsize=10)
         img = librosa.display.specshow(st.log_mel, sr=cfg.sample_rate, hop_length=cfg.hop_length,
                                        x_axis="time", y_axis="mel", fmax=cfg.fmax, ax=ax_s,
                                        cmap="magma")
         fig.colorbar(img, ax=ax_s, format="%+.0f dB")
-        ax_s.set_title(f"log-mel spectrogram ({cfg.n_mels} bands)", fontsize=9)
-        img = ax_m.imshow(st.mfcc, origin="lower", aspect="auto", cmap="coolwarm",
-                          extent=(0, cfg.duration_s, -0.5, cfg.n_mfcc - 0.5))
-        fig.colorbar(img, ax=ax_m)
-        ax_m.set_title(f"MFCC image {st.mfcc.shape[0]} x {st.mfcc.shape[1]} "
-                       f"(max-pooled by {cfg.time_pool})", fontsize=9)
+        ax_s.set_title(f"log-mel spectrogram ({cfg.n_mels} bands)", fontsize=10)
+        img = ax_m.imshow(standardize_rows(st.mfcc), origin="lower", aspect="auto", cmap="coolwarm",
+                          vmin=-3, vmax=3, extent=(0, cfg.duration_s, -0.5, cfg.n_mfcc - 0.5),
+                          interpolation="nearest")
+        fig.colorbar(img, ax=ax_m, label="z per coefficient")
+        ax_m.set_title(f"MFCC image {st.mfcc.shape[0]} x {st.mfcc.shape[1]}, "
+                       f"each row standardised", fontsize=10)
         ax_m.set_xlabel("Time")
         ax_m.set_ylabel("coefficient")
     return fig
@@ -195,26 +215,34 @@ def compare_implementations(paths: Sequence[str | PathLike[str] | Utterance],
 
 
 def plot_agreement(agreement: Agreement, index: int = 0) -> Figure:
-    """librosa's image, ours, and ours minus librosa for utterance ``index``."""
+    """librosa's image, ours, and ours minus librosa for utterance ``index``.
+
+    Both images are standardised per coefficient by librosa's statistics (one transform for both,
+    see :func:`standardize_rows`), and the difference is divided by the same per-coefficient
+    spread, so a small error in a quiet high coefficient is as visible as one in coefficient 0.
+    The difference's colour scale is set by its 99th percentile (larger values saturate).
+    """
     from matplotlib.figure import Figure as _Figure
 
     ref, ours = agreement.librosa_images[index], agreement.our_images[index]
-    fig = _Figure(figsize=(13, 3.0), layout="constrained")
+    fig = _Figure(figsize=(10, 3.2), layout="constrained")
     axes = fig.subplots(1, 3)
-    lim = float(np.abs(ref).max())
     for ax, img, title in ((axes[0], ref, "librosa (reference)"),
-                           (axes[1], ours, "emodarts_core MFCC (batched torch)")):
-        im = ax.imshow(img, origin="lower", aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim)
-        ax.set_title(title, fontsize=9)
+                           (axes[1], ours, "emodarts_core MFCC")):
+        im = ax.imshow(standardize_rows(img, ref), origin="lower", aspect="auto", cmap="coolwarm",
+                       vmin=-3, vmax=3, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("frame")
-        ax.set_ylabel("coefficient")
-    fig.colorbar(im, ax=axes[:2])
-    diff = ours - ref
-    dl = max(float(np.abs(diff).max()), 1e-12)
-    im = axes[2].imshow(diff, origin="lower", aspect="auto", cmap="PiYG", vmin=-dl, vmax=dl)
-    axes[2].set_title(f"difference (relative error {agreement.ours[index]:.1e})", fontsize=9)
+    axes[0].set_ylabel("coefficient")
+    fig.colorbar(im, ax=axes[:2], label="z per coefficient")
+    std = np.asarray(ref, dtype=np.float64).std(axis=1, keepdims=True)
+    diff = (np.asarray(ours, dtype=np.float64) - ref) / np.where(std > 0, std, 1.0)
+    dl = max(float(np.percentile(np.abs(diff), 99)), 1e-12)
+    im = axes[2].imshow(diff, origin="lower", aspect="auto", cmap="PiYG", vmin=-dl, vmax=dl,
+                        interpolation="nearest")
+    axes[2].set_title(f"ours - librosa\n(relative error {agreement.ours[index]:.1e})", fontsize=10)
     axes[2].set_xlabel("frame")
-    fig.colorbar(im, ax=axes[2])
+    fig.colorbar(im, ax=axes[2], label="per-coefficient spreads", format="%.0e", extend="both")
     return fig
 
 
@@ -242,15 +270,16 @@ def plot_speaker_means(settings: dict[str, torch.Tensor], speakers: Sequence[str
         raise ValueError("plot_speaker_means: no settings to plot")
     means = {label: speaker_means(x, speakers) for label, x in settings.items()}
     lim = max(float(m.abs().max()) for _, m in means.values()) or 1.0
-    fig = _Figure(figsize=(5.0 * len(means), 0.18 * len(set(speakers)) + 1.6), layout="constrained")
+    fig = _Figure(figsize=(min(10.0, 5.0 * len(means)), 0.2 * len(set(speakers)) + 1.8),
+                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(means), sharey=True))
     for ax, (label, (names, m)) in zip(axes, means.items()):
         im = ax.imshow(m.numpy(), aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim,
                        interpolation="nearest")
         spread = float(m.std(dim=0).mean())
-        ax.set_title(f"{label}\nmean spread between speakers {spread:.3f}", fontsize=9)
+        ax.set_title(f"{label}\nmean spread between speakers {spread:.3f}", fontsize=10)
         ax.set_xlabel("MFCC coefficient")
-        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
     axes[0].set_ylabel("speaker")
     fig.colorbar(im, ax=list(axes), label="speaker's mean (normalised units)")
     return fig

@@ -1,7 +1,7 @@
 """Typed genotypes: the discrete architecture a search derives from its alphas.
 
 A cell has ``n_nodes`` intermediate nodes. Node ``j`` (0-based) reads the cell's two inputs
-(state 0 = c_{k-2}, state 1 = c_{k-1}) and every earlier node (state ``2 + i``), so it has ``2 + j``
+(state 0 = ``c_{k-2}``, state 1 = ``c_{k-1}``) and every earlier node (state ``2 + i``), so it has ``2 + j``
 incoming edges; the alpha matrix of a cell stacks those edges in node order
 (node 0: states 0, 1; node 1: states 0, 1, 2; ...), one column per candidate operation, ``none`` last.
 

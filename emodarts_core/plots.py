@@ -150,8 +150,9 @@ def _nodes_for_edges(n_edges: int) -> int:
 
 
 def edge_labels(n_edges: int) -> list[str]:
-    """Row labels ``"node j <- input"`` for a cell's alpha matrix (inputs c_{k-2}, c_{k-1}, nodes)."""
-    names = ["c_{k-2}", "c_{k-1}"]
+    """Row labels ``"node j <- input"`` for a cell's alpha matrix: the inputs are the two previous
+    cells' outputs, written in matplotlib's mathtext (``$c_{k-2}$``, ``$c_{k-1}$``), or earlier nodes."""
+    names = ["$c_{k-2}$", "$c_{k-1}$"]
     labels = [""] * n_edges
     for j in range(_nodes_for_edges(n_edges)):
         for src, row in enumerate(edges_of_node(j)):
@@ -215,15 +216,16 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     if layout != "edges":
         raise ValueError(f"layout must be 'edges' or 'cell', got {layout!r}")
     n_edges = alphas.shape[1]
-    ncols = min(5, n_edges)
+    ncols = min(3, n_edges)               # three panels a row stay readable at a page's width
     nrows = math.ceil(n_edges / ncols)
-    fig, axes = _new_figure(nrows, ncols, size=(3.2, 2.5), sharex=True, sharey=True)
+    fig, axes = _new_figure(nrows, ncols, size=(2.9, 2.0), sharex=True, sharey=True)
     labels = edge_labels(n_edges)
     for e in range(n_edges):
         ax_e = axes.flat[e]
         for k, name in enumerate(names):
             ax_e.plot(x, alphas[:, e, k], label=name, **_op_style(name))
-        ax_e.set_title(labels[e], fontsize="small")
+        ax_e.set_title(labels[e], fontsize=11)
+        ax_e.tick_params(labelsize=10)
     for extra in axes.flat[n_edges:]:
         extra.set_axis_off()
     for ax_row in axes[-1]:
@@ -232,7 +234,8 @@ def plot_alpha_evolution(history: History | str | Path, cell: str = "normal", ax
     for ax_col in axes[:, 0]:
         ax_col.set_ylabel("weight")
     handles, leg_labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, leg_labels, loc="outside right center", fontsize="small")
+    fig.legend(handles, leg_labels, loc="outside lower center", fontsize=11,
+               ncol=min(4, len(leg_labels)), frameon=False)
     fig.suptitle(f"{cell} cell: softmaxed alphas per edge")
     return fig
 
@@ -294,7 +297,7 @@ def plot_curves(history: History | str | Path) -> Figure:
     """Loss (train, valid) and accuracy (train WA, valid WA, valid UA) per epoch."""
     hist = _as_history(history)
     entries = hist["epochs"]
-    fig, axes = _new_figure(1, 2)
+    fig, axes = _new_figure(1, 2, size=(4.8, 3.4))   # a page's width, legible
     ax_loss, ax_acc = axes[0]
     for key, label in (("train_loss", "train"), ("valid_loss", "valid")):
         s = _series(entries, key)
@@ -321,7 +324,7 @@ def plot_collapse(history: History | str | Path, max_skips: int | None = None) -
     """
     hist = _as_history(history)
     entries = hist["epochs"]
-    fig, axes = _new_figure(1, 2)
+    fig, axes = _new_figure(1, 2, size=(4.8, 3.4))   # a page's width, legible
     ax_skip, ax_ent = axes[0]
     for cell in CELL_TYPES:
         skips = [(e.get("epoch", i), e["skip_count"][cell]) for i, e in enumerate(entries)
@@ -427,7 +430,7 @@ def plot_genotype_stability(genotypes: Sequence[Genotype | Mapping[str, Any] | s
             gens.append(Genotype.load(path / "genotype.json" if path.is_dir() else path))
     if labels is not None and len(labels) != len(gens):
         raise ValueError(f"plot_genotype_stability: {len(labels)} labels for {len(gens)} genotypes")
-    fig, axes = _new_figure(1, 3, size=(4.6, 3.4))
+    fig, axes = _new_figure(1, 3, size=(3.4, 3.2))
     for ax, cell in zip(axes[0], CELL_TYPES):
         cells = [getattr(g, cell) for g in gens]
         n_nodes = max(c.n_nodes for c in cells)

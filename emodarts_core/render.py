@@ -25,8 +25,11 @@ from .genotype import CellGenotype, Genotype
 __all__ = ["GraphvizNotFoundError", "cell_digraph", "render_cell", "render_genotype", "require_dot"]
 
 CELL_TITLES = {"normal": "normal cell", "reduce": "reduction cell", "seq": "sequential cell"}
-INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
+INPUT_NAMES = ("c_{k-2}", "c_{k-1}")   # node names in the DOT source
 OUTPUT_NAME = "c_{k}"
+# What the drawing shows for them: Graphviz HTML-like labels with real subscripts.
+NODE_LABELS = {"c_{k-2}": "<c<sub>k-2</sub>>", "c_{k-1}": "<c<sub>k-1</sub>>",
+               "c_{k}": "<c<sub>k</sub>>"}
 
 
 class GraphvizNotFoundError(RuntimeError):
@@ -68,7 +71,7 @@ def cell_digraph(cell: CellGenotype, kind: str = "normal", title: str | None = N
         edge_attr={"fontname": "helvetica", "fontsize": "14", "penwidth": "1.5"},
     )
     for name in INPUT_NAMES:
-        g.node(name, fillcolor="darkseagreen2")
+        g.node(name, label=NODE_LABELS[name], fillcolor="darkseagreen2")
     for j in range(cell.n_nodes):
         g.node(str(j), fillcolor="lightblue")
     for j, node in enumerate(cell.nodes):
@@ -76,7 +79,7 @@ def cell_digraph(cell: CellGenotype, kind: str = "normal", title: str | None = N
             if not 0 <= src < j + 2:
                 raise ValueError(f"cell_digraph: node {j} reads state {src}, which does not exist before it")
             g.edge(_state_name(src), str(j), label=op)
-    g.node(OUTPUT_NAME, fillcolor="palegoldenrod")
+    g.node(OUTPUT_NAME, label=NODE_LABELS[OUTPUT_NAME], fillcolor="palegoldenrod")
     for state in cell.concat:
         g.edge(_state_name(state), OUTPUT_NAME)
     return g

@@ -20,8 +20,13 @@ __all__ = ["cell_text", "genotype_per_epoch", "genotype_agreement", "fold_table"
 CELLS = ("normal", "reduce", "seq")
 
 
+# The two inputs of a cell (the outputs of the two previous cells, c_{k-2} and c_{k-1} in the DARTS
+# paper), written with Unicode subscripts so that text and tables show them as a reader expects.
+INPUT_TEXT = ("c\u2096\u208b\u2082", "c\u2096\u208b\u2081")
+
+
 def _state(src: int) -> str:
-    return ("c_{k-2}", "c_{k-1}")[src] if src < 2 else f"n{src - 2}"
+    return INPUT_TEXT[src] if src < 2 else f"n{src - 2}"
 
 
 

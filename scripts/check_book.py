@@ -14,6 +14,10 @@ For each HTML page under the book's output folder (``_build/html`` by default) t
   class="animation">``) and every image output of an executed notebook (``_build/executed/``,
   e.g. the genotype graphs) must be present and visible on its page, and so must whatever a
   notebook declares in its metadata as ``emodarts: {book_expects: ["animation", "graph"]}``;
+- checks what a reader sees as text: no paragraph of raw Markdown pipe-table rows (``| a | b |``:
+  a notebook's table that was not rendered), no raw ``$...$``, ``\\(``/``\\[`` or literal TeX such
+  as ``c_{k-2}`` outside code and rendered math, and no code or output block wider than its
+  container (a line a reader would have to scroll sideways to read);
 - saves a screenshot of the top of every page, and one of every animation and graph, under
   ``_build/screenshots/``.
 
@@ -70,6 +74,49 @@ FIGURES_JS = r"""
                  src: el.tagName === 'IMG' ? el.getAttribute('src').slice(0, 80) : 'inline svg'}));
   return {title: document.title, main: !!document.querySelector('main, article, [role=main]'),
           animations: anims, images: outputs};
+})()
+"""
+
+# What a reader sees as text. Text inside code (pre, code, kbd, samp), scripts, styles and math that
+# was rendered (or is waiting for MathJax: class "math") is left out; so are the API pages' type
+# signatures. Each finding carries a short excerpt of the text.
+TEXT_JS = r"""
+(() => {
+  const SKIP = 'pre, code, kbd, samp, script, style, textarea, .math, mjx-container, .MathJax, '
+             + 'svg, .sig, .highlight';
+  const root = document.querySelector('main, article, [role=main]') || document.body;
+  const short = t => t.replace(/\s+/g, ' ').trim().slice(0, 100);
+  const pipeRow = /^\s*\|.*\|.*\|\s*$/;
+  const pipeRule = /\|\s*:?-{3,}:?\s*\|/;
+  const pipes = [];
+  for (const el of root.querySelectorAll('p, li, td, dd, div.output_markdown, .cell_output div')) {
+    if (el.closest(SKIP) || el.querySelector('p, li, table')) continue;
+    const text = el.innerText || '';
+    const rows = text.split('\n').filter(l => pipeRow.test(l)).length;
+    if (pipeRule.test(text) || rows >= 2) pipes.push(short(text));
+  }
+  const tex = [];
+  const dollar = /\$[^$\n]{0,120}[\\_^{}][^$\n]{0,120}\$/;
+  const paren = /\\[(\[]|\\[)\]]/;
+  const literal = /[A-Za-z0-9]_\{[^}\s]{1,20}\}|\\(frac|mathrm|mathbf|alpha|beta|sum|cdot|times|in|leq|geq)\b/;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest(SKIP)) continue;
+    const text = node.textContent;
+    if (dollar.test(text) || paren.test(text) || literal.test(text)) tex.push(short(text));
+  }
+  const clipped = [];
+  for (const el of root.querySelectorAll('pre')) {
+    const s = getComputedStyle(el);
+    if (el.clientWidth === 0 || s.display === 'none') continue;
+    if (el.scrollWidth > el.clientWidth + 2) {
+      const line = (el.textContent || '').split('\n')
+        .reduce((a, b) => (b.length > a.length ? b : a), '');
+      clipped.push({shown: el.clientWidth, needed: el.scrollWidth, line: short(line)});
+    }
+  }
+  return {pipes, tex, clipped};
 })()
 """
 
@@ -308,6 +355,7 @@ def check_page(browser: Browser, html_root: Path, page: Path, shots: Path,
         res.errors.append(f"expected {need['animations']} visible animation(s), found {res.animations}")
     if res.images < need.get("images", 0):
         res.errors.append(f"expected {need['images']} visible output image(s), found {res.images}")
+    res.errors += text_problems(browser)
 
     # Screenshots: the top of the page, then each animation and output image scrolled into view.
     stem = rel.replace("/", "__")
@@ -320,6 +368,17 @@ def check_page(browser: Browser, html_root: Path, page: Path, shots: Path,
             time.sleep(0.1)
             _shot(browser, shots / f"{stem}--{kind}-{k}.png", res)
     return res
+
+
+def text_problems(browser: Browser) -> list[str]:
+    """What the page shows as text that a reader should never see (see ``TEXT_JS``)."""
+    found = browser.call("Runtime.evaluate", {"expression": TEXT_JS, "returnByValue": True})
+    info = found.get("result", {}).get("value") or {}
+    errors = [f"raw Markdown table shown as text: {t!r}" for t in info.get("pipes", [])]
+    errors += [f"raw TeX shown as text: {t!r}" for t in info.get("tex", [])]
+    errors += [f"code block clipped horizontally ({c['needed']} px of text in {c['shown']} px): "
+               f"{c['line']!r}" for c in info.get("clipped", [])]
+    return errors
 
 
 def _shot(browser: Browser, path: Path, res: PageResult) -> None:

@@ -124,6 +124,49 @@ def test_browser_check_sees_visible_figures_and_flags_broken_pages(tmp_path):
     assert "expected 1 visible animation" in joined
 
 
+_PAGE = ("<html><head><title>{title}</title><style>main {{ width: 600px; }} "
+         "pre {{ overflow: auto; font: 14px monospace; }}</style></head><body><main>{body}</main></body></html>")
+_READABLE = [
+    # a rendered table, rendered (or MathJax-pending) math, TeX and pipes inside code, prose with $ once
+    "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>",
+    '<p>weights <span class="math notranslate nohighlight">\\(\\alpha_{k-2}\\)</span> of each edge</p>',
+    "<p>the input <code>c_{k-2}</code> and <code>| a | b |</code>, which costs $5</p>",
+    "<pre>x = 1  # | a | b |\nprint(f'{x}')</pre>",
+    '<div class="cell_output"><pre>' + "short output line\n" * 3 + "</pre></div>",
+]
+_UNREADABLE = {
+    "pipes": "<p>| implementation | median |\n|---|---|\n| librosa | 1e-7 |</p>",
+    "dollar": "<p>the inputs $c_{k-2}$ and $c_{k-1}$</p>",
+    "paren": "<p>a weight \\(\\alpha\\) per edge</p>",
+    "literal": "<p>node 0 reads c_{k-2} through a skip</p>",
+    "clipped": "<pre>" + "w = torch.zeros(" + ", ".join(["128"] * 40) + ")</pre>",
+}
+
+
+@needs_chromium
+def test_text_check_flags_raw_tables_tex_and_clipped_code(tmp_path):
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text(_PAGE.format(title="ok", body="".join(_READABLE)))
+    for name, body in _UNREADABLE.items():
+        (html / f"{name}.html").write_text(_PAGE.format(title=name, body=_READABLE[0] + body))
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    browser = check_book.Browser(timeout=30)
+    try:
+        results = {page.stem: check_book.check_page(browser, html, page, shots, {},
+                                                    check_book.ALLOWED_EXTERNAL_HOSTS)
+                   for page in sorted(html.glob("*.html"))}
+    finally:
+        browser.close()
+    assert results["index"].errors == []
+    expected = {"pipes": "raw Markdown table", "dollar": "raw TeX", "paren": "raw TeX",
+                "literal": "raw TeX", "clipped": "clipped horizontally"}
+    for name, phrase in expected.items():
+        assert len(results[name].errors) == 1, (name, results[name].errors)
+        assert phrase in results[name].errors[0], (name, results[name].errors)
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 @needs_chromium

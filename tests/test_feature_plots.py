@@ -9,7 +9,8 @@ from emodarts_core.config import FeatureConfig
 from emodarts_core.corpora import load_corpus
 from emodarts_core.corpora.generated import generate_corpus
 from emodarts_core.feature_plots import (compare_implementations, feature_stages, pick_examples,
-                                         plot_agreement, plot_feature_stages, torchaudio_mfcc)
+                                         plot_agreement, plot_feature_stages, standardize_rows,
+                                         torchaudio_mfcc)
 
 CFG = FeatureConfig(sample_rate=16000, duration_s=2.0, n_mfcc=20, n_mels=40, n_fft=512,
                     hop_length=256, time_pool=4)
@@ -39,6 +40,26 @@ def test_feature_stages_shapes_and_padding(corpus):
     assert len(fig.axes) >= 6
 
 
+def test_standardize_rows_scales_each_coefficient_on_its_own():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(4, 30)) * np.array([[100.0], [1.0], [0.01], [0.0]]) + np.array([[-400.0], [5], [0], [2]])
+    z = standardize_rows(img)
+    np.testing.assert_allclose(z[:3].mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(z[:3].std(axis=1), 1, atol=1e-4)
+    np.testing.assert_allclose(z[3], 0)                        # a constant row is only shifted
+    shifted = standardize_rows(img + 1e-3, img)                 # another image on img's scale
+    assert abs(float(shifted[2].mean())) > 0.05 > abs(float(shifted[0].mean()))
+    with pytest.raises(ValueError, match="one shape"):
+        standardize_rows(img, img[:2])
+
+
+def test_feature_images_are_not_flat(corpus):
+    """The drawn MFCC image spreads over the colour scale, even with coefficient 0 near -400."""
+    fig = plot_feature_stages(corpus.records[:1], CFG)
+    shown = fig.axes[2].images[0].get_array()
+    assert float(np.std(shown)) > 0.5 and fig.axes[2].images[0].get_clim() == (-3, 3)
+
+
 def test_three_implementations_agree(corpus):
     agreement = compare_implementations(corpus.records[:3], CFG)
     summary = agreement.summary()
@@ -48,6 +69,9 @@ def test_three_implementations_agree(corpus):
     fig = plot_agreement(agreement, 1)
     assert "relative error" in fig.axes[-2].get_title() or any(
         "relative error" in ax.get_title() for ax in fig.axes)
+    diff = next(ax for ax in fig.axes if "ours - librosa" in ax.get_title()).images[0]
+    lo, hi = diff.get_clim()                                   # scaled to the differences, not blank
+    assert hi > 0 and lo == -hi and float(np.mean(np.abs(diff.get_array()) > 0.1 * hi)) > 0.05
     with pytest.raises(ValueError, match="expected"):
         torchaudio_mfcc(np.zeros(10, dtype=np.float32), CFG)
 

@@ -72,6 +72,35 @@ def test_colab_cell_installs_only_the_pinned_library(path):
     assert f'check_version("{emodarts_core.__version__}")' in first
 
 
+# The teaching chapters (chapter 6 reports evidence and is laid out as findings).
+CHAPTERS = [p for p in NOTEBOOKS if p.stem[:2] in ("01", "02", "03", "04", "05")]
+SHOWS = re.compile(r"display\((fig|cell_digraph|HTML\(alpha_animation_html)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_reads_as_a_chapter(path):
+    """Install cell shown to readers; what you will learn, a summary and exercises; a computed
+    sentence after every figure; no code line a reader must scroll sideways to read."""
+    nb = nbformat.read(path, as_version=4)
+    install = _code_cells(nb)[0]
+    assert not set(install.metadata.get("tags", [])) & {"remove-cell", "hide-cell", "remove-input",
+                                                         "hide-input"}
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert "**What you will learn**" in markdown[0]
+    assert markdown[-2].startswith("## Summary") and markdown[-1].startswith("## Exercises")
+    exercises = re.findall(r"^\d\. .*`(\w+) =", markdown[-1], re.MULTILINE)
+    assert len(exercises) >= 2 and set(exercises) <= set(pm.inspect_notebook(str(path)))
+    for cell in _code_cells(nb):
+        for match in SHOWS.finditer(cell.source):
+            rest = cell.source[match.end():]
+            assert "display(Markdown(" in rest, f"{path.name}: no reading after {match.group(0)}"
+        # 85 characters fill a code cell at the book's width; the folded parameters cell is
+        # a little narrower (measured by scripts/check_book.py)
+        limit = 83 if "parameters" in cell.metadata.get("tags", []) else 85
+        too_long = [ln for ln in cell.source.splitlines() if len(ln) > limit]
+        assert not too_long, f"{path.name}: code lines over {limit} characters: {too_long}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_colab_badge_points_at_this_notebook_on_the_configured_branch(path):
     nb = nbformat.read(path, as_version=4)

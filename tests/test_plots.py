@@ -84,7 +84,7 @@ def test_alpha_evolution_per_edge(run_dir, tmp_path) -> None:
         assert len(ax.lines) == len(SEQ)
         assert all(len(line.get_xdata()) == EPOCHS for line in ax.lines)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == list(SEQ)
-    assert used[2].get_title() == "node 1 \u2190 c_{k-2}"
+    assert used[2].get_title() == "node 1 \u2190 $c_{k-2}$"   # mathtext, drawn as math
     # the plotted value is the softmaxed alpha of that edge and op
     hist = plots.load_history(run_dir)
     np.testing.assert_allclose(used[3].lines[1].get_ydata(),

@@ -36,6 +36,8 @@ def test_digraph_structure() -> None:
     assert '"c_{k-1}" -> 0 [label=skip_connect]' in src
     assert "0 -> 1 [label=max_pool_3x3]" in src
     assert '2 -> "c_{k}"' in src
+    # drawn with real subscripts (Graphviz HTML-like labels), not as literal TeX
+    assert "label=<c<sub>k-2</sub>>" in src and "label=<c<sub>k</sub>>" in src
     with pytest.raises(ValueError, match="kind"):
         render.cell_digraph(NORMAL, "rnn")
 

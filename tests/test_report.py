@@ -20,8 +20,8 @@ def _geno(op="sep_conv_3x3", seq="lstm_1"):
 
 
 def test_cell_text_names_inputs_and_nodes():
-    assert cell_text(_geno().normal) == ("n0 = sep_conv_3x3(c_{k-2}) + skip_connect(c_{k-1}); "
-                                         "n1 = max_pool_3x3(c_{k-2}) + sep_conv_3x3(n0)")
+    assert cell_text(_geno().normal) == ("n0 = sep_conv_3x3(c\u2096\u208b\u2082) + skip_connect(c\u2096\u208b\u2081); "
+                                         "n1 = max_pool_3x3(c\u2096\u208b\u2082) + sep_conv_3x3(n0)")
 
 
 def test_genotype_per_epoch_marks_changes():
@@ -33,7 +33,7 @@ def test_genotype_per_epoch_marks_changes():
     ]}
     rows = genotype_per_epoch(hist).splitlines()[2:]
     assert len(rows) == 3 and "**changed:**" not in rows[0] + rows[1]
-    assert rows[2].count("**changed:**") == 1 and "rnn_2(c_{k-2})" in rows[2]
+    assert rows[2].count("**changed:**") == 1 and "rnn_2(c\u2096\u208b\u2082)" in rows[2]
     assert "| 1 | 50.0 % | 1 |" in rows[1]
     with pytest.raises(ValueError, match="no per-epoch genotypes"):
         genotype_per_epoch({"epochs": [{"epoch": 0}]})
@@ -84,7 +84,7 @@ def test_random_search_table_marks_the_kept_candidate(tmp_path):
     (tmp_path / "candidates.json").write_text(json.dumps({"k": 2, "best_index": 1, "candidates": cands}))
     lines = random_search_table(tmp_path).splitlines()
     assert len(lines) == 4 and lines[3].endswith("| yes |") and not lines[2].endswith("| yes |")
-    assert "| 1 | 6 | 1 | 45.00 | n0 = dil_conv_5x5(c_{k-2})" in lines[3]
+    assert "| 1 | 6 | 1 | 45.00 | n0 = dil_conv_5x5(c\u2096\u208b\u2082)" in lines[3]
     with pytest.raises(ValueError, match="random-search run"):
         random_search_table(tmp_path / "nothing")
 
