@@ -34,7 +34,7 @@ __all__ = ["FoldRuns", "fold_dir", "parse_folds", "make_profile", "run_fold", "r
            "is_finished", "search_grid", "BASELINES"]
 
 #: Baselines :func:`run_fold` knows (the keys of :func:`emodarts_core.baselines.run_baseline`).
-BASELINES = ("cnn_lstm", "random")
+BASELINES = ("cnn_lstm", "random", "cnn_bilstm_att", "egemaps_svm")
 
 
 @dataclass
