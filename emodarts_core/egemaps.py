@@ -23,7 +23,7 @@ Then, on each fold:
 :func:`run_egemaps_svm` writes the usual run directory (``config.json``, ``environment.json``,
 ``data_report.json``, ``metrics.json`` in the format of :func:`emodarts_core.metrics.
 evaluate_predictions`, with the chosen ``C`` and its validation UA, and a one-entry
-``history.json`` holding the wall time).
+``history.json`` holding the wall time). A finished run is only re-read.
 """
 from __future__ import annotations
 
@@ -240,6 +240,13 @@ def run_egemaps_svm(cfg, progress: bool = True):
     from .runs import RunDir
     from .train import TrainResult, start_run
 
+    if (Path(cfg.out_dir) / RunDir.CONFIG).exists():     # a finished run is only re-read
+        run = RunDir.create(cfg)                          # (a different config is refused)
+        if run.file(RunDir.METRICS).exists():
+            metrics = run.read_json(RunDir.METRICS)
+            return TrainResult(run_dir=run.path, metrics=metrics, best_epoch=0,
+                               best_valid_ua=metrics["valid_ua"], epochs_run=1,
+                               stopped_early=False)
     t0 = time.perf_counter()
     data = load_functionals_fold(cfg, progress)          # bad data: no run dir
     run = start_run(cfg, data, announce=True)

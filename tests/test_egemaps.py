@@ -103,6 +103,9 @@ def test_rerun_reads_the_cache_and_gives_the_same_result(corpus, tmp_path, monke
     second = run_baseline(config(corpus, tmp_path / "b"), progress=False)
     assert second.metrics["confusion"] == first.metrics["confusion"]
     assert second.metrics["c"] == first.metrics["c"]
+    # the finished run itself is only re-read: nothing is fitted again
+    monkeypatch.setattr(egemaps, "fit_svm", refuse)
+    assert run_baseline(config(corpus, tmp_path / "a"), progress=False).metrics == first.metrics
 
 
 def test_speaker_normalisation_and_fit_valid(corpus, tmp_path):
