@@ -99,7 +99,9 @@ class FunctionalsCache:
         file = self.entry(path)
         file.parent.mkdir(parents=True, exist_ok=True)
         if not (self.root / "config.json").exists():
-            (self.root / "config.json").write_text(json.dumps(self.settings, indent=1))
+            from .runs import atomic_write_json
+
+            atomic_write_json(self.root / "config.json", self.settings)
         tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             np.save(fh, values.astype(np.float32))
