@@ -19,7 +19,17 @@
    search with the same budget is the standard sanity check of a NAS method (Li & Talwalkar 2019;
    Yu et al. 2020).
 
-Both are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --kind ...`` calls.
+3. **CNN-BiLSTM with attention** (:func:`run_cnn_bilstm_att`,
+   :class:`emodarts_core.handdesigned.CNNBiLSTMAtt`): a strong hand-designed MFCC network whose
+   width is matched to the size of the searched networks (:func:`emodarts_core.handdesigned.
+   match_size`; the target is ``options["target_parameters"]`` or, by default, the mean size of
+   the profile's networks for a few uniformly drawn genotypes), trained through the same
+   :func:`emodarts_core.train.fit` loop, so its epoch is chosen on the validation speakers only.
+4. **eGeMAPS + linear SVM** (:func:`emodarts_core.egemaps.run_egemaps_svm`): openSMILE's
+   eGeMAPS functionals per utterance and a class-balanced linear SVM whose ``C`` is chosen on the
+   validation speakers: the classical baseline users try first.
+
+All are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --kind ...`` calls.
 """
 from __future__ import annotations
 
@@ -97,6 +107,10 @@ class CNNLSTM(nn.Module):
         return self.forward(x), None
 
 
+#: The baselines :func:`run_baseline` knows (``baseline --kind``).
+KINDS = ("cnn_lstm", "random", "cnn_bilstm_att", "egemaps_svm")
+
+
 # ---------------------------------------------------------------------------------------------
 # Random search's winner is trained in full in this subdirectory of the random-search run.
 FINAL_DIR = "final"
@@ -138,6 +152,44 @@ def run_cnn_lstm(cfg: RunConfig, progress: bool = True, data: FoldData | None = 
     return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
                amp=cfg.options.get("amp"), desc=f"cnn_lstm {cfg.corpus} fold {cfg.fold}",
                extra_metrics={"corpus": cfg.corpus, "kind": "baseline", "baseline": "cnn_lstm"})
+
+
+def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
+                       data: FoldData | None = None) -> TrainResult:
+    """Train and test the size-matched CNN-BiLSTM with attention (see the module docstring).
+
+    The width is chosen before the run directory is made and recorded in the run's options
+    (``options["cnn_bilstm_att"]["width"]``, with the target under ``options["size_match"]``),
+    so :func:`emodarts_core.train.build_model` rebuilds the same network for ``evaluate``.
+    """
+    from .handdesigned import CNNBiLSTMAtt, match_size, size_of, typical_searched_size
+
+    device = resolve_device(cfg.device)
+    announce = data is None
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    arch = dict(cfg.options.get("cnn_bilstm_att", {}))
+    arch.pop("width", None)
+    target = cfg.options.get("target_parameters")
+    rule = ("options.target_parameters" if target else
+            "mean size of the profile's networks for 5 uniformly drawn genotypes (seed 0)")
+    target = int(target) if target else typical_searched_size(cfg.profile, data.n_classes,
+                                                              data.input_shape)
+    width = match_size(target, data.n_classes, data.input_shape, **arch)
+    options = dict(cfg.options)
+    options["cnn_bilstm_att"] = {**arch, "width": width}
+    options["size_match"] = {"target_parameters": target, "rule": rule,
+                             "parameters": size_of(width, data.n_classes, data.input_shape,
+                                                   **arch)}
+    cfg = dataclasses.replace(cfg, options=options)
+    run = start_run(cfg, data, announce)
+    save_normalizer(run, data)
+    seed_everything(cfg.seed)
+    model = CNNBiLSTMAtt(data.n_classes, data.input_shape, **options["cnn_bilstm_att"])
+    return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
+               amp=cfg.options.get("amp"), desc=f"cnn_bilstm_att {cfg.corpus} fold {cfg.fold}",
+               extra_metrics={"corpus": cfg.corpus, "kind": "baseline",
+                              "baseline": "cnn_bilstm_att", "width": width,
+                              "target_parameters": target})
 
 
 def run_random_search(cfg: RunConfig, progress: bool = True,
@@ -195,10 +247,16 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
 
 
 def run_baseline(cfg: RunConfig, progress: bool = True, data: FoldData | None = None) -> TrainResult:
-    """Dispatch on ``cfg.options["baseline"]``: ``"cnn_lstm"`` or ``"random"``."""
+    """Dispatch on ``cfg.options["baseline"]``, one of :data:`KINDS`."""
     kind = cfg.options.get("baseline")
     if kind == "cnn_lstm":
         return run_cnn_lstm(cfg, progress, data)
     if kind == "random":
         return run_random_search(cfg, progress, data)
-    raise ValueError(f"unknown baseline {kind!r}; choose 'cnn_lstm' or 'random'")
+    if kind == "cnn_bilstm_att":
+        return run_cnn_bilstm_att(cfg, progress, data)
+    if kind == "egemaps_svm":
+        from .egemaps import run_egemaps_svm
+
+        return run_egemaps_svm(cfg, progress)
+    raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(KINDS)}")

@@ -12,6 +12,8 @@ Examples::
     python -m emodarts_core evaluate --run runs/t0 --run runs/t1 --corpus generated \
         --data-root DATA --fold 0 --json-out runs/ensemble.json      # mean softmax of both
     python -m emodarts_core baseline --kind cnn_lstm --corpus generated --out runs/b0
+    python -m emodarts_core baseline --kind cnn_bilstm_att --corpus generated --out runs/b2
+    python -m emodarts_core baseline --kind egemaps_svm --corpus generated --out runs/b3
     python -m emodarts_core search ... --set search.epochs=3 --set space.seq_ops=lstm
     python -m emodarts_core reproduce --corpus iemocap=/data/IEMOCAP --protocol paper \\
         --profile paper --seeds 0,1,2 --out runs/batch --backend ray
@@ -128,14 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip corpus entries the loader cannot use instead of stopping")
 
-    p = sub.add_parser("baseline", help="the CNN-LSTM baseline or random search")
+    p = sub.add_parser("baseline", help="a baseline: the CNN-LSTM, random search, a size-matched "
+                                        "CNN-BiLSTM with attention, or eGeMAPS + linear SVM")
     common(p)
-    p.add_argument("--kind", required=True, choices=("cnn_lstm", "random"))
+    p.add_argument("--kind", required=True,
+                   choices=("cnn_lstm", "random", "cnn_bilstm_att", "egemaps_svm"))
     p.add_argument("--head-norm", action="store_true",
                    help="cnn_lstm: BatchNorm1d on the pooled vector (not in the paper's layout)")
     p.add_argument("--k", type=int, default=8, help="random search: number of sampled genotypes")
     p.add_argument("--brief-epochs", type=int, default=None,
                    help="random search: epochs per candidate (default max(1, train.epochs // 10))")
+    p.add_argument("--target-params", type=int, default=None,
+                   help="cnn_bilstm_att: parameter count to match (default: the mean size of "
+                        "the profile's networks for 5 uniformly drawn genotypes)")
 
     p = sub.add_parser("reproduce", help="a batch over corpora x folds x seeds (notebook 05 via "
                                          "papermill, locally or on Ray), then the results table")
@@ -148,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True, help="root directory of the batch's runs")
     p.add_argument("--baselines", default="cnn_lstm",
-                   help="baselines per fold, comma-separated: cnn_lstm, random (default cnn_lstm)")
+                   help="baselines per fold, comma-separated: cnn_lstm, random, "
+                        "cnn_bilstm_att, egemaps_svm (default cnn_lstm)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.FIELD=VALUE",
                    help="override a profile field in every job, repeatable")
@@ -204,10 +212,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
             raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
         seeds = _int_list(args.seeds, "--seeds")
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-        unknown = set(baselines) - {"cnn_lstm", "random"}
+        from .baselines import KINDS
+
+        unknown = set(baselines) - set(KINDS)
         if unknown:
             raise UsageError(f"--baselines: unknown baseline(s) {sorted(unknown)}; "
-                             f"choose from cnn_lstm, random")
+                             f"choose from {', '.join(KINDS)}")
         # counting the folds reads every corpus (and writes a generated one) once, here,
         # before any job starts: jobs never race to make a shared corpus
         n_folds = {name: reproduce.count_folds(name, root, args.protocol)
@@ -502,7 +512,15 @@ def run_command(args: argparse.Namespace) -> int:
                 raise UsageError("--head-norm applies to --kind cnn_lstm only (random search's "
                                  "networks take theirs from the profile's space.head_norm)")
         elif args.head_norm:
+            if args.kind != "cnn_lstm":
+                raise UsageError(f"--head-norm applies to --kind cnn_lstm only, not {args.kind}")
             opts["cnn_lstm"] = {"head_norm": True}
+        if args.target_params is not None:
+            if args.kind != "cnn_bilstm_att":
+                raise UsageError("--target-params applies to --kind cnn_bilstm_att only")
+            if args.target_params < 1:
+                raise UsageError(f"--target-params must be >= 1, got {args.target_params}")
+            opts["target_parameters"] = args.target_params
         cfg = make_run_config(args, "baseline", opts)
         with claim_out(Path(cfg.out_dir), args.restart):
             res = run_baseline(cfg, progress=progress)

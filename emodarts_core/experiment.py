@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+# BASELINES: the baselines run_fold knows (the kinds baselines.run_baseline runs)
+from .baselines import KINDS as BASELINES
 from .config import Profile, apply_overrides, get_profile
 from .datasets import FoldData
 from .runs import RunConfig, RunDir
@@ -32,9 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FoldRuns", "fold_dir", "parse_folds", "make_profile", "run_fold", "run_experiment",
            "is_finished", "search_grid", "BASELINES"]
-
-#: Baselines :func:`run_fold` knows (the keys of :func:`emodarts_core.baselines.run_baseline`).
-BASELINES = ("cnn_lstm", "random")
 
 
 @dataclass

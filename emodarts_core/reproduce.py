@@ -259,7 +259,7 @@ def run_grid(jobs: Iterable[GridJob], job_fn: Callable[[GridJob], str] = run_not
 @dataclass
 class ResultRow:
     corpus: str
-    method: str            # "emodarts" (searched), "cnn_lstm", "random"
+    method: str            # "emodarts" (searched), "random", or a baseline kind (baselines.KINDS)
     fold: int
     seed: int
     wa: float

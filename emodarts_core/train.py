@@ -398,6 +398,10 @@ def build_model(run: RunDir, n_classes: int, input_shape: tuple[int, int]) -> nn
         from .baselines import CNNLSTM
 
         return CNNLSTM(n_classes, input_shape, **cfg.options.get("cnn_lstm", {}))
+    if cfg.kind == "baseline" and cfg.options.get("baseline") == "cnn_bilstm_att":
+        from .handdesigned import CNNBiLSTMAtt
+
+        return CNNBiLSTMAtt(n_classes, input_shape, **cfg.options["cnn_bilstm_att"])
     from .network import Network
 
     genotype = Genotype.load(run.file(RunDir.GENOTYPE))
@@ -409,6 +413,9 @@ def selected_weights(run: RunDir) -> dict[str, torch.Tensor]:
     """The weights a finished training run tests under its ``train.select`` rule: ``best.pt``'s
     for "best", the last epoch's (``checkpoint.pt``) for "last"."""
     cfg = run.config
+    if cfg.kind == "baseline" and cfg.options.get("baseline") == "egemaps_svm":
+        raise DataError(f"{run.path} is an eGeMAPS + SVM baseline: it holds no network to "
+                        f"evaluate (its test metrics are in {RunDir.METRICS})")
     select = cfg.profile.train.select
     name = RunDir.BEST if select == "best" else RunDir.CHECKPOINT
     ckpt = run.load_checkpoint(name)

@@ -120,6 +120,45 @@ def test_fold_out_of_range_and_bad_data_make_no_run_dir(capsys, tmp_path):
     assert "manifest" in msg and not (tmp_path / "r2").exists()
 
 
+def test_baseline_commands_for_the_size_matched_network_and_egemaps(capsys, tmp_path):
+    from emodarts_core.corpora import generate_corpus
+    from emodarts_core.reproduce import collect
+
+    generate_corpus(tmp_path / "data", n_speakers=4, per_class=2, seed=0)
+    common = ["--corpus", "generated", "--data-root", str(tmp_path / "data"),
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    assert main(["baseline", "--kind", "cnn_bilstm_att", *common, "--out", str(tmp_path / "a"),
+                 "--set", "train.epochs=1", "--target-params", "30000"]) == 0
+    assert "baseline cnn_bilstm_att finished" in capsys.readouterr().out
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["options"]["target_parameters"] == 30000
+    assert config["options"]["size_match"]["target_parameters"] == 30000
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert main(["evaluate", "--run", str(tmp_path / "a"), "--corpus", "generated",
+                 "--data-root", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+                 "--fold", "0", "--device", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["confusion"] == metrics["confusion"]
+
+    assert main(["baseline", "--kind", "egemaps_svm", *common, "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert "baseline egemaps_svm finished" in out and "UA" in out
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["c"] > 0
+    assert sorted(r.method for r in collect(tmp_path)) == ["cnn_bilstm_att", "egemaps_svm"]
+    # an evaluation of the SVM run, and options of other kinds, stop with one line and exit 2
+    assert "no network" in _err(capsys, ["evaluate", "--run", str(tmp_path / "e"), "--corpus",
+                                         "generated", "--data-root", str(tmp_path / "data"),
+                                         "--fold", "0"])
+    assert "cnn_bilstm_att only" in _err(capsys, ["baseline", "--kind", "egemaps_svm",
+                                                  "--target-params", "9", *common,
+                                                  "--out", str(tmp_path / "x")])
+    assert "--target-params must be >= 1" in _err(capsys, [
+        "baseline", "--kind", "cnn_bilstm_att", "--target-params", "0", *common,
+        "--out", str(tmp_path / "y")])
+    assert "cnn_lstm only" in _err(capsys, ["baseline", "--kind", "egemaps_svm", "--head-norm",
+                                            *common, "--out", str(tmp_path / "z")])
+
+
 def test_baseline_and_evaluate_commands(capsys, tmp_path):
     import torch
 
