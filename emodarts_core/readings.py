@@ -15,6 +15,8 @@ returns plain text (Markdown) with the numbers filled in; none of them draws any
 - :func:`stability_reading`: how often searches agree on each node's operations.
 - :func:`confusion_reading`: the best and worst recalls of a confusion matrix.
 - :func:`results_reading`: each method's mean UA over a result table's rows, against chance.
+- :func:`quality_reading`: whether a search's alphas committed (entropy, margin, flips).
+- :func:`seed_agreement_reading`: how much searches differing only in their seed agree.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from .genotype import CellGenotype, Genotype
 
 __all__ = ["feature_stages_reading", "agreement_reading", "speaker_means_reading",
            "alpha_init_reading", "alpha_evolution_reading", "curves_reading", "collapse_reading",
-           "genotype_reading", "stability_reading", "confusion_reading", "results_reading"]
+           "genotype_reading", "stability_reading", "confusion_reading", "results_reading",
+           "quality_reading", "seed_agreement_reading"]
 
 PARAMETER_FREE = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3")
 
@@ -222,3 +225,50 @@ def results_reading(rows: Sequence[Any], n_classes: int) -> str:
              for m, v in sorted(by.items(), key=lambda kv: -np.mean(kv[1]))]
     return (f"Mean test UA: " + "; ".join(parts) + f" (chance: {_pct(chance)} for {n_classes} "
             f"classes).")
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the search decide? (chapters 3 and 4)
+def quality_reading(history: Mapping[str, Any] | str | Path) -> str:
+    """The search-quality figure: final entropy per cell against the gate, the margin of the
+    choice and how much the genotype still changed in the last epochs."""
+    from .search_quality import GATE_ENTROPY
+
+    epochs = [e for e in _history(history)["epochs"] if isinstance(e.get("quality"), Mapping)]
+    if not epochs:
+        raise ValueError("quality_reading: the history has no search-quality records")
+    last = epochs[-1]["quality"]
+    ent = last["entropy_fraction"]
+    mean = float(np.mean(list(ent.values())))
+    flips = [e["quality"]["flip_rate"] for e in epochs[len(epochs) // 2:]
+             if e["quality"]["flip_rate"] is not None]
+    cells = ", ".join(f"{c} {_pct(v)}" for c, v in ent.items())
+    verdict = (f"below the gate's {_pct(GATE_ENTROPY)}: the alphas have committed"
+               if mean <= GATE_ENTROPY else
+               f"above the gate's {_pct(GATE_ENTROPY)}: the alphas have not committed, so the "
+               "derived genotype is close to a random pick")
+    margin = float(np.mean(list(last["top2_margin"].values())))
+    text = (f"After {len(epochs)} epochs the alphas' entropy is {cells} of uniform (mean "
+            f"{_pct(mean)}), {verdict}. The chosen operations lead the runner-up by "
+            f"{margin:.3f} of weight on average")
+    if flips:
+        text += (f", and over the second half of the search {_pct(float(np.mean(flips)))} of the "
+                 "kept (edge, operation) pairs changed from one epoch to the next.")
+    else:
+        text += "."
+    return text
+
+
+def seed_agreement_reading(genotypes: Sequence[Genotype | Mapping[str, Any]], space: Any) -> str:
+    """How much searches that differ only in their seed agree, against two random draws."""
+    from .search_quality import chance_agreement, mean_pairwise_agreement
+
+    if len(genotypes) < 2:
+        raise ValueError("seed_agreement_reading needs at least two genotypes")
+    parts = []
+    for level, what in (("op", "(edge, operation) choices"), ("family", "operation families"),
+                        ("edge", "edges")):
+        parts.append(f"{_pct(mean_pairwise_agreement(genotypes, level=level))} of their {what} "
+                     f"(two random draws: {_pct(chance_agreement(space, level=level))})")
+    return (f"The {len(genotypes)} searches that differ only in their seed share, pair by pair, "
+            + "; ".join(parts) + ".")

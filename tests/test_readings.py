@@ -102,3 +102,38 @@ def test_feature_and_speaker_readings():
     assert "0.400" in sp and "0.000" in sp
     agr = readings.agreement_reading({"ours": {"median": 1e-7, "max": 2e-7}}, 4)
     assert "float32 rounding" in agr and "4 utterances" in agr
+
+
+def _quality_history(entropies: list[float], flips: list) -> dict:
+    return {"epochs": [{"epoch": e, "quality": {
+        "entropy_fraction": {"normal": h, "reduce": h, "seq": h},
+        "top2_margin": {"normal": 0.1, "reduce": 0.2, "seq": 0.3}, "flip_rate": f}}
+        for e, (h, f) in enumerate(zip(entropies, flips))]}
+
+
+def test_quality_reading_judges_against_the_gate():
+    decided = readings.quality_reading(_quality_history([0.99, 0.6], [None, 0.25]))
+    assert "60.0 %" in decided and "have committed" in decided and "0.200" in decided
+    assert "25.0 %" in decided                        # the second half's flip rate
+    undecided = readings.quality_reading(_quality_history([0.99, 0.97], [None, 0.5]))
+    assert "have not committed" in undecided
+    with pytest.raises(ValueError, match="quality"):
+        readings.quality_reading({"epochs": [{"epoch": 0}]})
+
+
+def test_seed_agreement_reading_states_all_three_levels_beside_chance():
+    from emodarts_core.baselines import sample_genotype
+    from emodarts_core.config import get_profile
+    from emodarts_core.search_quality import chance_agreement, mean_pairwise_agreement
+
+    import torch
+    space = get_profile("cpu").space
+    g = torch.Generator().manual_seed(0)
+    genos = [sample_genotype(space, g) for _ in range(3)]
+    text = readings.seed_agreement_reading(genos, space)
+    assert text.startswith("The 3 searches")
+    for level in ("op", "family", "edge"):
+        assert f"{100 * mean_pairwise_agreement(genos, level=level):.1f} %" in text
+        assert f"{100 * chance_agreement(space, level=level):.1f} %" in text
+    with pytest.raises(ValueError, match="two"):
+        readings.seed_agreement_reading(genos[:1], space)
