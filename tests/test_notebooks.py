@@ -80,7 +80,7 @@ SHOWS = re.compile(r"display\((fig|cell_digraph|HTML\(alpha_animation_html)")
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_reads_as_a_chapter(path):
     """Install cell shown to readers; what you will learn, a summary and exercises; a computed
-    sentence after every figure; no code line a reader must scroll sideways to read."""
+    sentence after every figure."""
     nb = nbformat.read(path, as_version=4)
     install = _code_cells(nb)[0]
     assert not set(install.metadata.get("tags", [])) & {"remove-cell", "hide-cell", "remove-input",
@@ -94,6 +94,12 @@ def test_chapter_reads_as_a_chapter(path):
         for match in SHOWS.finditer(cell.source):
             rest = cell.source[match.end():]
             assert "display(Markdown(" in rest, f"{path.name}: no reading after {match.group(0)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_code_lines_fit_the_page(path):
+    """No code line a reader must scroll sideways to read, in every notebook of the book."""
+    for cell in _code_cells(nbformat.read(path, as_version=4)):
         # 85 characters fill a code cell at the book's width; the folded parameters cell is
         # a little narrower (measured by scripts/check_book.py)
         limit = 83 if "parameters" in cell.metadata.get("tags", []) else 85
