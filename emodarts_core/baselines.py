@@ -21,8 +21,8 @@
 
 3. **CNN-BiLSTM with attention** (:func:`run_cnn_bilstm_att`,
    :class:`emodarts_core.handdesigned.CNNBiLSTMAtt`): a strong hand-designed MFCC network whose
-   width is matched to the size of the searched networks (:func:`emodarts_core.handdesigned.
-   match_size`; the target is ``options["target_parameters"]`` or, by default, the mean size of
+   width is matched to the size of the searched networks
+   (:func:`emodarts_core.handdesigned.match_size`; the target is ``options["target_parameters"]`` or, by default, the mean size of
    the profile's networks for a few uniformly drawn genotypes), trained through the same
    :func:`emodarts_core.train.fit` loop, so its epoch is chosen on the validation speakers only.
 4. **eGeMAPS + linear SVM** (:func:`emodarts_core.egemaps.run_egemaps_svm`): openSMILE's

@@ -12,7 +12,7 @@ Then, on each fold:
 
 1. with ``features.normalization="speaker"`` (or ``"corpus"``) each speaker's (corpus's)
    functionals are standardised by that speaker's own statistics (audio only, no labels; the
-   same rule as for the MFCCs, :func:`emodarts_core.features.speaker_step`);
+   same rule as for the MFCCs, ``emodarts_core.features.speaker_step``);
 2. every functional is standardised by the mean and spread of the training speakers;
 3. a linear SVM (``SVC(kernel="linear", class_weight="balanced")``) is fitted on the training
    speakers for each ``C`` of :data:`C_GRID`; the ``C`` of the best UA on the fold's validation
@@ -21,8 +21,8 @@ Then, on each fold:
    them, when ``train.fit_valid`` is set) is tested once on the test speakers.
 
 :func:`run_egemaps_svm` writes the usual run directory (``config.json``, ``environment.json``,
-``data_report.json``, ``metrics.json`` in the format of :func:`emodarts_core.metrics.
-evaluate_predictions`, with the chosen ``C`` and its validation UA, and a one-entry
+``data_report.json``, ``metrics.json`` in the format of
+:func:`emodarts_core.metrics.evaluate_predictions`, with the chosen ``C`` and its validation UA, and a one-entry
 ``history.json`` holding the wall time). A finished run is only re-read.
 """
 from __future__ import annotations
