@@ -20,13 +20,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from emodarts_core.report import (_mean_pm_std, ensemble_records,  # noqa: E402
-                                  ensemble_table, head_to_head, seed_table, selection_table,
-                                  setting_effects)
-from emodarts_core.reproduce import collect, format_table, summarize  # noqa: E402
+                                  ensemble_table, head_to_head, setting_effects)
+from emodarts_core.reproduce import collect, summarize  # noqa: E402
 
 RECORDS = ROOT / "benchmarks" / "records"
 DOC = ROOT / "benchmarks" / "RESULTS.md"
-BOOK_PARAMS = ROOT / "notebooks" / "params" / "book" / "06_evidence.yaml"   # its settings list
 BLOCK = re.compile(r"(<!-- records: (?P<name>[\w-]+) -->\n)"
                    r"(?P<body>(?:(?!<!-- records:).)*?)(<!-- /records -->)", re.S)
 
@@ -37,25 +35,12 @@ FIT_VALID = "ravdess-cpu-speaker-norm-fit-valid"
 ENSEMBLES = {"4 channels": "ravdess-cpu-speaker-norm-ensembles/whole-jobs",
              "8 channels": "ravdess-cpu-speaker-norm-ensembles/init-channels-8",
              "`fit_valid`": "ravdess-cpu-speaker-norm-ensembles/fit-valid"}
-DEFAULT_FEATURES = "ravdess-cpu"                              # the first grid, default features
 METHOD_NAMES = {"emodarts": "emodarts (searched)", "random": "random search",
                 "cnn_lstm": "CNN-LSTM", "cnn_lstm+head_norm": "CNN-LSTM + head norm"}
 
 
 def _rows(root: Path, name: str) -> list:
     return collect(root / name)
-
-
-def setting_comparisons(root: Path = RECORDS) -> list[tuple[str, list, list]]:
-    """``(label, rows before, rows after)`` for every setting changed on the same jobs: the
-    ``settings`` of chapter 6's book parameters (one list for the book and this document)."""
-    import yaml
-
-    from emodarts_core.records import resolve
-
-    settings = yaml.safe_load(BOOK_PARAMS.read_text())["settings"]
-    return [(label, collect(resolve(before, root)), collect(resolve(after, root)))
-            for label, (before, after) in settings.items()]
 
 
 def evidence_summary(root: Path = RECORDS) -> str:
@@ -93,57 +78,45 @@ def whole_jobs(root: Path = RECORDS) -> str:
     return "```\n" + "\n".join(head_to_head(rows, a, b) for a, b in pairs) + "\n```"
 
 
-def seeds(root: Path = RECORDS) -> str:
-    parts = []
-    for label, name in (("4 channels (the whole jobs)", WHOLE_JOBS), ("8 channels", WIDE)):
-        parts.append(f"{label}, test UA:\n\n" + seed_table(_rows(root, name), "emodarts", "random"))
-    return "\n\n".join(parts)
-
-
 def ensembles(root: Path = RECORDS) -> str:
-    first, *others = ENSEMBLES.items()
-    lines = [f"{first[0]}, test UA:", "", ensemble_table(root / first[1], per_fold=False), ""]
-    for label, path in others:         # its last line: emodarts' ensemble against random's
-        lines.append(f"- {label}: " + ensemble_table(root / path, per_fold=False).split("\n")[-1])
+    """Per batch, emodarts' three-seed ensembles against random search's, fold by fold, and in
+    how many folds each method's ensemble was ahead of its own members' mean."""
+    lines = []
+    for label, path in ENSEMBLES.items():
+        against = ensemble_table(root / path, per_fold=False).split("\n")[-1]   # its last line
+        ahead = []
+        for method, folds in ensemble_records(root / path).items():
+            gains = [f["ua"] - sum(m["ua"] for m in f["members"]) / len(f["members"])
+                     for f in folds.values()]
+            ahead.append(f"{method} {sum(g > 0 for g in gains)} of {len(gains)}")
+        lines.append(f"- {label}: {against}; ensemble ahead of its members' mean in: "
+                     + ", ".join(ahead) + " folds")
     return "\n".join(lines)
 
 
-def settings(root: Path = RECORDS) -> str:
-    return setting_effects(setting_comparisons(root))
+CNN_LSTM_BATCHES = {"`train.fit_valid=true`": FIT_VALID,
+                    "masks": "ravdess-cpu-speaker-norm-cnn-lstm-masks",
+                    "masks, lr 0.025": "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.025",
+                    "masks, lr 0.01": "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.01"}
 
 
-def cnn_lstm_masks(root: Path = RECORDS) -> str:
+def _at_chance(rows: list, method: str) -> int:
+    """How many of ``method``'s runs tested at chance (12.50 % UA for RAVDESS's 8 classes)."""
+    return sum(f"{100 * r.ua:.2f}" == "12.50" for r in rows if r.method == method)
+
+
+def cnn_lstm(root: Path = RECORDS) -> str:
+    """The CNN-LSTMs' batches against the whole jobs, paired job by job, with how many runs
+    before and after tested at chance."""
     whole = _rows(root, WHOLE_JOBS)
-    return setting_effects([
-        ("masks", whole, _rows(root, "ravdess-cpu-speaker-norm-cnn-lstm-masks")),
-        ("masks, lr 0.025", whole, _rows(root, "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.025")),
-        ("masks, lr 0.01", whole, _rows(root, "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.01"))],
-        methods=("cnn_lstm",))
-
-
-def stuck_at_chance(root: Path = RECORDS) -> str:
-    """How many CNN-LSTM trainings ended at chance (test UA 12.50 % for 8 classes) per batch."""
-    lines = ["| batch | method | runs | at chance (12.50 % UA) |", "|---|---|---|---|"]
-    for name in (WHOLE_JOBS, FIT_VALID, "ravdess-cpu-speaker-norm-cnn-lstm-masks",
-                 "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.025",
-                 "ravdess-cpu-speaker-norm-cnn-lstm-masks-lr-0.01"):
-        rows = _rows(root, name)
-        for method in ("cnn_lstm", "cnn_lstm+head_norm"):
-            mine = [r for r in rows if r.method == method]
-            if mine:
-                stuck = sum(f"{100 * r.ua:.2f}" == "12.50" for r in mine)
-                lines.append(f"| `{name}` | {method} | {len(mine)} | {stuck} |")
+    batches = {label: _rows(root, name) for label, name in CNN_LSTM_BATCHES.items()}
+    table = setting_effects([(label, whole, rows) for label, rows in batches.items()],
+                            methods=("cnn_lstm", "cnn_lstm+head_norm")).split("\n")
+    lines = [table[0] + " at chance (12.50 % UA): before / after |", table[1] + "---|"]
+    for line in table[2:]:
+        label, method = (cell.strip() for cell in line.split("|")[1:3])
+        lines.append(f"{line} {_at_chance(whole, method)} / {_at_chance(batches[label], method)} |")
     return "\n".join(lines)
-
-
-def selection(root: Path = RECORDS) -> str:
-    return selection_table(_rows(root, "ravdess-cpu-select-last"))
-
-
-def default_features(root: Path = RECORDS) -> str:
-    rows = _rows(root, DEFAULT_FEATURES)
-    return (format_table(summarize(rows), with_paper=False) + "\n\n"
-            + head_to_head(rows, "emodarts", "random"))
 
 
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:
@@ -168,13 +141,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "evidence-summary": evidence_summary,
     "ensemble-summary": ensemble_summary,
     "whole-jobs": whole_jobs,
-    "seeds": seeds,
     "ensembles": ensembles,
-    "settings": settings,
-    "cnn-lstm-masks": cnn_lstm_masks,
-    "stuck-at-chance": stuck_at_chance,
-    "selection": selection,
-    "default-features": default_features,
+    "cnn-lstm": cnn_lstm,
 }
 
 
