@@ -602,6 +602,7 @@ def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequenc
     ax.invert_yaxis()
     ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
     ax.set_title("What each setting changed, job by job")
+    return fig
 
 
 def plot_search_quality(history: History | str | Path) -> Figure:
