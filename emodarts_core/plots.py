@@ -626,6 +626,7 @@ def plot_search_quality(history: History | str | Path) -> Figure:
     ax_ent.axhline(GATE_ENTROPY, color="grey", linestyle="--", linewidth=1, label="gate")
     ax_ent.set(xlabel="epoch", ylabel="entropy / uniform", title="alphas' entropy", ylim=(0, 1.05))
     ax_margin.set(xlabel="epoch", ylabel="top-1 minus top-2 weight", title="margin of the choice")
+    ax_margin.set_ylim(bottom=0)
     flips = [(e["epoch"], e["quality"]["flip_rate"]) for e in entries
              if e["quality"]["flip_rate"] is not None]
     if flips:
