@@ -29,8 +29,8 @@ validation data: the weights never train on it; it is an utterance-level split o
 speakers, and the fold's validation and test speakers are never seen by the search), the softmaxed alphas, the derived genotype, the
 number of ``skip_connect`` (and parameter-free) edges in each derived cell, the entropy of each
 alpha matrix (:mod:`emodarts_core.guards`) and whether the search decides (``quality``: entropy
-as a fraction of uniform, top-2 margin and flip rate, :mod:`emodarts_core.search_quality`). With ``collapse_guard="darts+"`` the search stops
-early once the normal cell holds ``max_skips`` or more skip connections (DARTS+); the genotype of
+as a fraction of uniform, top-2 margin and flip rate, :mod:`emodarts_core.search_quality`).
+With ``collapse_guard="darts+"`` the search stops early once the normal cell holds ``max_skips`` or more skip connections (DARTS+); the genotype of
 that epoch is still recorded. The guard's state is part of the checkpoint.
 
 **The final genotype** is the genotype of the epoch with the best validation UA (ties: the lower
