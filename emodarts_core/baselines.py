@@ -45,6 +45,7 @@ from .datasets import FoldData
 from .genotype import CellGenotype, Genotype
 from .runs import RunConfig, RunDir, atomic_write_json
 from .seeding import seed_everything
+from .supernet import check_input_shape
 from .train import TrainResult, fit, load_data, resolve_device, save_normalizer, start_run
 
 
@@ -75,10 +76,8 @@ class CNNLSTM(nn.Module):
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"CNNLSTM: n_classes must be >= 1, got {n_classes}")
-        n_mfcc, n_frames = (int(v) for v in input_shape)
-        if n_mfcc < 1 or n_frames < 1:
-            raise ValueError(f"CNNLSTM: input_shape must be positive, got {input_shape}")
-        self.input_shape = (n_mfcc, n_frames)
+        self.input_shape = check_input_shape(tuple(int(v) for v in input_shape), "CNNLSTM")
+        n_mfcc, n_frames = self.input_shape
         self.drop_path_prob = 0.0                 # the training loop sets it; unused here
         self.conv = nn.Sequential(
             nn.Conv2d(1, conv_channels, kernel_size=2, stride=2, padding=2),

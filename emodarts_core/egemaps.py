@@ -28,6 +28,7 @@ Then, on each fold:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -96,16 +97,13 @@ class FunctionalsCache:
         return v
 
     def save(self, path: str | Path, values: np.ndarray) -> None:
-        file = self.entry(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        if not (self.root / "config.json").exists():
-            from .runs import atomic_write_json
+        from .runs import atomic_write_bytes, atomic_write_json
 
+        if not (self.root / "config.json").exists():
             atomic_write_json(self.root / "config.json", self.settings)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, values.astype(np.float32))
-        os.replace(tmp, file)
+        buf = io.BytesIO()
+        np.save(buf, values.astype(np.float32))
+        atomic_write_bytes(self.entry(path), buf.getvalue())
 
 
 def functionals(paths: Sequence[str | Path], sample_rate: int, cache_dir: str | Path,

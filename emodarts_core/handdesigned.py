@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .supernet import check_input_shape
+
 #: The default target is the mean size of this many uniformly drawn genotypes' networks ...
 TYPICAL_DRAWS = 5
 #: ... drawn with a generator seeded with this (independent of the run's seed).
@@ -53,12 +55,10 @@ class CNNBiLSTMAtt(nn.Module):
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"CNNBiLSTMAtt: n_classes must be >= 1, got {n_classes}")
-        n_mfcc, n_frames = (int(v) for v in input_shape)
-        if n_mfcc < 1 or n_frames < 1:
-            raise ValueError(f"CNNBiLSTMAtt: input_shape must be positive, got {input_shape}")
+        self.input_shape = check_input_shape(tuple(int(v) for v in input_shape), "CNNBiLSTMAtt")
+        n_mfcc, n_frames = self.input_shape
         if width < 1 or blocks < 1:
             raise ValueError(f"CNNBiLSTMAtt: width and blocks must be >= 1, got {width}, {blocks}")
-        self.input_shape = (n_mfcc, n_frames)
         self.drop_path_prob = 0.0                 # the training loop sets it; unused here
         layers: list[nn.Module] = []
         c_in, f = 1, n_mfcc
