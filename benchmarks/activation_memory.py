@@ -15,7 +15,7 @@ For one forward + backward pass of the supernet (training mode) it prints, per b
   free and every library's own buffers.
 
 The gap between "tracked peak" and "rss" is memory nobody uses that the process still holds;
-``--mallopt`` applies :func:`emodarts_core.memory.return_freed_blocks_to_os` first, as a
+``--mallopt`` applies :func:`emodarts_core.fast.memory.return_freed_blocks_to_os` first, as a
 memory-efficient search does. Each batch runs in a fresh child process.
 """
 from __future__ import annotations
@@ -31,9 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodarts_core.config import PROFILES  # noqa: E402
-from emodarts_core.supernet import SuperNet  # noqa: E402
 from search_step import peak_rss_gib  # noqa: E402  (same folder)
+
+from emodarts_core.config import PROFILES  # noqa: E402
+from emodarts_core.nas.supernet import SuperNet  # noqa: E402
 
 
 def _part(name: str) -> str:
@@ -46,7 +47,7 @@ def child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(1)
     if args.mallopt:
-        from emodarts_core.memory import return_freed_blocks_to_os
+        from emodarts_core.fast.memory import return_freed_blocks_to_os
         return_freed_blocks_to_os()
     p = PROFILES[args.profile]
     torch.manual_seed(0)

@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--ray", action="store_true", help="also run the concurrent Ray batch case")
     ap.add_argument("--keep", default=None, help="work in this folder and keep it")
     args = ap.parse_args()
-    from emodarts_core.corpora import generate_corpus
+    from emodarts_core.data.corpora.generated import generate_corpus
 
     base = Path(args.keep or tempfile.mkdtemp(prefix="bad-inputs-"))
     base.mkdir(parents=True, exist_ok=True)

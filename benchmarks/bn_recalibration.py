@@ -17,11 +17,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodarts_core.datasets import split_search  # noqa: E402
-from emodarts_core.metrics import ua  # noqa: E402
-from emodarts_core.runs import RunDir  # noqa: E402
-from emodarts_core.supernet import SuperNet  # noqa: E402
-from emodarts_core.train import build_model, load_data, predict, recalibrate_batchnorm  # noqa: E402
+from emodarts_core.data.datasets import split_search  # noqa: E402
+from emodarts_core.nas.supernet import SuperNet  # noqa: E402
+from emodarts_core.train.engine import predict, recalibrate_batchnorm  # noqa: E402
+from emodarts_core.train.evaluate import build_model
+from emodarts_core.train.fit import load_data
+from emodarts_core.train.metrics import ua  # noqa: E402
+from emodarts_core.train.runs import RunDir  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,7 @@ The same files are featurised three ways:
 
 1. the plain loop most SER code has: ``librosa.load(path, sr=...)``, cut or pad to the fixed
    length, the librosa MFCC, then max-pooling in time, one file after the other;
-2. ``emodarts_core.features.extract_features`` with an empty cache ("cold");
+2. ``emodarts_core.data.features.extract_features`` with an empty cache ("cold");
 3. the same call again, now answered from the cache ("warm").
 
 Outputs are checked against the librosa loop (per-utterance relative error
@@ -41,7 +41,7 @@ def librosa_loop(paths: list[Path], cfg) -> np.ndarray:
     """What per-file SER feature code usually does (with the paper's settings)."""
     import librosa
 
-    from emodarts_core.features import max_pool_time
+    from emodarts_core.data.features import max_pool_time
 
     out = np.empty((len(paths), *cfg.shape), dtype=np.float32)
     for i, p in enumerate(paths):
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emodarts_core.config import FEATURE_PROFILES
-    from emodarts_core.features import extract_features, relative_error
+    from emodarts_core.data.features import extract_features, relative_error
 
     if args.profile not in FEATURE_PROFILES:
         ap.error(f"--profile: unknown {args.profile!r}; choose one of {sorted(FEATURE_PROFILES)}")
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.generated and DEFAULT_DATA.is_dir() and find_audio(DEFAULT_DATA):
             source, paths = str(DEFAULT_DATA), find_audio(DEFAULT_DATA)
         else:
-            from emodarts_core.corpora.generated import generate_corpus  # lazily: optional here
+            from emodarts_core.data.corpora.generated import \
+                generate_corpus  # lazily: optional here
 
             root = generate_corpus(scratch / "generated", seed=0)
             source, paths = "generated corpus", find_audio(Path(root))

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emodarts_core.config import PROFILES, override  # noqa: E402
-from emodarts_core.datasets import load_fold_data  # noqa: E402
-from emodarts_core.network import Network  # noqa: E402
-from emodarts_core.supernet import SuperNet  # noqa: E402
+from emodarts_core.data.datasets import load_fold_data  # noqa: E402
+from emodarts_core.nas.network import Network  # noqa: E402
+from emodarts_core.nas.supernet import SuperNet  # noqa: E402
 
 
 def pooled_spread(net: torch.nn.Module, x: torch.Tensor) -> float:

@@ -7,14 +7,14 @@
    real input), at batch 16 and 32.
 2. **tanh RNNs one by one vs batched.** The six tanh-RNN candidates of a SeqNN edge (``rnn_1..4``,
    ``rnn_att_1/2``'s bidirectional stacks; ``H = 32``, ``T = 32``), forward + backward, as
-   PyTorch's ``nn.RNN`` modules one by one and as :func:`emodarts_core.recurrent.run_stacks`.
+   PyTorch's ``nn.RNN`` modules one by one and as :func:`emodarts_core.fast.recurrent.run_stacks`.
 3. **BatchNorm layouts.** Forward + backward of a training-mode BatchNorm on a ``channels_last``
    CPU map: normalised in the contiguous layout and converted back (``relayout``) vs PyTorch's
-   native ``channels_last`` kernel vs :func:`emodarts_core.batchnorm.batch_norm_channels_last`
+   native ``channels_last`` kernel vs :func:`emodarts_core.fast.batchnorm.batch_norm_channels_last`
    (``wide``), for several channel counts (batch 16).
 4. **Edges sharing their source state.** One forward + backward of the ``cpu``-profile supernet
    with the CNN edges leaving a state sharing its ReLU and pooled copies
-   (:class:`emodarts_core.ops.SourceCache`) and with every edge computing all its candidates.
+   (:class:`emodarts_core.nas.ops.SourceCache`) and with every edge computing all its candidates.
 
 Best of ``--repeats`` after a warm-up, one torch thread. Run it on a quiet machine.
 """
@@ -31,12 +31,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodarts_core.batchnorm import batch_norm_channels_last  # noqa: E402
-from emodarts_core.config import PROFILES  # noqa: E402
-from emodarts_core.ops import SEQ_OPS, relayout  # noqa: E402
-from emodarts_core.recurrent import run_stacks  # noqa: E402
-from emodarts_core.supernet import SuperNet  # noqa: E402
 from search_step import plain_reference  # noqa: E402  (same folder)
+
+from emodarts_core.config import PROFILES  # noqa: E402
+from emodarts_core.fast.batchnorm import batch_norm_channels_last  # noqa: E402
+from emodarts_core.fast.recurrent import run_stacks  # noqa: E402
+from emodarts_core.nas.ops import SEQ_OPS, relayout  # noqa: E402
+from emodarts_core.nas.supernet import SuperNet  # noqa: E402
 
 
 def best_ms(fn, repeats: int) -> float:

@@ -12,7 +12,7 @@ resumes. Then a table: per setting the final entropy as a fraction of uniform (n
 reduce / seq), the top-2 margin, the flip rate of the second half of the epochs, the
 cross-seed (edge, op) agreement of the chosen genotypes beside its exact chance level, the
 supernet's final validation UA (alpha split), the minutes per search and the gate's verdict
-(agreement >= 0.4 and mean entropy <= 0.75; ``emodarts_core.search_quality``). The JSON of the
+(agreement >= 0.4 and mean entropy <= 0.75; ``emodarts_core.search.quality``). The JSON of the
 table goes to ``OUT/summary.json``.
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
-from emodarts_core.data_source import configure_threads  # noqa: E402
-from emodarts_core.runs import RunConfig, RunDir  # noqa: E402
-from emodarts_core.search import run_search  # noqa: E402
-from emodarts_core.search_quality import load_record, summarise_setting  # noqa: E402
-from emodarts_core.train import load_data  # noqa: E402
+from emodarts_core.search.loop import run_search  # noqa: E402
+from emodarts_core.search.quality import load_record, summarise_setting  # noqa: E402
+from emodarts_core.train.fit import load_data  # noqa: E402
+from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple[str, list[str]]:

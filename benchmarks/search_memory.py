@@ -54,7 +54,7 @@ def child(args: argparse.Namespace) -> None:
     kind = "plain" if args.kind == "plain" else (
         "ours_me" if PROFILES[args.profile].search.memory_efficient else "ours")
     if kind == "ours_me" and device.type == "cpu":
-        from emodarts_core.memory import return_freed_blocks_to_os
+        from emodarts_core.fast.memory import return_freed_blocks_to_os
         return_freed_blocks_to_os()          # as run_search does for a memory-efficient search
     net, arch, w_opt, data, scfg = make_setup(args.profile, args.batch, args.order, kind)
     net.to(device)

@@ -24,14 +24,14 @@ samples per second; ``s/step`` is then the slower process's step.
 
 ``--threads T`` with ``T > 1`` gives each net the ``T`` cores the way it uses them best: the
 reference through PyTorch's intra-op threads, ours (the row ``ours``) through ``T`` branch threads
-with one intra-op thread each (:mod:`emodarts_core.branches`: a search node's convolutional
+with one intra-op thread each (:mod:`emodarts_core.fast.branches`: a search node's convolutional
 candidates are branches that the threads take in turn, forward and backward; intra-op threads on top of them
 would oversubscribe the cores). ``--ours-threads intra-op`` gives ours intra-op threads instead,
 for comparison; the memory-efficient row (checkpointed edges, no branches) always uses intra-op
 threads.
 
 ``--allocator keep`` (the default) makes glibc keep freed blocks for reuse
-(:func:`emodarts_core.memory.keep_freed_blocks`, as a search with branch threads does) in the
+(:func:`emodarts_core.fast.memory.keep_freed_blocks`, as a search with branch threads does) in the
 processes of *both* nets, so that the comparison is of the supernets, not of allocator settings;
 ``--allocator default`` leaves glibc's defaults (the memory-efficient row always does).
 
@@ -58,13 +58,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodarts_core.architect import Architect  # noqa: E402
-from emodarts_core.branches import set_branch_threads  # noqa: E402
 from emodarts_core.config import PROFILES, override  # noqa: E402
-from emodarts_core.memory import keep_freed_blocks  # noqa: E402
-from emodarts_core.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp,  # noqa: E402
-                               PoolBN, Recurrent, SepConv, Zero)
-from emodarts_core.supernet import SuperNet  # noqa: E402
+from emodarts_core.fast.branches import set_branch_threads  # noqa: E402
+from emodarts_core.fast.memory import keep_freed_blocks  # noqa: E402
+from emodarts_core.nas.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp, PoolBN,
+                                   Recurrent, SepConv, Zero)
+from emodarts_core.nas.supernet import SuperNet  # noqa: E402
+from emodarts_core.search.architect import Architect  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def peak_rss_gib() -> float:
                     return int(line.split()[1]) / 1024 ** 2
     except OSError:
         pass
-    import resource                       # not Linux: the best available figure
+    import resource  # not Linux: the best available figure
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .seeding import seed_everything  # noqa: E402
+from emodarts_core.common.seeding import seed_everything  # noqa: E402
 
 __all__ = ["__version__", "seed_everything", "check_version"]
 

@@ -1,6 +1,6 @@
 """``python -m emodarts_core``: see :mod:`emodarts_core.cli`."""
 import sys
 
-from .cli import main
+from emodarts_core.cli import main
 
 sys.exit(main())

@@ -38,8 +38,8 @@ import typing
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .config import PROFILES, UsageError, apply_overrides, get_profile
-from .locks import run_lock
+from emodarts_core.common.locks import run_lock
+from emodarts_core.config import PROFILES, UsageError, apply_overrides, get_profile
 
 EXIT_USAGE = 2
 
@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 def known_corpora() -> tuple[str, ...]:
     """Corpus names ``load_corpus`` accepts (from the corpora package's registry)."""
-    from . import corpora
+    from emodarts_core.data import corpora
 
     for attr in ("CORPORA", "LOADERS", "CORPUS_NAMES"):
         names = getattr(corpora, attr, None)
@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cnn_bilstm_att: parameter count to match (default: the mean size of "
                         "the profile's networks for 5 uniformly drawn genotypes)")
 
-    p = sub.add_parser("reproduce", help="a batch over corpora x folds x seeds (notebook 05 via "
-                                         "papermill, locally or on Ray), then the results table")
+    p = sub.add_parser("reproduce", help="a batch over corpora x folds x seeds (the job notebook "
+                                         "via papermill, locally or on Ray), then the results table")
     p.add_argument("--corpus", dest="corpora", action="append", default=[], metavar="NAME=ROOT",
                    help="a corpus and its data root, repeatable")
     p.add_argument("--folds", default="all", help="comma-separated fold indices, or 'all'")
@@ -188,7 +188,8 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     """``reproduce``: run the grid (unless --table-only), then print and save the table."""
-    from . import reproduce
+    from emodarts_core.batch import reproduce
+    from emodarts_core.results.collect import collect, format_report
 
     out = Path(args.out)
     corpora: dict[str, str] = {}
@@ -212,7 +213,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
             raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
         seeds = _int_list(args.seeds, "--seeds")
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-        from .baselines import KINDS
+        from emodarts_core.train.baselines import KINDS
 
         unknown = set(baselines) - set(KINDS)
         if unknown:
@@ -239,17 +240,17 @@ def run_reproduce(args: argparse.Namespace) -> int:
             reproduce.run_grid(jobs, backend=args.backend, ray_address=args.ray_address,
                                cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
     try:
-        rows = reproduce.collect(out)
+        rows = collect(out)
     except ValueError as e:
         raise UsageError(f"--out: {e}") from None
     if not rows:
         raise UsageError(f"--out {out}: no finished training or baseline runs found")
-    table = reproduce.format_report(rows)
+    table = format_report(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
     print(table)
     if args.ensembles:
-        from .report import ensemble_table
+        from emodarts_core.results.evidence_tables import ensemble_table
 
         try:
             dirs = reproduce.evaluate_ensembles(out, corpora, protocol=args.protocol,
@@ -275,7 +276,7 @@ def genotype_source(path: Path) -> dict[str, str]:
     """Where a genotype file came from, kept in a training's config: its absolute path and the
     method of the run directory holding it (``emodarts`` for a search, ``random`` for a random
     search; ``file`` outside a run). Tables label the training with that method."""
-    from .reproduce import method_of
+    from emodarts_core.results.collect import method_of
 
     method = "file"
     cfg_path = path.parent / "config.json"
@@ -291,7 +292,7 @@ def genotype_source(path: Path) -> dict[str, str]:
 def load_genotype(source: str):
     """A genotype from a JSON file or a run directory holding one (a search, or a random search's
     winner), and its :func:`genotype_source`."""
-    from .genotype import Genotype
+    from emodarts_core.nas.genotype import Genotype
 
     path = Path(source)
     if path.is_dir():
@@ -301,7 +302,7 @@ def load_genotype(source: str):
                              f"(is the search finished?)")
     if not path.exists():
         raise UsageError(f"--genotype {source}: no such file or directory")
-    from .network import check_genotype
+    from emodarts_core.nas.network import check_genotype
 
     try:
         genotype = Genotype.load(path)
@@ -313,7 +314,8 @@ def load_genotype(source: str):
 
 def check_runs(runs: Sequence[str]) -> None:
     """``evaluate --run``: each a run directory whose ``config.json`` this version can read."""
-    from .runs import RunDir, RunFileError
+    from emodarts_core.common.files import RunFileError
+    from emodarts_core.train.runs import RunDir
 
     for run in runs:
         if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
@@ -327,7 +329,7 @@ def check_runs(runs: Sequence[str]) -> None:
 def clear_run(out: Path) -> None:
     """``--restart``: empty the run directory ``out`` (all but its lock file); refuse a
     directory that is not a run directory, so a mistyped ``--out`` deletes nothing."""
-    from .locks import RUN_LOCK
+    from emodarts_core.common.locks import RUN_LOCK
 
     entries = [e for e in out.iterdir() if e.name != RUN_LOCK]
     if entries and not (out / "config.json").exists():
@@ -343,10 +345,10 @@ def clear_run(out: Path) -> None:
 @contextlib.contextmanager
 def claim_out(out: Path, restart: bool = False) -> Iterator[None]:
     """Work in the run directory ``out``: locked against a second command
-    (:func:`~emodarts_core.locks.run_lock`), emptied first with ``restart``, and removed again
+    (:func:`~emodarts_core.common.locks.run_lock`), emptied first with ``restart``, and removed again
     when this command created it and fails before anything worth resuming was written."""
-    from .locks import LockHeld
-    from .runs import RunDir
+    from emodarts_core.common.locks import LockHeld
+    from emodarts_core.train.runs import RunDir
 
     existed = out.exists()
     try:
@@ -367,7 +369,7 @@ def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[st
     one string a run config keeps (absolute; several joined by ``os.pathsep``), or ``None`` for
     the generated corpus's default place. UsageError for an unknown name or missing, surplus or
     absent roots."""
-    from .datasets import DataError, corpus_names, join_roots
+    from emodarts_core.data.datasets import DataError, corpus_names, join_roots
 
     try:
         names = corpus_names(corpus)
@@ -397,9 +399,8 @@ def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[st
 
 
 def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
-    """A :class:`~emodarts_core.runs.RunConfig` from parsed arguments (validated)."""
-    from .runs import RunConfig
-    from .train import resolve_device
+    """A :class:`~emodarts_core.train.runs.RunConfig` from parsed arguments (validated)."""
+    from emodarts_core.train.runs import RunConfig, resolve_device
 
     try:
         profile = get_profile(args.profile)
@@ -416,7 +417,7 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
     if device.startswith("cuda"):
         options = {**options, "amp": None if args.amp == "off" else args.amp}
     if data_root is None:
-        from .datasets import default_cache_dir
+        from emodarts_core.data.datasets import default_cache_dir
 
         data_root = str((default_cache_dir() / "generated").resolve())
     corpus = ",".join(names)
@@ -433,7 +434,7 @@ def _pct(x: float) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .data_source import configure_threads
+    from emodarts_core.common.threads import configure_threads
 
     try:                                 # $EMODARTS_THREADS caps torch's threads, as in the book
         configure_threads()
@@ -441,7 +442,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     progress = not getattr(args, "no_progress", False)
     if args.command == "search":
-        from .search import run_search
+        from emodarts_core.search.loop import run_search
 
         cfg = make_run_config(args, "search", {"checkpoint_every": args.checkpoint_every}
                               if args.checkpoint_every else {})
@@ -451,7 +452,7 @@ def run_command(args: argparse.Namespace) -> int:
               f"(valid WA {_pct(res.best_valid_wa)}, UA {_pct(res.best_valid_ua)}); "
               f"genotype -> {Path(res.run_dir) / 'genotype.json'}")
     elif args.command == "train":
-        from .train import run_train
+        from emodarts_core.train.fit import run_train
 
         genotype, source = load_genotype(args.genotype)
         cfg = make_run_config(args, "train", {"genotype_source": source})
@@ -462,8 +463,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
               f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; {chosen})")
     elif args.command == "evaluate":
-        from .datasets import DataError
-        from .train import run_evaluate
+        from emodarts_core.data.datasets import DataError
+        from emodarts_core.train.evaluate import run_evaluate
 
         check_runs(args.runs)
         if len(args.runs) > 1 and args.json_out is None:
@@ -472,7 +473,7 @@ def run_command(args: argparse.Namespace) -> int:
         names, root = corpus_roots(args.corpus, args.data_root)
         classes = None
         if args.classes is not None:
-            from .emotions import resolve_class_set
+            from emodarts_core.data.emotions import resolve_class_set
 
             parts = [c.strip() for c in args.classes.split(",") if c.strip()]
             try:
@@ -501,7 +502,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "reproduce":
         return run_reproduce(args)
     elif args.command == "baseline":
-        from .baselines import run_baseline
+        from emodarts_core.train.baselines import run_baseline
 
         if args.k < 1:
             raise UsageError(f"--k must be >= 1, got {args.k}")
@@ -531,9 +532,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data)."""
-    from .datasets import DataError
-    from .locks import LockHeld
-    from .runs import RunConfigMismatch, RunFileError
+    from emodarts_core.common.files import RunFileError
+    from emodarts_core.common.locks import LockHeld
+    from emodarts_core.data.datasets import DataError
+    from emodarts_core.train.runs import RunConfigMismatch
 
     try:
         args = build_parser().parse_args(argv)

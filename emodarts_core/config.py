@@ -71,7 +71,7 @@ def _require(checks: Sequence[tuple[bool, str]], cls: str) -> None:
 
 
 NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
-RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.relaxation
+RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.nas.relaxation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,13 +220,13 @@ class SearchConfig:
     collapse_guard: str | None = None  # None or "darts+" (stop once the normal cell has >= max_skips skips)
     max_skips: int = 2
     alpha_log_every: int = 0          # also record alphas every N steps (0 = once per epoch)
-    # Exact activation checkpointing of every mixed edge (emodarts_core.memory): same losses and
+    # Exact activation checkpointing of every mixed edge (emodarts_core.fast.memory): same losses and
     # gradients, a fraction of the activation memory, ~1 extra forward pass of the edges per
     # backward pass (time). On in the paper profile, which needs it to fit 12 GiB at batch 64.
     memory_efficient: bool = False
     # The seed of the split of the search data into the weights' and the alphas' halves (None =
     # the run's seed). Fixing it lets seeds vary the search alone, so that agreement between
-    # seeds measures the search, not the split (emodarts_core.search_quality).
+    # seeds measures the search, not the split (emodarts_core.search.quality).
     split_seed: int | None = None
     # Remedies for a search that does not decide (each compared in benchmarks/RESULTS.md):
     # - alpha_accumulate: each alpha step averages the gradients of this many alpha batches (a

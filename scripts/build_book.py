@@ -120,8 +120,8 @@ def load_params(notebook: str, params: str, root: Path = ROOT) -> dict[str, Any]
 
 def default_ravdess(root: Path = ROOT) -> str:
     """RAVDESS location: $EMODARTS_RAVDESS, else ``../shared/data/ravdess`` when it holds RAVDESS
-    (the rule of :func:`emodarts_core.data_source.default_ravdess`, which the notebooks share)."""
-    from emodarts_core.data_source import default_ravdess as _default
+    (the rule of :func:`emodarts_core.data.source.default_ravdess`, which the notebooks share)."""
+    from emodarts_core.data.source import default_ravdess as _default
 
     return _default(root)
 

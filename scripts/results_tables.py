@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from emodarts_core.report import (_mean_pm_std, ensemble_records,  # noqa: E402
-                                  ensemble_table, head_to_head, setting_effects)
-from emodarts_core.reproduce import collect, summarize  # noqa: E402
+from emodarts_core.results.collect import collect, summarize  # noqa: E402
+from emodarts_core.results.evidence_tables import (_mean_pm_std, ensemble_records, ensemble_table,
+                                                   head_to_head, setting_effects)
 
 RECORDS = ROOT / "benchmarks" / "records"
 DOC = ROOT / "benchmarks" / "RESULTS.md"
@@ -122,7 +122,7 @@ def cnn_lstm(root: Path = RECORDS) -> str:
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:
     """The figures README.md quotes, by what they are, as the records give them (the README's
     ``mean ± std`` and ``p = ...`` figures must be among these: tests/test_results_doc.py)."""
-    from emodarts_core.report import paired_jobs, paired_p_value, format_p
+    from emodarts_core.results.evidence_tables import format_p, paired_jobs, paired_p_value
 
     rows = _rows(root, WHOLE_JOBS)
     means = {s.method: f"{s.ua_mean:.2f} ± {s.ua_std:.2f}" for s in summarize(rows)}

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from emodarts_core.architect import Architect
 from emodarts_core.config import SearchConfig
+from emodarts_core.search.architect import Architect
 
 
 class TinyMixed(nn.Module):

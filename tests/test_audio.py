@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodarts_core.audio import AudioError, pad_or_cut, read_audio
+from emodarts_core.data.audio import AudioError, pad_or_cut, read_audio
 
 
 def speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -145,7 +145,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_audio_info(tmp_path):
-    from emodarts_core.audio import audio_info
+    from emodarts_core.data.audio import audio_info
 
     info = audio_info(write(tmp_path / "i.wav", speechlike(0.25, 22050), 22050))
     assert (info.samplerate, info.frames, info.channels) == (22050, 5512, 1)

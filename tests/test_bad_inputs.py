@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_cli import _err  # one CLI error check: exit 2, one line, no traceback
 
 from emodarts_core.cli import main
-from emodarts_core.corpora import generate_corpus
-from test_cli import _err  # one CLI error check: exit 2, one line, no traceback
+from emodarts_core.data.corpora.generated import generate_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -130,7 +130,7 @@ def test_misnamed_entry_needs_skip_bad(capsys, tmp_path):
 
 # 3. A genotype with an unknown operation
 def test_genotype_with_unknown_op(capsys, tmp_path):
-    from emodarts_core.genotype import CellGenotype, Genotype
+    from emodarts_core.nas.genotype import CellGenotype, Genotype
 
     cell = CellGenotype(nodes=((("sep_conv_3x3", 0), ("skip_connect", 1)),), concat=(2,))
     seq = CellGenotype(nodes=((("lstm_1", 0), ("skip_connect", 1)),), concat=(2,))
@@ -173,7 +173,7 @@ def test_bad_set_values_stop_before_the_data(capsys, tmp_path, command, item, wo
 
 # 6. reproduce --folds past the corpus's folds fails before any job starts
 def test_reproduce_folds_out_of_range(capsys, tmp_path):
-    from emodarts_core.reproduce import count_folds
+    from emodarts_core.batch.reproduce import count_folds
 
     data = _corpus(tmp_path / "data")
     n = count_folds("generated", data)
@@ -233,7 +233,7 @@ def test_damaged_files_of_a_finished_run(capsys, tmp_path, trained, name, damage
 # 8. Feature cache entries are checked on read; bad ones are computed again and counted
 def test_feature_cache_entries_are_checked(tmp_path):
     from emodarts_core.config import FEATURE_PROFILES
-    from emodarts_core.features import FeatureCache, extract_features
+    from emodarts_core.data.features import FeatureCache, extract_features
 
     data = _corpus(tmp_path / "data")
     files = sorted(data.glob("spk_*/*.wav"))[:4]
@@ -275,7 +275,7 @@ def test_evaluate_keeps_one_file_per_data_root(capsys, tmp_path, trained):
 # 10. One command at a time on a run directory; a dead holder's lock is taken over
 def test_run_directory_lock(capsys, tmp_path):
     out = tmp_path / "run"
-    code = ("import sys, time; from emodarts_core.locks import run_lock\n"
+    code = ("import sys, time; from emodarts_core.common.locks import run_lock\n"
             "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
@@ -289,7 +289,7 @@ def test_run_directory_lock(capsys, tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    from emodarts_core.locks import run_lock
+    from emodarts_core.common.locks import run_lock
 
     with run_lock(out):                                  # the dead process's lock is free
         assert f"pid {os.getpid()}" in (out / ".emodarts.lock").read_text()
@@ -297,8 +297,8 @@ def test_run_directory_lock(capsys, tmp_path):
 
 # 11. A failed command leaves no half-made run directory; the corrected command then runs
 def test_failed_command_leaves_no_run_directory(capsys, tmp_path, monkeypatch):
-    import emodarts_core.baselines as baselines
-    from emodarts_core.datasets import DataError
+    import emodarts_core.train.baselines as baselines
+    from emodarts_core.data.datasets import DataError
 
     data = _corpus(tmp_path / "data")
     argv = ["baseline", "--kind", "cnn_lstm", *_common(data, tmp_path / "cache"), *ONE_EPOCH,
@@ -317,18 +317,18 @@ def test_failed_command_leaves_no_run_directory(capsys, tmp_path, monkeypatch):
 
 # 12. Shared things made once: concurrent jobs on a generated corpus not yet written
 def test_generated_corpus_is_made_once_by_concurrent_jobs(tmp_path, monkeypatch):
-    from emodarts_core.corpora import generated
-    from emodarts_core.datasets import load_records
+    from emodarts_core.data import datasets
+    from emodarts_core.data.datasets import load_records
 
     root = tmp_path / "new"
     calls, results, errors = [], [], []
-    real = generated.generate_corpus
+    real = datasets.generate_corpus
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **{**kwargs, "n_speakers": 4, "per_class": 1})
 
-    monkeypatch.setattr(generated, "generate_corpus", counted)
+    monkeypatch.setattr(datasets, "generate_corpus", counted)
 
     def job():
         try:
@@ -349,7 +349,7 @@ def test_generated_corpus_is_made_once_by_concurrent_jobs(tmp_path, monkeypatch)
         (Path(tmp) / "spk_00").mkdir(parents=True)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(generated, "generate_corpus", broken)
+    monkeypatch.setattr(datasets, "generate_corpus", broken)
     with pytest.raises(KeyboardInterrupt):
         load_records("generated", tmp_path / "other")
     assert not (tmp_path / "other").exists()

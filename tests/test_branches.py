@@ -1,4 +1,4 @@
-"""Branches run side by side (emodarts_core.branches) and the search cells that use them."""
+"""Branches run side by side (emodarts_core.fast.branches) and the search cells that use them."""
 from __future__ import annotations
 
 import copy
@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from emodarts_core import branches
-from emodarts_core.branches import Branch, run_branches, set_branch_threads
 from emodarts_core.config import SearchSpaceConfig
-from emodarts_core.supernet import SuperNet
+from emodarts_core.fast import branches
+from emodarts_core.fast.branches import Branch, run_branches, set_branch_threads
+from emodarts_core.nas.supernet import SuperNet
 
 
 @pytest.fixture
@@ -225,8 +225,8 @@ def test_cores_to_branches_moves_cpu_threads_to_branches_and_back():
 
 
 def test_branch_costs_rank_candidates_by_their_layers():
-    from emodarts_core.cells import conv_cost, recurrent_cost
-    from emodarts_core.ops import cnn_op, seq_op
+    from emodarts_core.nas.cells import conv_cost, recurrent_cost
+    from emodarts_core.nas.ops import cnn_op, seq_op
     costs = {n: conv_cost(cnn_op(n, 4, s, False)) for n, s in
              [("sep_conv_3x3", 1), ("sep_conv_5x5", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 1),
               ("skip_connect", 2)]}

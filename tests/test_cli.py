@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from emodarts_core.cli import UsageError, apply_overrides, main
-from emodarts_core.config import get_profile
+from emodarts_core.cli import main
+from emodarts_core.config import UsageError, apply_overrides, get_profile
 
 
 def test_overrides_are_typed_by_the_dataclass_field():
@@ -104,7 +104,7 @@ def test_module_entry_point_exit_code(tmp_path):
 
 
 def test_fold_out_of_range_and_bad_data_make_no_run_dir(capsys, tmp_path):
-    from emodarts_core.corpora import generate_corpus
+    from emodarts_core.data.corpora.generated import generate_corpus
 
     generate_corpus(tmp_path / "data", n_speakers=4, per_class=1, seed=0)
     base = ["search", "--corpus", "generated", "--data-root", str(tmp_path / "data"),
@@ -121,8 +121,8 @@ def test_fold_out_of_range_and_bad_data_make_no_run_dir(capsys, tmp_path):
 
 
 def test_baseline_commands_for_the_size_matched_network_and_egemaps(capsys, tmp_path):
-    from emodarts_core.corpora import generate_corpus
-    from emodarts_core.reproduce import collect
+    from emodarts_core.data.corpora.generated import generate_corpus
+    from emodarts_core.results.collect import collect
 
     generate_corpus(tmp_path / "data", n_speakers=4, per_class=2, seed=0)
     common = ["--corpus", "generated", "--data-root", str(tmp_path / "data"),
@@ -162,7 +162,7 @@ def test_baseline_commands_for_the_size_matched_network_and_egemaps(capsys, tmp_
 def test_baseline_and_evaluate_commands(capsys, tmp_path):
     import torch
 
-    from emodarts_core.corpora import generate_corpus
+    from emodarts_core.data.corpora.generated import generate_corpus
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -204,7 +204,7 @@ def test_baseline_and_evaluate_commands(capsys, tmp_path):
         assert [m["ua"] for m in printed["members"]] == pytest.approx(
             [json.loads((tmp_path / r / "metrics.json").read_text())["ua"] for r in ("b", "bn")])
         assert json.loads((tmp_path / "ens.json").read_text())["n"] == metrics["n"]
-        from emodarts_core.reproduce import collect
+        from emodarts_core.results.collect import collect
 
         assert sorted(r.method for r in collect(tmp_path)) == ["cnn_lstm", "cnn_lstm+head_norm"]
         assert main(["baseline", "--kind", "random", "--head-norm", *common,

@@ -5,13 +5,13 @@ import shutil
 from collections import Counter
 
 import pytest
+from corpus_fixtures import (IEMOCAP_TURNS, TESS_TOP, make_crema_d, make_emodb, make_iemocap,
+                             make_msp_improv, make_msp_podcast, make_ravdess, make_tess,
+                             write_audio)
 
-from corpus_fixtures import (
-    IEMOCAP_TURNS, make_crema_d, make_emodb, make_iemocap, make_msp_improv, make_msp_podcast,
-    make_ravdess, make_tess, write_audio, TESS_TOP,
-)
-from emodarts_core.corpora import CORPORA, CorpusError, load_corpus
-from emodarts_core.emotions import CLASS_SETS, MAPPINGS, resolve_class_set
+from emodarts_core.data.corpora import CORPORA, load_corpus
+from emodarts_core.data.corpora.common import CorpusError
+from emodarts_core.data.emotions import CLASS_SETS, MAPPINGS, resolve_class_set
 
 
 def by_id(corpus):
@@ -37,7 +37,7 @@ def test_wrong_root_names_expected_layout(tmp_path):
 
 
 def test_emotion_mappings_only_use_canonical_names():
-    from emodarts_core.emotions import CANONICAL
+    from emodarts_core.data.emotions import CANONICAL
     for name, mapping in MAPPINGS.items():
         assert all(v is None or v in CANONICAL for v in mapping.values()), name
     assert resolve_class_set("4class") == ("neutral", "happy", "sad", "angry")
@@ -47,7 +47,7 @@ def test_emotion_mappings_only_use_canonical_names():
 
 
 def test_vocabulary_table_lists_each_corpus_code_by_canonical_emotion():
-    from emodarts_core.emotions import CANONICAL, TESS, vocabulary_markdown, vocabulary_table
+    from emodarts_core.data.emotions import CANONICAL, TESS, vocabulary_markdown, vocabulary_table
 
     table = vocabulary_table()
     assert "generated" not in table and {"ravdess", "emodb", "tess", "crema_d"} <= set(table)
@@ -298,7 +298,7 @@ def test_tess(tmp_path):
     assert load_corpus("tess", root, classes="shared6").class_counts() == {
         "neutral": 6, "happy": 6, "sad": 6, "angry": 6, "fearful": 6, "disgust": 6}
     # two speakers leave no validation speaker beside a training one: a test set only
-    from emodarts_core.folds import make_folds
+    from emodarts_core.data.folds import make_folds
 
     with pytest.raises(ValueError, match="cannot hold out 1 for validation"):
         make_folds(c)

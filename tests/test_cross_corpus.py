@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from corpus_fixtures import make_emodb, make_ravdess, make_tess
+
 from emodarts_core.cli import main
 from emodarts_core.config import FeatureConfig, get_profile
-from emodarts_core.corpora import load_corpus
-from emodarts_core.datasets import DataError, combine_corpora, load_fold_data, load_records
-from emodarts_core.emotions import CLASS_SETS
-from emodarts_core.folds import make_folds
-from emodarts_core.train import scored_classes
+from emodarts_core.data.corpora import load_corpus
+from emodarts_core.data.datasets import DataError, combine_corpora, load_fold_data, load_records
+from emodarts_core.data.emotions import CLASS_SETS
+from emodarts_core.data.folds import make_folds
+from emodarts_core.train.evaluate import scored_classes
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_two_corpora_combine_over_shared_classes_with_joint_speaker_folds(trees)
 
 
 def test_corpus_normalisation_standardises_each_corpus_by_its_own_statistics(trees):
-    from emodarts_core.features import speaker_step
+    from emodarts_core.data.features import speaker_step
 
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(5, 4, 6, generator=g) * 3 + 2, torch.randn(7, 4, 6, generator=g) - 4])
@@ -185,8 +185,8 @@ def test_evaluate_on_a_corpus_with_other_classes(capsys, trees, two_corpus_run):
 
 
 def test_decision_is_the_argmax_among_the_scored_logits(trees, two_corpus_run):
-    from emodarts_core.runs import RunDir
-    from emodarts_core.train import member_probabilities
+    from emodarts_core.train.evaluate import member_probabilities
+    from emodarts_core.train.runs import RunDir
 
     run = RunDir.open(two_corpus_run)
     crp = load_records("tess", trees["tess"])
@@ -226,8 +226,8 @@ def test_speaker_statistics_do_not_depend_on_the_scored_classes(capsys, trees):
     """Per-speaker normalisation reads all of a test speaker's utterances (audio only), so the
     choice of scored classes cannot change a kept utterance's probabilities beyond dropping
     the other classes' logits."""
-    from emodarts_core.runs import RunDir
-    from emodarts_core.train import member_probabilities
+    from emodarts_core.train.evaluate import member_probabilities
+    from emodarts_core.train.runs import RunDir
 
     out = trees["tmp"] / "emodb-speaker"
     assert main(["baseline", "--kind", "cnn_lstm", "--corpus", "emodb", "--data-root", trees["emodb"],

@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emodarts_core.architect import Architect
 from emodarts_core.config import SearchConfig, SearchSpaceConfig, get_profile, override
-from emodarts_core.genotype import Genotype
-from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.search import run_search
-from emodarts_core.supernet import SuperNet
-from emodarts_core.train import run_train
+from emodarts_core.nas.genotype import Genotype
+from emodarts_core.nas.supernet import SuperNet
+from emodarts_core.search.architect import Architect
+from emodarts_core.search.loop import run_search
+from emodarts_core.train.fit import run_train
+from emodarts_core.train.runs import RunConfig, RunDir
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -127,7 +127,7 @@ def test_architect_alpha_gradients_on_cuda_equal_the_cpu(order):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_autocast_logits_stay_close_to_float32(amp):
-    from emodarts_core.train import autocast_context
+    from emodarts_core.train.engine import autocast_context
 
     net = _to_cuda(_net()).eval()
     x = _data(n=8)[0].cuda().contiguous(memory_format=torch.channels_last)
@@ -175,7 +175,7 @@ def test_search_then_train_on_cuda(tmp_path, amp):
 
 def test_training_step_on_cuda_learns_a_separable_problem():
     """A few hundred bf16 steps on the GPU drive the loss of an easy problem down."""
-    from emodarts_core.train import autocast_context
+    from emodarts_core.train.engine import autocast_context
 
     net = _to_cuda(_net())
     opt = torch.optim.SGD(net.weights(), lr=0.05, momentum=0.9)
@@ -199,8 +199,9 @@ def test_training_masks_on_cuda_are_bands_drawn_from_the_checkpointed_generator(
     ``freq_mask`` coefficients and one span of at most ``time_mask`` frames set to 0, nothing
     else touched, masks differing between utterances, and the same seed giving the same masks
     (the CUDA generator's state is what a training checkpoint saves)."""
-    from emodarts_core.train import mask_batch
     from test_train import check_band_masks
+
+    from emodarts_core.train.engine import mask_batch
 
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(16, 1, 12, 40, generator=g) + 5.0).cuda()   # no zeros before masking

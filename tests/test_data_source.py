@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from emodarts_core.data_source import (GENERATED_DESCRIPTION, corpus_root, default_ravdess,
+from emodarts_core.data.source import (GENERATED_DESCRIPTION, corpus_root, default_ravdess,
                                        is_ravdess_root, resolve_data_source, run_header)
 
 
@@ -77,7 +77,7 @@ def test_run_header_lists_data_and_parameters():
 def test_configure_threads_reads_the_environment(monkeypatch):
     import torch
 
-    from emodarts_core.data_source import configure_threads
+    from emodarts_core.common.threads import configure_threads
 
     before = torch.get_num_threads()
     try:

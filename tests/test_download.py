@@ -8,9 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from corpus_fixtures import make_ravdess
-from emodarts_core.download import DownloadError, download, extract_zip, fetch_corpus
+
+from emodarts_core.data.download import DownloadError, download, extract_zip, fetch_corpus
 
 
 class Server:
@@ -155,7 +155,7 @@ def test_fetch_ravdess_from_local_server(tmp_path):
         assert fetch_corpus("ravdess", root, url=url, progress=False) == root
         assert (root / "Actor_01" / "03-01-05-02-02-01-01.wav").is_file()
         assert not (root / ".downloads").exists()           # archive removed after unpacking
-        from emodarts_core.corpora import load_corpus
+        from emodarts_core.data.corpora import load_corpus
         assert len(load_corpus("ravdess", root)) == 18
         record = (root / ".emodarts_fetch.json").read_text()
         assert sha(data) in record                          # size/sha256 recorded at first download

@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from emodarts_core import egemaps
-from emodarts_core.baselines import run_baseline
 from emodarts_core.config import get_profile, override
-from emodarts_core.corpora import generate_corpus
-from emodarts_core.datasets import DataError, load_records
-from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.train import run_evaluate
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.data.datasets import DataError, load_records
+from emodarts_core.train import egemaps
+from emodarts_core.train.baselines import run_baseline
+from emodarts_core.train.evaluate import run_evaluate
+from emodarts_core.train.runs import RunConfig, RunDir
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from emodarts_core.corpora.generated import generate_corpus
-from emodarts_core.experiment import (fold_dir, make_profile, parse_folds, run_experiment, run_fold,
-                                      search_grid)
-from emodarts_core.reproduce import collect
+from emodarts_core.batch.experiment import (fold_dir, make_profile, parse_folds, run_experiment,
+                                            run_fold, search_grid)
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.results.collect import collect
 
 FAST = ["search.epochs=1", "train.epochs=1"]
 
@@ -81,7 +81,7 @@ def test_run_experiment_all_folds_and_search_grid(corpus_root, tmp_path):
 def test_grid_jobs_pass_only_parameters_of_the_experiments_notebook(tmp_path):
     import papermill as pm
 
-    from emodarts_core.reproduce import DEFAULT_NOTEBOOK, make_grid
+    from emodarts_core.batch.reproduce import DEFAULT_NOTEBOOK, make_grid
 
     job = make_grid({"generated": str(tmp_path)}, [0], [0], "smoke", tmp_path)[0]
     known = set(pm.inspect_notebook(str(DEFAULT_NOTEBOOK)))

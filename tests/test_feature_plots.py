@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from emodarts_core.config import FeatureConfig
-from emodarts_core.corpora import load_corpus
-from emodarts_core.corpora.generated import generate_corpus
-from emodarts_core.feature_plots import (compare_implementations, feature_stages, pick_examples,
-                                         plot_agreement, plot_feature_stages, standardize_rows,
-                                         torchaudio_mfcc)
+from emodarts_core.data.corpora import load_corpus
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.results.feature_plots import (compare_implementations, feature_stages,
+                                                 pick_examples, plot_agreement,
+                                                 plot_feature_stages, standardize_rows,
+                                                 torchaudio_mfcc)
 
 CFG = FeatureConfig(sample_rate=16000, duration_s=2.0, n_mfcc=20, n_mels=40, n_fft=512,
                     hop_length=256, time_pool=4)
@@ -63,7 +64,7 @@ def test_feature_images_are_not_flat(corpus):
 def test_three_implementations_agree(corpus):
     agreement = compare_implementations(corpus.records[:3], CFG)
     summary = agreement.summary()
-    assert summary["emodarts_core.features.MFCC"]["max"] < 1e-3
+    assert summary["emodarts_core.data.features.MFCC"]["max"] < 1e-3
     assert summary["torchaudio.transforms.MFCC"]["max"] < 1e-3
     assert agreement.librosa_images.shape == (3, *CFG.shape)
     fig = plot_agreement(agreement, 1)
@@ -77,8 +78,8 @@ def test_three_implementations_agree(corpus):
 
 
 def test_speaker_means_show_what_per_speaker_normalisation_removes():
-    from emodarts_core.feature_plots import plot_speaker_means, speaker_means
-    from emodarts_core.features import Normalizer, normalize_per_speaker
+    from emodarts_core.data.features import Normalizer, normalize_per_speaker
+    from emodarts_core.results.feature_plots import plot_speaker_means, speaker_means
 
     g = torch.Generator().manual_seed(3)
     speakers = ["b", "a", "b", "c", "a", "c"]

@@ -11,14 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from emodarts_core import features as F
-from emodarts_core.audio import AudioError, pad_or_cut, read_audio
 from emodarts_core.config import FEATURE_PROFILES, FeatureConfig, override
-from emodarts_core.corpora.record import LoadReport, Utterance
-from emodarts_core.features import (
-    MFCC, FeatureCache, Features, Normalizer, extract_features, librosa_mfcc, max_pool_time,
-    relative_error,
-)
+from emodarts_core.data import features as F
+from emodarts_core.data.audio import AudioError, pad_or_cut, read_audio
+from emodarts_core.data.corpora.record import LoadReport, Utterance
+from emodarts_core.data.features import (MFCC, FeatureCache, Features, Normalizer,
+                                         extract_features, librosa_mfcc, max_pool_time,
+                                         relative_error)
 
 SMOKE = FEATURE_PROFILES["smoke"]
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_fixtures import (make_crema_d, make_emodb, make_iemocap, make_msp_improv,
+                             make_msp_podcast, make_ravdess)
 
-from corpus_fixtures import (
-    make_crema_d, make_emodb, make_iemocap, make_msp_improv, make_msp_podcast, make_ravdess,
-)
-from emodarts_core.corpora import load_corpus
-from emodarts_core.corpora.generated import generate_corpus
-from emodarts_core.corpora.record import Corpus, Utterance
-from emodarts_core.folds import Fold, default_scheme, make_folds
+from emodarts_core.data.corpora import load_corpus
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.data.corpora.record import Corpus, Utterance
+from emodarts_core.data.folds import Fold, default_scheme, make_folds
 
 
 def five_session_iemocap(tmp: Path):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodarts_core.corpora import CorpusError, load_corpus
-from emodarts_core.corpora.generated import generate_corpus, load_generated
+from emodarts_core.data.corpora import load_corpus
+from emodarts_core.data.corpora.common import CorpusError
+from emodarts_core.data.corpora.generated import generate_corpus, load_generated
 
 SMALL = dict(n_speakers=4, per_class=2, seed=5)
 

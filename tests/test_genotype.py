@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from emodarts_core.config import CNN_PRIMITIVES
-from emodarts_core.genotype import CellGenotype, Genotype, derive_cell, edges_of_node, n_edges
+from emodarts_core.nas.genotype import CellGenotype, Genotype, derive_cell, edges_of_node, n_edges
 
 
 def test_edge_layout():

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from emodarts_core.config import CNN_PRIMITIVES, SEQ_OP_SETS, SearchConfig
-from emodarts_core.genotype import CellGenotype, Genotype, derive_cell, edges_of_node, n_edges
-from emodarts_core.guards import (
-    DartsPlusGuard, alpha_entropy, collapse_stats, make_guard, param_free_count, skip_count,
-)
+from emodarts_core.nas.genotype import CellGenotype, Genotype, derive_cell, edges_of_node, n_edges
+from emodarts_core.search.guards import (DartsPlusGuard, alpha_entropy, collapse_stats, make_guard,
+                                         param_free_count, skip_count)
 
 OPS = CNN_PRIMITIVES
 SEQ = SEQ_OP_SETS["lstm"]

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from emodarts_core.baselines import run_baseline
 from emodarts_core.config import get_profile, override
-from emodarts_core.corpora import generate_corpus
-from emodarts_core.handdesigned import (CNNBiLSTMAtt, count_parameters, match_size, size_of,
-                                        typical_searched_size)
-from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.train import run_evaluate
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.train.baselines import run_baseline
+from emodarts_core.train.evaluate import run_evaluate
+from emodarts_core.train.handdesigned import (CNNBiLSTMAtt, count_parameters, match_size, size_of,
+                                              typical_searched_size)
+from emodarts_core.train.runs import RunConfig, RunDir
 
 
 def test_shapes_and_batches_are_independent():

@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emodarts_core.architect import Architect
 from emodarts_core.config import SearchConfig, SearchSpaceConfig, override
-from emodarts_core.memory import checkpoint, frozen_batchnorm_stats
-from emodarts_core.ops import (BatchNorm2d, DilConv, FactorizedReduce, MixedOp, PoolBN,
-                               avg_pool_3x3_by_conv)
-from emodarts_core.supernet import SuperNet
+from emodarts_core.fast.memory import checkpoint, frozen_batchnorm_stats
+from emodarts_core.nas.ops import (BatchNorm2d, DilConv, FactorizedReduce, MixedOp, PoolBN,
+                                   avg_pool_3x3_by_conv)
+from emodarts_core.nas.supernet import SuperNet
+from emodarts_core.search.architect import Architect
 
 SPACE = SearchSpaceConfig(cnn_layers=3, cnn_nodes=2, init_channels=2, seq_cells=2, seq_nodes=2,
                           seq_ops="all", seq_hidden=6, dropout=0.3)
@@ -54,7 +54,7 @@ def test_memory_efficient_supernet_gives_identical_loss_gradients_and_bn_stats()
     l1, g1 = _loss_and_grads(plain, x, y)
     l2, g2 = _loss_and_grads(eff, x, y)
     # dropout 0.3: the masks are replayed. Not bitwise: the plain net sums a node's candidates
-    # in branches (emodarts_core.branches), the checkpointed one edge by edge
+    # in branches (emodarts_core.fast.branches), the checkpointed one edge by edge
     assert torch.allclose(l1, l2, rtol=1e-6, atol=0)
     for (name, _), a, b in zip(plain.named_parameters(), g1, g2):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
@@ -265,7 +265,7 @@ def test_freed_activation_sized_blocks_go_back_to_the_os():
     """Without the call glibc keeps freed 2 MiB activations in its heap (after one bigger block
     was freed); with it they go back to the OS at once, so the resident peak is the real one."""
     held = {"nocall": _freed_blocks_left(_BIG_FREED),
-            "call": _freed_blocks_left("from emodarts_core.memory import return_freed_blocks_to_os\n"
+            "call": _freed_blocks_left("from emodarts_core.fast.memory import return_freed_blocks_to_os\n"
                                        "assert return_freed_blocks_to_os(1 << 20)\n" + _BIG_FREED)}
     assert held["call"] < 20                                 # returned with the call
     # The control: this glibc keeps them without the call (the dev machine's and CI's do, ~128
@@ -282,7 +282,7 @@ def test_keep_freed_blocks_keeps_activation_sized_blocks_for_reuse():
     """The opposite trade (used with branch threads): freed 2 MiB blocks stay in the process
     for reuse instead of going back to the OS (and being faulted in again)."""
     left = {"default": _freed_blocks_left(""),
-            "keep": _freed_blocks_left("from emodarts_core.memory import keep_freed_blocks\n"
+            "keep": _freed_blocks_left("from emodarts_core.fast.memory import keep_freed_blocks\n"
                                        "assert keep_freed_blocks()")}
     assert left["keep"] > 100                                # kept with the call
     if left["default"] > 20:                                 # the control, as above

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emodarts_core.metrics import confusion, evaluate_predictions, per_class_recall, ua, wa
+from emodarts_core.train.metrics import confusion, evaluate_predictions, per_class_recall, ua, wa
 
 
 def test_hand_computed_case():

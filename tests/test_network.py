@@ -8,13 +8,10 @@ from torch import nn
 
 from emodarts_core.config import (CNN_PRIMITIVES, FEATURE_PROFILES, PROFILES, SEQ_OP_SETS,
                                   SearchSpaceConfig, override)
-from emodarts_core.genotype import CellGenotype, Genotype, derive_cell, n_edges
-from emodarts_core.inspect import count_parameters, format_trace, trace_shapes
-from emodarts_core.network import Network
-from emodarts_core.supernet import SuperNet
-
-
-
+from emodarts_core.nas.genotype import CellGenotype, Genotype, derive_cell, n_edges
+from emodarts_core.nas.inspect import count_parameters, format_trace, trace_shapes
+from emodarts_core.nas.network import Network
+from emodarts_core.nas.supernet import SuperNet
 
 NORMAL = CellGenotype(nodes=((("sep_conv_3x3", 0), ("skip_connect", 1)),
                              (("dil_conv_3x3", 1), ("max_pool_3x3", 2))), concat=(2, 3))

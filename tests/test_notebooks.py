@@ -13,9 +13,9 @@ import nbformat
 import papermill as pm
 import pytest
 import yaml
+from notebook_runs import smoke_runs  # noqa: F401  (session fixture)
 
 import emodarts_core
-from notebook_runs import smoke_runs  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"

@@ -15,10 +15,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from emodarts_core import plots, widgets  # noqa: E402
-from emodarts_core.config import CNN_PRIMITIVES, SEQ_OP_SETS, Profile, SearchSpaceConfig, to_dict  # noqa: E402
-from emodarts_core.genotype import Genotype, derive_cell, n_edges  # noqa: E402
-from emodarts_core.guards import collapse_stats  # noqa: E402
+from emodarts_core.config import (CNN_PRIMITIVES, SEQ_OP_SETS, Profile,  # noqa: E402
+                                  SearchSpaceConfig, to_dict)
+from emodarts_core.nas.genotype import Genotype, derive_cell, n_edges  # noqa: E402
+from emodarts_core.results import plots, widgets  # noqa: E402
+from emodarts_core.search.guards import collapse_stats  # noqa: E402
 
 N_NODES = 2                         # 5 edges per cell
 SEQ = SEQ_OP_SETS["lstm"]           # 6 ops: ambiguous with "rnn" by count alone
@@ -239,8 +240,8 @@ def test_slider_builds_and_redraws() -> None:
 
 
 def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
-    from emodarts_core.plots import plot_method_comparison
-    from emodarts_core.reproduce import ResultRow
+    from emodarts_core.results.collect import ResultRow
+    from emodarts_core.results.evidence_plots import plot_method_comparison
 
     rows = [ResultRow("ravdess", m, 0, s, wa=ua, ua=ua, run_dir="")
             for m, s, ua in [("emodarts", 0, 0.5), ("emodarts", 1, 0.3), ("random", 0, 0.6),
@@ -261,8 +262,8 @@ def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
 
 
 def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means():
-    from emodarts_core.plots import plot_paired_differences
-    from emodarts_core.reproduce import ResultRow
+    from emodarts_core.results.collect import ResultRow
+    from emodarts_core.results.evidence_plots import plot_paired_differences
 
     rows = [ResultRow("ravdess", m, f, s, wa=ua, ua=ua, run_dir="")
             for m, f, s, ua in [("emodarts", 0, 0, 0.6), ("random", 0, 0, 0.5),
@@ -287,7 +288,7 @@ def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means
 def test_plot_ensembles_puts_each_ensemble_beside_its_members(tmp_path):
     import json
 
-    from emodarts_core.plots import plot_ensembles
+    from emodarts_core.results.evidence_plots import plot_ensembles
 
     for method, fold, members, ens in [("emodarts", 0, [0.5, 0.6, 0.7], 0.66),
                                        ("emodarts", 1, [0.4, 0.4, 0.46], 0.40),
@@ -311,8 +312,8 @@ def test_plot_ensembles_puts_each_ensemble_beside_its_members(tmp_path):
 
 
 def test_plot_setting_effects_draws_each_jobs_difference_and_the_mean():
-    from emodarts_core.plots import plot_setting_effects
-    from emodarts_core.reproduce import ResultRow
+    from emodarts_core.results.collect import ResultRow
+    from emodarts_core.results.evidence_plots import plot_setting_effects
 
     before = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5, run_dir="") for f in range(3)]
     after = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5 + 0.1 * f, run_dir="") for f in range(3)]

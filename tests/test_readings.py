@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from emodarts_core import readings
-from emodarts_core.genotype import CellGenotype, Genotype
+from emodarts_core.nas.genotype import CellGenotype, Genotype
+from emodarts_core.results import readings
 
 OPS = ["none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"]
 
@@ -122,11 +122,11 @@ def test_quality_reading_judges_against_the_gate():
 
 
 def test_seed_agreement_reading_states_all_three_levels_beside_chance():
-    from emodarts_core.baselines import sample_genotype
-    from emodarts_core.config import get_profile
-    from emodarts_core.search_quality import chance_agreement, mean_pairwise_agreement
-
     import torch
+
+    from emodarts_core.config import get_profile
+    from emodarts_core.nas.genotype import sample_genotype
+    from emodarts_core.search.quality import chance_agreement, mean_pairwise_agreement
     space = get_profile("cpu").space
     g = torch.Generator().manual_seed(0)
     genos = [sample_genotype(space, g) for _ in range(3)]

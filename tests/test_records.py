@@ -1,4 +1,4 @@
-"""emodarts_core.records: the committed records found in a clone, or fetched (offline here: a
+"""emodarts_core.results.records: the committed records found in a clone, or fetched (offline here: a
 source archive laid out as GitHub's, served by a file:// URL) into a cache folder."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 import emodarts_core
-from emodarts_core.download import DownloadError
-from emodarts_core.records import (LOCAL, REPOSITORY, archive_url, records_path, records_root,
-                                   resolve)
-from emodarts_core.reproduce import collect
+from emodarts_core.data.download import DownloadError
+from emodarts_core.results.collect import collect
+from emodarts_core.results.records import (LOCAL, REPOSITORY, archive_url, records_path,
+                                           records_root, resolve)
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = "ravdess-cpu-speaker-norm"
@@ -77,7 +77,7 @@ def test_archive_url_is_the_books_repository_at_the_installed_tag():
 
 def test_records_path_fetches_only_for_the_committed_records(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("emodarts_core.records.records_root",
+    monkeypatch.setattr("emodarts_core.results.records.records_root",
                         lambda local, **kw: calls.append(local) or tmp_path / "cache")
     assert records_path("runs/smoke/experiments") == "runs/smoke/experiments"
     assert records_path("") == ""

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from emodarts_core import render
-from emodarts_core.genotype import CellGenotype, Genotype
+from emodarts_core.nas.genotype import CellGenotype, Genotype
+from emodarts_core.results import render
 
 NORMAL = CellGenotype(nodes=((("sep_conv_3x3", 0), ("skip_connect", 1)),
                              (("dil_conv_5x5", 1), ("max_pool_3x3", 2)),

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from emodarts_core.genotype import CellGenotype, Genotype
-from emodarts_core.report import cell_text, fold_table, genotype_agreement, genotype_per_epoch
-from emodarts_core.reproduce import ResultRow
+from emodarts_core.nas.genotype import CellGenotype, Genotype
+from emodarts_core.results.collect import ResultRow
+from emodarts_core.results.report import (cell_text, fold_table, genotype_agreement,
+                                          genotype_per_epoch)
 
 
 def _cell(*nodes):
@@ -61,7 +62,7 @@ def test_fold_table_puts_methods_side_by_side():
 
 
 def test_alpha_decisiveness_is_100_percent_for_uniform_alphas_and_shows_the_gap():
-    from emodarts_core.report import alpha_decisiveness
+    from emodarts_core.results.evidence_tables import alpha_decisiveness
 
     uniform = {"epochs": [{"epoch": 0, "alphas": {"normal": [[0.25] * 4, [0.25] * 4]}}]}
     peaked = {"epochs": [{"epoch": 0, "alphas": {"normal": [[0.25] * 4] * 2}},
@@ -77,7 +78,7 @@ def test_alpha_decisiveness_is_100_percent_for_uniform_alphas_and_shows_the_gap(
 def test_random_search_table_marks_the_kept_candidate(tmp_path):
     import json
 
-    from emodarts_core.report import random_search_table
+    from emodarts_core.results.evidence_tables import random_search_table
 
     cands = [{"index": i, "genotype": _geno(op).to_dict(), "brief_epochs": 6, "best_epoch": i,
               "valid_ua": ua} for i, (op, ua) in enumerate([("sep_conv_3x3", 0.3), ("dil_conv_5x5", 0.45)])]
@@ -92,7 +93,7 @@ def test_random_search_table_marks_the_kept_candidate(tmp_path):
 def test_provenance_table_lists_top_level_runs_only(tmp_path):
     import json
 
-    from emodarts_core.report import provenance_table
+    from emodarts_core.results.evidence_tables import provenance_table
 
     for rel, kind in [("c/fold0/seed0/search", "search"), ("c/fold0/seed0/baseline_random", "baseline"),
                       ("c/fold0/seed0/baseline_random/candidates/cand_00", "train")]:
@@ -111,7 +112,7 @@ def test_provenance_table_lists_top_level_runs_only(tmp_path):
 
 
 def test_head_to_head_counts_wins_over_jobs_with_both_methods():
-    from emodarts_core.report import head_to_head
+    from emodarts_core.results.evidence_tables import head_to_head
 
     rows = [ResultRow("r", m, 0, s, wa=0.0, ua=ua, run_dir="")
             for m, s, ua in [("emodarts", 0, 0.5), ("random", 0, 0.4), ("emodarts", 1, 0.3),
@@ -129,7 +130,7 @@ def test_head_to_head_counts_wins_over_jobs_with_both_methods():
 
 
 def test_head_to_head_prints_small_p_values_with_significant_digits():
-    from emodarts_core.report import head_to_head
+    from emodarts_core.results.evidence_tables import head_to_head
 
     # twelve jobs, all won: p = 2 / 4096 = 0.00049, which three decimals would print as 0.000
     rows = [ResultRow("r", m, f, 0, wa=0.0, ua=ua, run_dir="")
@@ -139,7 +140,7 @@ def test_head_to_head_prints_small_p_values_with_significant_digits():
 
 
 def test_paired_p_value_is_the_exact_sign_flip_probability():
-    from emodarts_core.report import paired_p_value
+    from emodarts_core.results.evidence_tables import paired_p_value
 
     # all six differences positive: only the observed signs and their mirror image reach the
     # observed |mean|, 2 of the 2**6 = 64 assignments
@@ -153,7 +154,7 @@ def test_paired_p_value_is_the_exact_sign_flip_probability():
 
 
 def test_variant_table_pairs_each_variant_with_the_first_by_job():
-    from emodarts_core.report import variant_table
+    from emodarts_core.results.evidence_tables import variant_table
 
     def rows(values, method="emodarts"):
         return [ResultRow("r", method, f, s, wa=0.0, ua=ua, run_dir="") for (f, s), ua in values.items()]
@@ -186,7 +187,7 @@ def test_variant_table_pairs_each_variant_with_the_first_by_job():
 
 
 def test_variant_rows_relabel_and_keep_only_jobs_run_by_two_variants():
-    from emodarts_core.report import variant_rows
+    from emodarts_core.results.evidence_tables import variant_rows
 
     default = [ResultRow("r", m, 0, s, wa=0.0, ua=0.5, run_dir="")
                for m, s in [("emodarts", 0), ("emodarts", 1), ("random", 0)]]
@@ -198,7 +199,7 @@ def test_variant_rows_relabel_and_keep_only_jobs_run_by_two_variants():
 def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
     import json
 
-    from emodarts_core.report import compute_table
+    from emodarts_core.results.evidence_tables import compute_table
 
     def run(rel, kind, seconds, **options):
         d = tmp_path / rel
@@ -243,7 +244,7 @@ def test_compute_table_sums_every_epochs_seconds_per_method(tmp_path):
 def test_selection_table_pairs_the_two_epoch_rules_per_method(tmp_path):
     import json
 
-    from emodarts_core.report import selection_table
+    from emodarts_core.results.evidence_tables import selection_table
 
     rows = []
     # emodarts: last - best = +10 and +20 points; cnn_lstm: one run; an old run without both
@@ -266,7 +267,7 @@ def test_selection_table_pairs_the_two_epoch_rules_per_method(tmp_path):
 
 
 def test_setting_comparison_pairs_each_method_with_itself_then_methods_under_the_new_setting():
-    from emodarts_core.report import setting_comparison
+    from emodarts_core.results.evidence_tables import setting_comparison
 
     def rows(values):
         return [ResultRow("r", m, f, 0, wa=0.0, ua=ua, run_dir="") for (m, f), ua in values.items()]
@@ -287,7 +288,7 @@ def test_setting_comparison_pairs_each_method_with_itself_then_methods_under_the
 
 
 def test_seed_table_pairs_jobs_within_each_seed_then_over_all():
-    from emodarts_core.report import seed_table
+    from emodarts_core.results.evidence_tables import seed_table
 
     # seed 0: emodarts ahead by 10 and 20 points; seed 1: behind by 30 in its one paired job
     # (fold 1 of seed 1 has no random run, so it is left out)
@@ -309,7 +310,7 @@ def test_seed_table_pairs_jobs_within_each_seed_then_over_all():
 
 
 def test_seed_table_and_head_to_head_refuse_an_unknown_metric():
-    from emodarts_core.report import head_to_head, seed_table
+    from emodarts_core.results.evidence_tables import head_to_head, seed_table
 
     rows = [ResultRow("r", m, 0, 0, wa=0.5, ua=0.5, run_dir="") for m in ("emodarts", "random")]
     for table in (seed_table, head_to_head):
@@ -324,7 +325,7 @@ def _ensemble_json(path, members, ens):
 
 
 def test_ensemble_table_sets_each_ensemble_against_its_own_members(tmp_path):
-    from emodarts_core.report import ensemble_records, ensemble_table
+    from emodarts_core.results.evidence_tables import ensemble_records, ensemble_table
 
     _ensemble_json(tmp_path / "fold0" / "emodarts.json", [0.50, 0.60, 0.70], 0.66)
     _ensemble_json(tmp_path / "fold1" / "emodarts.json", [0.40, 0.40, 0.46], 0.40)
@@ -363,7 +364,7 @@ def _job_rows(method, values, corpus="r"):
 
 
 def test_setting_effects_pairs_each_method_over_the_jobs_both_batches_ran():
-    from emodarts_core.report import setting_effects, setting_pairs
+    from emodarts_core.results.evidence_tables import setting_effects, setting_pairs
 
     before = _job_rows("emodarts", {(0, 0): 0.5, (1, 0): 0.6, (2, 0): 0.7}) + _job_rows("random", {(0, 0): 0.4})
     after = _job_rows("emodarts", {(0, 0): 0.6, (1, 0): 0.8}) + _job_rows("cnn_lstm", {(0, 0): 0.1})
@@ -376,7 +377,7 @@ def test_setting_effects_pairs_each_method_over_the_jobs_both_batches_ran():
 
 
 def test_paired_verdict_reads_the_sign_flip_test():
-    from emodarts_core.report import paired_verdict
+    from emodarts_core.results.evidence_tables import paired_verdict
 
     jobs = {(f, 0): 0.5 for f in range(6)}
     better = _job_rows("a", {j: v + 0.1 for j, v in jobs.items()}) + _job_rows("b", jobs)
@@ -388,7 +389,7 @@ def test_paired_verdict_reads_the_sign_flip_test():
 
 
 def test_evidence_answer_computes_every_line(tmp_path):
-    from emodarts_core.report import evidence_answer
+    from emodarts_core.results.evidence_tables import evidence_answer
 
     jobs = {(f, s): 0.5 for f in range(3) for s in range(2)}
     rows = (_job_rows("emodarts", jobs) + _job_rows("random", {j: v + 0.02 * (j[0] - 1) for j, v in jobs.items()})

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from emodarts_core.reproduce import (GridJob, collect, export_records, format_report, format_table,
-                                     make_grid, run_grid, summarize)
+from emodarts_core.batch.reproduce import GridJob, export_records, make_grid, run_grid
+from emodarts_core.results.collect import collect, format_report, format_table, summarize
 
 
 def _fake_run(root: Path, corpus, kind, fold, seed, wa, ua, options=None):
@@ -132,7 +132,7 @@ def test_cli_reproduce_table_only_and_errors(tmp_path, capsys):
 
 
 def test_cli_reproduce_passes_set_to_every_job_and_refuses_a_bad_one(tmp_path, monkeypatch, capsys):
-    from emodarts_core import reproduce
+    from emodarts_core.batch import reproduce
     from emodarts_core.cli import main
 
     ran = []
@@ -150,8 +150,8 @@ def test_cli_reproduce_passes_set_to_every_job_and_refuses_a_bad_one(tmp_path, m
 
 
 def test_count_folds_of_the_generated_corpus(tmp_path):
-    from emodarts_core.corpora.generated import generate_corpus
-    from emodarts_core.reproduce import count_folds
+    from emodarts_core.batch.reproduce import count_folds
+    from emodarts_core.data.corpora.generated import generate_corpus
 
     root = generate_corpus(tmp_path / "gen", n_speakers=4, per_class=1, seed=0)
     assert count_folds("generated", root) >= 2
@@ -163,7 +163,7 @@ def _code_cells(*states):
 
 
 def test_notebook_state_reads_papermills_cell_marks(tmp_path):
-    from emodarts_core.reproduce import notebook_state
+    from emodarts_core.batch.reproduce import notebook_state
 
     nb = tmp_path / "nb.ipynb"
     assert notebook_state(nb) == "running"                       # not written yet
@@ -190,7 +190,7 @@ def test_watchdog_stops_a_run_that_never_returns_after_its_last_cell(tmp_path):
     import sys
     import time
 
-    from emodarts_core.reproduce import watch
+    from emodarts_core.batch.reproduce import watch
 
     out, log = tmp_path / "executed.ipynb", tmp_path / "run.log"
     cmd = [sys.executable, "-c", HANGING_RUN, json.dumps(_code_cells("completed")), str(out)]
@@ -223,7 +223,7 @@ def test_watchdog_stops_a_run_that_never_returns_after_its_last_cell(tmp_path):
 def test_execute_notebook_runs_papermill_with_the_parameters(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("papermill")
-    from emodarts_core.reproduce import execute_notebook
+    from emodarts_core.batch.reproduce import execute_notebook
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
@@ -239,7 +239,7 @@ def test_execute_notebook_runs_papermill_with_the_parameters(tmp_path):
 
 
 def test_records_source_names_the_corpora_of_the_runs(tmp_path):
-    from emodarts_core.reproduce import records_source
+    from emodarts_core.results.collect import records_source
 
     _fake_run(tmp_path, "ravdess", "train", 0, 0, 0.6, 0.5)
     _fake_run(tmp_path, "ravdess", "baseline", 0, 0, 0.4, 0.3, {"baseline": "cnn_lstm"})
@@ -258,7 +258,7 @@ def test_every_job_parameter_is_a_parameter_of_the_experiment_notebook(tmp_path)
     # notebook's default instead: each GridJob parameter must be a name of its parameters cell
     import ast
 
-    from emodarts_core.reproduce import DEFAULT_NOTEBOOK
+    from emodarts_core.batch.reproduce import DEFAULT_NOTEBOOK
 
     nb = json.loads(DEFAULT_NOTEBOOK.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
@@ -272,9 +272,9 @@ def test_every_job_parameter_is_a_parameter_of_the_experiment_notebook(tmp_path)
 def test_reproduce_ensembles_evaluate_each_folds_seeds_together(tmp_path, capsys):
     import torch
 
+    from emodarts_core.batch.reproduce import export_records
     from emodarts_core.cli import main
-    from emodarts_core.corpora import generate_corpus
-    from emodarts_core.reproduce import export_records
+    from emodarts_core.data.corpora.generated import generate_corpus
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -314,7 +314,7 @@ def test_reproduce_ensembles_evaluate_each_folds_seeds_together(tmp_path, capsys
                 [json.loads((r / "metrics.json").read_text())["ua"] for r in runs])
         # the ensembles travel with an export, and the table reads them there
         export_records(batch, tmp_path / "kept")
-        from emodarts_core.report import ensemble_table
+        from emodarts_core.results.evidence_tables import ensemble_table
 
         kept = tmp_path / "kept" / "ensembles" / "generated"
         assert ensemble_table(kept) == (ens_dir / "table.md").read_text().strip()

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from notebook_runs import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

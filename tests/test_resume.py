@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from emodarts_core.cli import main
-from emodarts_core.corpora import generate_corpus
+from emodarts_core.data.corpora.generated import generate_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from emodarts_core.common.files import atomic_torch_save, atomic_write_json, read_json
 from emodarts_core.config import get_profile, override
-from emodarts_core.runs import (RunConfig, RunConfigMismatch, RunDir, atomic_torch_save,
-                                atomic_write_json, environment_info, read_json, rng_state,
-                                set_rng_state)
+from emodarts_core.train.runs import (RunConfig, RunConfigMismatch, RunDir, environment_info,
+                                      rng_state, set_rng_state)
 
 
 def _cfg(tmp_path: Path, **kw) -> RunConfig:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from emodarts_core.config import get_profile, override
-from emodarts_core.datasets import FoldData, batch_indices, split_search
-from emodarts_core.genotype import Genotype, n_edges
-from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.search import run_search
+from emodarts_core.data.datasets import FoldData, batch_indices, split_search
+from emodarts_core.nas.genotype import Genotype, n_edges
+from emodarts_core.search.loop import run_search
+from emodarts_core.train.runs import RunConfig, RunDir
 
 CLASSES = ("neutral", "happy", "sad", "angry")
 
@@ -143,7 +143,7 @@ def test_alpha_warmup_trains_only_the_weights_first(tmp_path):
 
 
 def test_best_epoch_selection_skips_the_warmup():
-    from emodarts_core.search import _select_best
+    from emodarts_core.search.loop import _select_best
 
     recs = [{"epoch": i, "valid_ua": ua, "valid_loss": 1.0} for i, ua in enumerate([0.9, 0.4, 0.5])]
     assert _select_best(recs)["epoch"] == 0

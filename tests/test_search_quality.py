@@ -6,21 +6,20 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from emodarts_core.architect import Architect
-from emodarts_core.baselines import sample_genotype
-from emodarts_core.config import SearchConfig, UsageError, apply_overrides, get_profile
-from emodarts_core.datasets import split_search
-from emodarts_core.genotype import Genotype
-from emodarts_core.relaxation import relaxed_weights, selection_scores, smoothed
-from emodarts_core.runs import RunDir
-from emodarts_core.search import remedy_schedule, run_search
-from emodarts_core.search_quality import (agreement, chance_agreement, entropy_fraction,
-                                          epoch_quality, flip_rate, mean_pairwise_agreement,
-                                          top2_margin)
-from emodarts_core.supernet import SuperNet
 from test_architect import TinyMixed
 from test_search import search_cfg, tiny_fold
+
+from emodarts_core.config import SearchConfig, UsageError, apply_overrides, get_profile
+from emodarts_core.data.datasets import split_search
+from emodarts_core.nas.genotype import Genotype, sample_genotype
+from emodarts_core.nas.relaxation import relaxed_weights, selection_scores, smoothed
+from emodarts_core.nas.supernet import SuperNet
+from emodarts_core.search.architect import Architect
+from emodarts_core.search.loop import remedy_schedule, run_search
+from emodarts_core.search.quality import (agreement, chance_agreement, entropy_fraction,
+                                          epoch_quality, flip_rate, mean_pairwise_agreement,
+                                          top2_margin)
+from emodarts_core.train.runs import RunDir
 
 
 def test_entropy_fraction_and_margin_on_known_matrices():
@@ -226,8 +225,8 @@ def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
     """Two folds x two seeds of a smoke search, summarised and plotted from their run dirs."""
     import matplotlib
     matplotlib.use("Agg")
-    from emodarts_core.plots import plot_search_quality
-    from emodarts_core.search_quality import GATE_AGREEMENT, load_record, summarise_setting
+    from emodarts_core.results.plots import plot_search_quality
+    from emodarts_core.search.quality import GATE_AGREEMENT, load_record, summarise_setting
 
     records = []
     for fold in (0, 1):
@@ -257,7 +256,8 @@ def test_recalibrated_batchnorm_matches_evaluation_conditions():
     """After recalibrate_batchnorm a BatchNorm's running statistics are the plain average of its
     batch statistics over the data with dropout off; flags and momentum are restored."""
     from torch import nn
-    from emodarts_core.train import recalibrate_batchnorm
+
+    from emodarts_core.train.engine import recalibrate_batchnorm
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.BatchNorm1d(5), nn.Linear(5, 2))

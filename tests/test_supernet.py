@@ -9,13 +9,10 @@ import torch
 from torch import nn
 
 from emodarts_core.config import PROFILES, SEQ_OP_SETS, SearchSpaceConfig, override
-from emodarts_core.genotype import Genotype, n_edges
-from emodarts_core.inspect import count_parameters, trace_shapes
-from emodarts_core.ops import CNN_OPS, SEQ_OPS
-from emodarts_core.supernet import SuperNet, reduction_indices
-
-
-
+from emodarts_core.nas.genotype import Genotype, n_edges
+from emodarts_core.nas.inspect import count_parameters, trace_shapes
+from emodarts_core.nas.ops import CNN_OPS, SEQ_OPS
+from emodarts_core.nas.supernet import SuperNet, reduction_indices
 
 TINY = SearchSpaceConfig(cnn_layers=3, cnn_nodes=2, init_channels=2, seq_cells=2, seq_nodes=2,
                          seq_ops="all", seq_hidden=6)

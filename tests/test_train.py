@@ -7,18 +7,18 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from emodarts_core.baselines import CNNLSTM, run_baseline, sample_genotype
-from emodarts_core.config import get_profile, override
-from emodarts_core.corpora import generate_corpus
-from emodarts_core.datasets import DataError
-from emodarts_core.genotype import Genotype
-from emodarts_core.runs import RunConfig, RunDir
-from emodarts_core.train import mask_batch, run_evaluate, run_train
-
 from test_search import tiny_fold
 
-
+from emodarts_core.config import get_profile, override
+from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.data.datasets import DataError
+from emodarts_core.nas.genotype import Genotype, sample_genotype
+from emodarts_core.train.baselines import run_baseline
+from emodarts_core.train.engine import mask_batch
+from emodarts_core.train.evaluate import run_evaluate
+from emodarts_core.train.fit import run_train
+from emodarts_core.train.handdesigned import CNNLSTM
+from emodarts_core.train.runs import RunConfig, RunDir
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_train_from_genotype_then_evaluate(corpus, tmp_path):
 
 
 def test_speaker_normalisation_trains_and_evaluates_alike(corpus, tmp_path):
-    from emodarts_core.datasets import load_fold_data
+    from emodarts_core.data.datasets import load_fold_data
 
     prof = small_profile(epochs=1)
     prof = dataclasses.replace(prof, features=override(prof.features, normalization="speaker"))
@@ -151,8 +151,9 @@ def test_select_last_tests_and_evaluates_the_last_epoch(corpus, tmp_path):
 
 
 def test_an_ensemble_predicts_the_mean_softmax_of_its_runs(corpus, tmp_path):
-    from emodarts_core.datasets import load_fold_data
-    from emodarts_core.train import build_model, predict, selected_weights
+    from emodarts_core.data.datasets import load_fold_data
+    from emodarts_core.train.engine import predict
+    from emodarts_core.train.evaluate import build_model, selected_weights
 
     prof = small_profile(epochs=2)
     (a, ma), (b, mb) = (train_fold1(corpus, tmp_path / name, prof, genotype_seed=g)
@@ -271,7 +272,7 @@ def test_train_init_channels_widens_the_final_network_only(tmp_path):
     numbers, as a space of that width), loads back through ``build_model``; random search's
     brief candidates keep the search space's width and only its winner is widened."""
     from emodarts_core.config import apply_overrides, final_space
-    from emodarts_core.train import build_model, selected_weights
+    from emodarts_core.train.evaluate import build_model, selected_weights
 
     prof = small_profile(epochs=1)
     wide = apply_overrides(prof, ["train.init_channels=6"])
@@ -317,7 +318,7 @@ def test_fit_valid_trains_on_the_validation_speakers_too(tmp_path):
     validation utterances (same seed, same batches), no validation pass, no best.pt, the last
     epoch tested; ``evaluate`` reads those weights back; random search's candidates are still
     trained without the validation speakers and chosen on them."""
-    from emodarts_core.train import selected_weights
+    from emodarts_core.train.evaluate import selected_weights
 
     prof = small_profile(epochs=2)
     prof = dataclasses.replace(prof, train=override(prof.train, select="last"))
@@ -387,7 +388,8 @@ def test_recalibrate_bn_changes_the_statistics_not_the_training(tmp_path):
     """``train.recalibrate_bn`` leaves every learned weight as without it; the kept BatchNorm
     statistics are those of the training data with dropout off."""
     from emodarts_core.config import apply_overrides
-    from emodarts_core.train import build_model, recalibrate_batchnorm, selected_weights
+    from emodarts_core.train.engine import recalibrate_batchnorm
+    from emodarts_core.train.evaluate import build_model, selected_weights
 
     prof = apply_overrides(small_profile(epochs=2), ["train.select=last"])
     data = tiny_fold()

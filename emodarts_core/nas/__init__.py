@@ -1,0 +1,7 @@
+"""The search space and the networks: candidate operations and mixed edges (``ops``), cells
+(``cells``), the supernet with its architecture weights (``supernet``), the continuous
+relaxations (``relaxation``), genotypes and their sampling (``genotype``), the network a genotype
+derives (``network``) and looking inside either (``inspect``).
+
+May import: ``fast``, ``data`` (shapes only), ``common`` and ``config``.
+"""

@@ -1,0 +1,160 @@
+"""The evidence chapter's figures (chapter 6): methods side by side, paired differences,
+ensembles and the effects of single settings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from emodarts_core.results.evidence_tables import (check_metric, ensemble_records, paired_jobs,
+                                                   setting_pairs)
+from emodarts_core.results.plots import new_figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch results
+def plot_method_comparison(rows: Sequence[Any], metric: str = "ua",
+                           order: Sequence[str] | None = None) -> Figure:
+    """Test UA (or WA) of every method in every job of a batch, as grouped bars.
+
+    ``rows`` are :class:`emodarts_core.results.collect.ResultRow` s (``reproduce.collect``). One group
+    of bars per job (corpus, fold, seed), one colour per method; a dashed line per method marks
+    its mean over all jobs, so both the spread between seeds and the average are visible.
+    ``order``: the methods' order in each group and in the legend (methods not in it follow);
+    default ``emodarts`` first, then alphabetical.
+    """
+    check_metric(metric)
+    if not rows:
+        raise ValueError("plot_method_comparison: no result rows given")
+    rank = {m: k for k, m in enumerate(order or ())}
+    methods = sorted({r.method for r in rows},
+                     key=lambda m: (rank.get(m, len(rank)), m != "emodarts", m))
+    jobs = sorted({(r.corpus, r.fold, r.seed) for r in rows})
+    value = {(r.corpus, r.fold, r.seed, r.method): 100 * getattr(r, metric) for r in rows}
+    fig, axes = new_figure(size=(max(5.0, 1.3 * len(jobs) + 2), 4.0))
+    ax = axes[0, 0]
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        xs = [j + (k - (len(methods) - 1) / 2) * width for j in range(len(jobs))]
+        ys = [value.get((*job, method), np.nan) for job in jobs]
+        bars = ax.bar(xs, ys, width=width, label=method)
+        ax.axhline(np.nanmean(ys), color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(jobs)), [f"{c}\nfold {f}, seed {s}" for c, f, s in jobs], fontsize="small")
+    ax.set(ylabel=f"test {metric.upper()} %", title=f"test {metric.upper()} per job (dashed: mean)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside the bars
+    return fig
+
+
+def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
+                            ax: Axes | None = None, title: str | None = None) -> Figure:
+    """``a`` minus ``b`` in every job both methods ran, one bar per job, grouped by seed.
+
+    ``rows`` are :class:`emodarts_core.results.collect.ResultRow` s. Bars above zero are jobs ``a``
+    won (blue), below zero jobs ``b`` won (orange); a dashed line per seed marks that seed's mean
+    difference and a solid grey line the mean over all jobs, so a gap carried by one seed stands
+    out from one that every seed shows. ``ax``: draw into an existing axes (for panels side by
+    side); the figure is returned either way.
+    """
+    both = paired_jobs(rows, a, b, metric)          # checks the metric
+    if not both:
+        raise ValueError(f"plot_paired_differences: no job with both {a!r} and {b!r}")
+    jobs = sorted(both, key=lambda job: (job[2], job[0], job[1]))     # seed, corpus, fold
+    diffs = np.array([both[job][0] - both[job][1] for job in jobs])
+    if ax is None:
+        fig, axes = new_figure(size=(max(5.0, 0.45 * len(jobs) + 2), 3.8))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    xs = np.arange(len(jobs))
+    ax.bar(xs, diffs, color=np.where(diffs > 0, "tab:blue", "tab:orange"))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axhline(diffs.mean(), color="0.5", linewidth=1.5, label=f"mean, all {len(jobs)} jobs")
+    for seed in sorted({job[2] for job in jobs}):
+        idx = [k for k, job in enumerate(jobs) if job[2] == seed]
+        ax.hlines(diffs[idx].mean(), idx[0] - 0.4, idx[-1] + 0.4, colors="black",
+                  linestyles="--", linewidth=1)
+        if idx[0] > 0:
+            ax.axvline(idx[0] - 0.5, color="0.8", linewidth=0.8)       # between seeds
+        ax.text((idx[0] + idx[-1]) / 2, 1.0, f"seed {seed}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize="small")
+    several_corpora = len({job[0] for job in jobs}) > 1
+    ax.set_xticks(xs, [f"{c}\n{f}" if several_corpora else f"{f}" for c, f, _ in jobs],
+                  fontsize="small")
+    ax.set(xlabel="fold (grouped by seed; dashed: the seed's mean)",
+           ylabel=f"{a} - {b}, test {metric.upper()} (points)")
+    ax.set_title(title or f"{a} - {b} per job", pad=16)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_ensembles(root: str | Path, metric: str = "ua",
+                   reference: tuple[float, str] | None = None) -> Figure:
+    """Each ensemble next to its own members, one panel per method, one column per fold.
+
+    ``root`` holds ``fold<k>/<method>.json`` evaluations written by ``evaluate`` with ``--run``
+    repeated (:func:`emodarts_core.results.evidence_tables.ensemble_records`). Grey dots are the members alone,
+    a short grey bar their mean, the coloured diamond the ensemble; across the folds a dotted
+    grey line marks the members' overall mean and a dashed coloured line the ensembles'. An
+    optional ``reference = (value in %, label)`` draws a horizontal line (a published figure,
+    for instance) in every panel. The panels share their y axis.
+    """
+    check_metric(metric)
+    recs = ensemble_records(root)
+    methods = list(recs)
+    fig, axes = new_figure(1, len(methods), size=(3.2, 3.8), sharey=True)
+    for k, (ax, method) in enumerate(zip(axes[0], methods)):
+        folds = sorted(recs[method])
+        colour = f"C{k}"
+        member_means, ensembles = [], []
+        for x, fold in enumerate(folds):
+            m = recs[method][fold]
+            own = [100 * r[metric] for r in m["members"]]
+            ax.scatter([x] * len(own), own, s=14, color="0.55", zorder=2,
+                       label="members" if x == 0 else None)
+            ax.hlines(np.mean(own), x - 0.25, x + 0.25, colors="0.4", linewidth=1.5, zorder=2)
+            ax.scatter([x], [100 * m[metric]], s=60, marker="D", color=colour, zorder=3,
+                       label="ensemble" if x == 0 else None)
+            member_means.append(float(np.mean(own)))
+            ensembles.append(100 * m[metric])
+        ax.axhline(np.mean(member_means), color="0.5", linestyle=":", linewidth=1.2)
+        ax.axhline(np.mean(ensembles), color=colour, linestyle="--", linewidth=1.2)
+        if reference is not None:
+            ax.axhline(reference[0], color="black", linewidth=0.8,
+                       label=reference[1] if k == 0 else None)
+        ax.set_xticks(range(len(folds)), [str(f) for f in folds])
+        ax.set(title=method, xlabel="fold")
+        if k == 0:
+            ax.set_ylabel(f"test {metric.upper()} (%)")
+            ax.legend(fontsize="small", loc="lower left")
+    return fig
+
+
+def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
+                         methods: Sequence[str] = ("emodarts", "random"),
+                         metric: str = "ua") -> Figure:
+    """What each setting changed, job by job: one row per (setting, method) with a dot per job
+    at its paired difference after - before (points of test ``metric``) and a black bar at the
+    mean, beside a zero line. ``comparisons`` as for
+    :func:`emodarts_core.results.evidence_tables.setting_effects`: ``(label, rows before, rows after)``."""
+    check_metric(metric)
+    entries = [(f"{label}: {method}", [b - a for a, b in pairs.values()])
+               for label, before, after in comparisons for method in methods
+               if (pairs := setting_pairs(before, after, method, metric))]
+    if not entries:
+        raise ValueError("plot_setting_effects: no method ran in both batches of any comparison")
+    fig, axes = new_figure(size=(7.5, 0.42 * len(entries) + 1.4))
+    ax = axes[0, 0]
+    for y, (label, diffs) in enumerate(entries):
+        colour = f"C{methods.index(label.rsplit(': ', 1)[1]) % 10}"
+        ax.scatter(diffs, np.full(len(diffs), y), s=14, color=colour, alpha=0.6)
+        ax.plot([np.mean(diffs)] * 2, [y - 0.32, y + 0.32], color="black", linewidth=2)
+    ax.axvline(0.0, color="0.4", linewidth=0.8)
+    ax.set_yticks(range(len(entries)), [label for label, _ in entries], fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
+    ax.set_title("What each setting changed, job by job")
+    return fig

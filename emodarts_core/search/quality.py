@@ -1,0 +1,284 @@
+"""Does a search decide? Diagnostics of the alphas and of the genotypes they derive.
+
+A DARTS search is only worth its accuracy if it *selects*: its alphas commit to operations, the
+derived genotype settles, and searches that differ only in their seed pick the same cells more
+often than two random draws from the space would. Four numbers say whether that happened:
+
+- **entropy fraction** of a cell: the mean over its edges of the softmax entropy of the edge's
+  operation weights, divided by ``log(n_ops)`` (1 = every op weighted alike, 0 = one-hot);
+- **top-2 margin** of a cell: the mean over edges of the gap between the two strongest operations
+  other than ``none`` (the genotype rule's choice; 0 = a coin toss);
+- **flip rate** between two epochs: the share of the kept (edge, op) pairs of one epoch's genotype
+  that are not in the next epoch's;
+- **agreement** between two genotypes: the share of kept (edge, op) pairs they have in common,
+  beside its exact **chance level** for the space (:func:`chance_agreement`: the expected
+  agreement of two genotypes drawn as random search draws them).
+
+The search loop records the first three every epoch (``history.json``'s ``quality``) and the
+last epoch's in ``metrics.json``; :func:`summarise_setting` judges a setting over folds x seeds
+against the gate (agreement >= :data:`GATE_AGREEMENT`, entropy <= :data:`GATE_ENTROPY`).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from emodarts_core.config import SearchSpaceConfig
+from emodarts_core.nas.genotype import CellGenotype, Genotype
+from emodarts_core.train.runs import RunDir
+
+__all__ = ["CELLS", "entropy_fraction", "top2_margin", "kept_pairs", "flip_rate", "agreement",
+           "chance_agreement", "LEVELS", "op_family", "EpochQuality", "epoch_quality", "mean_pairwise_agreement",
+           "GATE_AGREEMENT", "GATE_ENTROPY", "SearchRecord", "load_record", "SettingSummary", "summarise_setting"]
+
+CELLS: tuple[str, ...] = ("normal", "reduce", "seq")
+
+
+def _matrix(weights: Any) -> np.ndarray:
+    w = weights.detach().cpu().double().numpy() if isinstance(weights, torch.Tensor) \
+        else np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] < 2:
+        raise ValueError(f"expected an (edges, ops) matrix with at least 2 ops, got shape {w.shape}")
+    if (w < -1e-9).any() or not np.allclose(w.sum(-1), 1.0, atol=1e-4):
+        raise ValueError("rows are not probability vectors (pass the softmaxed alphas)")
+    return np.clip(w, 0.0, None)
+
+
+def entropy_fraction(weights: Any) -> float:
+    """Mean edge entropy of softmaxed alphas (``(edges, ops)``) as a fraction of ``log(n_ops)``."""
+    w = _matrix(weights)
+    ent = -(w * np.log(np.clip(w, 1e-300, None))).sum(-1)
+    return float(ent.mean() / math.log(w.shape[1]))
+
+
+def top2_margin(weights: Any) -> float:
+    """Mean over edges of (strongest - second strongest) weight among the ops other than ``none``
+    (the last column, as in every alpha matrix of this library); with a single such op, its
+    weight."""
+    w = _matrix(weights)[:, :-1]
+    if w.shape[1] < 2:                    # a single candidate: its weight is its whole margin
+        w = np.concatenate([np.zeros_like(w), w], axis=-1)
+    top = np.sort(w, axis=-1)[:, -2:]
+    return float((top[:, 1] - top[:, 0]).mean())
+
+
+def _cells(genotype: Genotype | Mapping[str, Any]) -> dict[str, CellGenotype]:
+    g = genotype if isinstance(genotype, Genotype) else Genotype.from_dict(dict(genotype))
+    return {"normal": g.normal, "reduce": g.reduce, "seq": g.seq}
+
+
+#: What two kept edges must share to count as the same choice: the operation itself (``op``),
+#: its family (``family``: convolution, pooling, skip, recurrent; sep_conv_5x5 and dil_conv_3x3
+#: are both convolutions) or only the edge, whatever its operation (``edge``).
+LEVELS: tuple[str, ...] = ("op", "family", "edge")
+
+
+def op_family(op: str) -> str:
+    """``conv``, ``pool``, ``skip`` or ``recurrent`` (any other name is its own family)."""
+    if op.startswith(("sep_conv", "dil_conv", "conv")):
+        return "conv"
+    if op.startswith(("max_pool", "avg_pool")):
+        return "pool"
+    if op == "skip_connect":
+        return "skip"
+    if op.startswith(("lstm", "rnn")):
+        return "recurrent"
+    return op
+
+
+def _label(op: str, level: str) -> str:
+    if level not in LEVELS:
+        raise ValueError(f"unknown agreement level {level!r}; choose one of {LEVELS}")
+    return op if level == "op" else op_family(op) if level == "family" else ""
+
+
+def kept_pairs(genotype: Genotype | Mapping[str, Any], cells: Sequence[str] = CELLS,
+               level: str = "op") -> set[tuple[str, int, int, str]]:
+    """The genotype's kept edges as ``(cell, node, input state, op)`` tuples (the op replaced by
+    its family, or by ``""``, at the coarser ``level``)."""
+    out = set()
+    for name, cell in _cells(genotype).items():
+        if name in cells:
+            out |= {(name, j, src, _label(op, level))
+                    for j, node in enumerate(cell.nodes) for op, src in node}
+    return out
+
+
+def agreement(a: Genotype | Mapping[str, Any], b: Genotype | Mapping[str, Any],
+              cells: Sequence[str] = CELLS, level: str = "op") -> float:
+    """Share of ``a``'s kept (edge, op) pairs that ``b`` keeps too (both keep the same number);
+    ``level`` compares the operations' families, or the edges alone, instead."""
+    pa, pb = kept_pairs(a, cells, level), kept_pairs(b, cells, level)
+    if not pa:
+        raise ValueError("agreement: the genotype keeps no edge in the cells asked for")
+    return len(pa & pb) / len(pa)
+
+
+def flip_rate(previous: Genotype | Mapping[str, Any], current: Genotype | Mapping[str, Any],
+              cells: Sequence[str] = CELLS) -> float:
+    """Share of ``previous``'s kept (edge, op) pairs that ``current`` no longer keeps."""
+    return 1.0 - agreement(previous, current, cells)
+
+
+def chance_agreement(space: SearchSpaceConfig, cells: Sequence[str] = CELLS,
+                     level: str = "op") -> float:
+    """The exact expected :func:`agreement` of two genotypes drawn independently as random search
+    draws them (:func:`emodarts_core.nas.genotype.sample_cell`: each node keeps 2 distinct states of
+    its ``j + 2``, each with one of the ``m`` ops other than ``none``, uniformly).
+
+    A kept pair ``(node j, state s, op o)`` of one genotype is kept by the other with probability
+    ``P(s among its 2 of j + 2 states) * P(same op) = 2 / (j + 2) / m``; for families
+    ``P(same family) = sum_f (n_f / m)^2``, and for edges alone 1.
+    """
+    def same(ops: list[str]) -> float:
+        labels = [_label(op, level) for op in ops]
+        return sum((labels.count(x) / len(labels)) ** 2 for x in set(labels))
+
+    same_cnn = same([p for p in space.cnn_ops if p != "none"])
+    same_seq = same([p for p in space.seq_primitives if p != "none"])
+    probs = []
+    for name in cells:
+        nodes, q = (space.seq_nodes, same_seq) if name == "seq" else (space.cnn_nodes, same_cnn)
+        for j in range(nodes):
+            probs += [min(2, j + 2) / (j + 2) * q] * min(2, j + 2)
+    if not probs:
+        raise ValueError(f"chance_agreement: no cell among {list(cells)}")
+    return float(np.mean(probs))
+
+
+def mean_pairwise_agreement(genotypes: Sequence[Genotype | Mapping[str, Any]],
+                            cells: Sequence[str] = CELLS, level: str = "op") -> float:
+    """Mean :func:`agreement` over all pairs of ``genotypes`` (at least two)."""
+    if len(genotypes) < 2:
+        raise ValueError("mean_pairwise_agreement needs at least two genotypes")
+    return float(np.mean([agreement(a, b, cells, level)
+                          for a, b in itertools.combinations(genotypes, 2)]))
+
+
+@dataclass(frozen=True)
+class EpochQuality:
+    """One epoch's diagnostics, per cell type (``normal``, ``reduce``, ``seq``)."""
+
+    entropy_fraction: dict[str, float]
+    top2_margin: dict[str, float]
+    flip_rate: float | None          # against the previous epoch's genotype (None for the first)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def epoch_quality(alpha_weights: Mapping[str, Any], genotype: Genotype | Mapping[str, Any],
+                  previous: Genotype | Mapping[str, Any] | None = None) -> EpochQuality:
+    """The diagnostics of one epoch from its softmaxed alphas and its derived genotype."""
+    return EpochQuality(
+        entropy_fraction={k: entropy_fraction(w) for k, w in alpha_weights.items()},
+        top2_margin={k: top2_margin(w) for k, w in alpha_weights.items()},
+        flip_rate=None if previous is None else flip_rate(previous, genotype),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Over finished searches: does a setting decide?
+#: The gate a search setting must pass before an accuracy batch (cross-seed agreement at least
+#: this, final entropy at most this fraction of uniform, mean over the three cells).
+GATE_AGREEMENT = 0.4
+GATE_ENTROPY = 0.75
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """What the summary needs of one finished search (from its run directory)."""
+
+    fold: int
+    seed: int
+    genotype: dict[str, Any]
+    epochs: list[dict[str, Any]]          # history.json's per-epoch records
+    minutes: float
+
+
+@dataclass(frozen=True)
+class SettingSummary:
+    """One search setting over folds x seeds (see :func:`summarise_setting`)."""
+
+    n_runs: int
+    n_folds: int
+    entropy_fraction: dict[str, float]    # final epoch, mean over runs, per cell
+    entropy_mean: float                   # ... and over the three cells (the gate's number)
+    top2_margin: dict[str, float]         # final epoch, mean over runs, per cell
+    flip_rate: float                      # mean over runs of the second half's epochs
+    agreement: float                      # mean over folds of the seeds' mean pairwise agreement
+    agreement_by_fold: dict[int, float]
+    chance: float                         # chance_agreement of the space
+    family_agreement: float               # the same at the level of op families ...
+    family_chance: float
+    edge_agreement: float                 # ... and of edges alone
+    edge_chance: float
+    valid_ua: float                       # the supernet's alpha-split UA at the final epoch, mean
+    minutes: float                        # wall time of one search, mean
+
+    @property
+    def passes(self) -> bool:
+        return self.agreement >= GATE_AGREEMENT and self.entropy_mean <= GATE_ENTROPY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passes": self.passes}
+
+
+def load_record(run_dir: str | Path) -> SearchRecord:
+    """A finished search's :class:`SearchRecord` from its run directory (or exported record)."""
+    run = RunDir.open(run_dir)
+    cfg = run.config
+    epochs = run.history()["epochs"]
+    if not epochs or "quality" not in epochs[-1]:
+        raise ValueError(f"{run_dir}: no per-epoch search quality in history.json (a search run "
+                         f"made before the diagnostics existed, or not a search)")
+    return SearchRecord(fold=cfg.fold, seed=cfg.seed,
+                        genotype=run.read_json(RunDir.GENOTYPE), epochs=epochs,
+                        minutes=sum(e["seconds"] for e in epochs) / 60.0)
+
+
+def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig) -> SettingSummary:
+    """Diagnostics of one setting's searches: final-epoch entropy and margin, flip rate over the
+    second half of the epochs, and cross-seed agreement of the genotypes the searches chose
+    (``genotype.json``) within each fold (seeds sharing a fold and, with ``split_seed`` fixed,
+    their split), averaged over the folds that have at least two seeds."""
+    if not records:
+        raise ValueError("summarise_setting: no searches")
+    finals = [r.epochs[-1]["quality"] for r in records]
+    ent = {c: float(np.mean([q["entropy_fraction"][c] for q in finals])) for c in CELLS}
+    margin = {c: float(np.mean([q["top2_margin"][c] for q in finals])) for c in CELLS}
+    flips = []
+    for r in records:
+        half = r.epochs[len(r.epochs) // 2:]
+        rates = [e["quality"]["flip_rate"] for e in half if e["quality"]["flip_rate"] is not None]
+        if rates:
+            flips.append(float(np.mean(rates)))
+    by_fold: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_fold.setdefault(r.fold, []).append(r.genotype)
+    def over_folds(level: str) -> dict[int, float]:
+        return {f: mean_pairwise_agreement(g, level=level)
+                for f, g in sorted(by_fold.items()) if len(g) >= 2}
+
+    agree = over_folds("op")
+    if not agree:
+        raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
+    return SettingSummary(
+        n_runs=len(records), n_folds=len(by_fold), entropy_fraction=ent,
+        entropy_mean=float(np.mean(list(ent.values()))), top2_margin=margin,
+        flip_rate=float(np.mean(flips)) if flips else float("nan"),
+        agreement=float(np.mean(list(agree.values()))), agreement_by_fold=agree,
+        chance=chance_agreement(space),
+        family_agreement=float(np.mean(list(over_folds("family").values()))),
+        family_chance=chance_agreement(space, level="family"),
+        edge_agreement=float(np.mean(list(over_folds("edge").values()))),
+        edge_chance=chance_agreement(space, level="edge"),
+        valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
+        minutes=float(np.mean([r.minutes for r in records])),
+    )

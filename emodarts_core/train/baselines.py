@@ -1,0 +1,178 @@
+"""Baselines the searched architecture is compared with.
+
+1. **CNN-LSTM** (:class:`CNNLSTM`): the paper's hand-designed CNN-LSTM in the layout of its
+   public code (a single small conv, 2 x 2 max-pool, a bidirectional LSTM with 128 units, FC 32,
+   dropout 0.3, a linear output), with two corrections. *Time stays time*: the conv feature map
+   ``(B, C, F', T')`` becomes a sequence of ``T'`` frames of ``C * F'`` features (the public code
+   flattens the whole map into one vector per utterance and its LSTM then runs across the batch).
+   *Same training as the searched model*: it goes through :func:`emodarts_core.train.engine.fit`, so it
+   gets the class-weighted cross-entropy on logits, the SGD / cosine / clipping optimiser and the
+   epoch budget of the profile's ``train`` section (the public baselines used MSE on a softmax
+   normalised over the batch).
+2. **Random search** (:func:`run_random_search`): ``k`` genotypes drawn uniformly (seeded) from
+   the same space as the DARTS search (every node: 2 distinct inputs among the earlier states,
+   each with a uniformly drawn operation other than ``none``), each trained briefly, the best by
+   validation UA then trained with the full budget and tested. Every candidate is recorded in
+   ``candidates.json``. The brief trainings use the search space's width, as the DARTS supernet
+   does; ``train.init_channels``, when set, widens the winner's final training only, and
+   ``train.fit_valid`` adds the validation speakers to it only (they chose the winner). Random
+   search with the same budget is the standard sanity check of a NAS method (Li & Talwalkar 2019;
+   Yu et al. 2020).
+
+3. **CNN-BiLSTM with attention** (:func:`run_cnn_bilstm_att`,
+   :class:`emodarts_core.train.handdesigned.CNNBiLSTMAtt`): a strong hand-designed MFCC network whose
+   width is matched to the size of the searched networks
+   (:func:`emodarts_core.train.handdesigned.match_size`; the target is ``options["target_parameters"]`` or, by default, the mean size of
+   the profile's networks for a few uniformly drawn genotypes), trained through the same
+   :func:`emodarts_core.train.engine.fit` loop, so its epoch is chosen on the validation speakers only.
+4. **eGeMAPS + linear SVM** (:func:`emodarts_core.train.egemaps.run_egemaps_svm`): openSMILE's
+   eGeMAPS functionals per utterance and a class-balanced linear SVM whose ``C`` is chosen on the
+   validation speakers: the classical baseline users try first.
+
+All are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --kind ...`` calls.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emodarts_core.common.files import atomic_write_json
+from emodarts_core.common.seeding import seed_everything
+from emodarts_core.config import override
+from emodarts_core.data.datasets import FoldData
+from emodarts_core.nas.genotype import Genotype, sample_genotype
+from emodarts_core.train.egemaps import run_egemaps_svm
+from emodarts_core.train.engine import TrainResult, fit
+from emodarts_core.train.fit import load_data, run_train, save_normalizer, start_run
+from emodarts_core.train.handdesigned import (CNNLSTM, CNNBiLSTMAtt, match_size, size_of,
+                                              typical_searched_size)
+from emodarts_core.train.runs import RunConfig, RunDir, resolve_device
+
+#: The baselines :func:`run_baseline` knows (``baseline --kind``).
+KINDS = ("cnn_lstm", "random", "cnn_bilstm_att", "egemaps_svm")
+
+
+# ---------------------------------------------------------------------------------------------
+# Random search's winner is trained in full in this subdirectory of the random-search run.
+FINAL_DIR = "final"
+
+
+def run_cnn_lstm(cfg: RunConfig, progress: bool = True, data: FoldData | None = None) -> TrainResult:
+    """Train and test the CNN-LSTM baseline with the profile's ``train`` settings."""
+    device = resolve_device(cfg.device)
+    announce = data is None
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    run = start_run(cfg, data, announce)
+    save_normalizer(run, data)
+    seed_everything(cfg.seed)
+    model = CNNLSTM(data.n_classes, data.input_shape, **cfg.options.get("cnn_lstm", {}))
+    return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
+               amp=cfg.options.get("amp"), desc=f"cnn_lstm {cfg.corpus} fold {cfg.fold}",
+               extra_metrics={"corpus": cfg.corpus, "kind": "baseline", "baseline": "cnn_lstm"})
+
+
+def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
+                       data: FoldData | None = None) -> TrainResult:
+    """Train and test the size-matched CNN-BiLSTM with attention (see the module docstring).
+
+    The width is chosen before the run directory is made and recorded in the run's options
+    (``options["cnn_bilstm_att"]["width"]``, with the target under ``options["size_match"]``),
+    so :func:`emodarts_core.train.evaluate.build_model` rebuilds the same network for ``evaluate``.
+    """
+
+    device = resolve_device(cfg.device)
+    announce = data is None
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    arch = dict(cfg.options.get("cnn_bilstm_att", {}))
+    arch.pop("width", None)
+    target = cfg.options.get("target_parameters")
+    rule = ("options.target_parameters" if target else
+            "mean size of the profile's networks for 5 uniformly drawn genotypes (seed 0)")
+    target = int(target) if target else typical_searched_size(cfg.profile, data.n_classes,
+                                                              data.input_shape)
+    width = match_size(target, data.n_classes, data.input_shape, **arch)
+    options = dict(cfg.options)
+    options["cnn_bilstm_att"] = {**arch, "width": width}
+    options["size_match"] = {"target_parameters": target, "rule": rule,
+                             "parameters": size_of(width, data.n_classes, data.input_shape,
+                                                   **arch)}
+    cfg = dataclasses.replace(cfg, options=options)
+    run = start_run(cfg, data, announce)
+    save_normalizer(run, data)
+    seed_everything(cfg.seed)
+    model = CNNBiLSTMAtt(data.n_classes, data.input_shape, **options["cnn_bilstm_att"])
+    return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
+               amp=cfg.options.get("amp"), desc=f"cnn_bilstm_att {cfg.corpus} fold {cfg.fold}",
+               extra_metrics={"corpus": cfg.corpus, "kind": "baseline",
+                              "baseline": "cnn_bilstm_att", "width": width,
+                              "target_parameters": target})
+
+
+def run_random_search(cfg: RunConfig, progress: bool = True,
+                      data: FoldData | None = None) -> TrainResult:
+    """Random-search baseline; candidates and the final model live under ``cfg.out_dir``.
+
+    Layout: ``candidates/cand_XX/`` (one brief training run each, resumable),
+    ``candidates.json`` (genotype, validation UA / WA and best epoch of every candidate),
+    ``final/`` (the full training of the winner), and the winner's ``genotype.json`` and
+    ``metrics.json`` copied to the top level.
+    """
+
+    k = int(cfg.options.get("k", 8))
+    brief = cfg.options.get("brief_epochs")
+    brief = int(brief) if brief else max(1, cfg.profile.train.epochs // 10)
+    if k < 1:
+        raise ValueError(f"random search needs k >= 1 candidates, got {k}")
+    announce = data is None
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    run = start_run(cfg, data, announce)
+    gen = torch.Generator().manual_seed(int(cfg.seed) + 104729)
+    genotypes = [sample_genotype(cfg.profile.space, gen) for _ in range(k)]
+
+    # the brief trainings are random search's search: at the search space's width, like the
+    # DARTS supernet; only the winner's final training takes ``train.init_channels``
+    brief_profile = dataclasses.replace(
+        cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0,
+                                    init_channels=None, fit_valid=False))
+    candidates: list[dict[str, Any]] = []
+    for i, geno in enumerate(genotypes):
+        sub = dataclasses.replace(
+            cfg, kind="train", profile=brief_profile,
+            out_dir=str(Path(cfg.out_dir) / "candidates" / f"cand_{i:02d}"),
+            options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
+        res = run_train(sub, geno, progress=progress, data=data)
+        candidates.append({"index": i, "genotype": geno.to_dict(), "brief_epochs": brief,
+                           "valid_ua": res.best_valid_ua, "best_epoch": res.best_epoch,
+                           "run_dir": str(res.run_dir)})
+    best = min(candidates, key=lambda c: (-c["valid_ua"], c["index"]))
+    atomic_write_json(run.file("candidates.json"),
+                      {"k": k, "brief_epochs": brief, "selection": "best validation UA",
+                       "best_index": best["index"], "candidates": candidates})
+    final_cfg = dataclasses.replace(
+        cfg, kind="train", out_dir=str(Path(cfg.out_dir) / FINAL_DIR),
+        options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
+    winner = Genotype.from_dict(best["genotype"])
+    res = run_train(final_cfg, winner, progress=progress, data=data)
+    run.write_json(RunDir.GENOTYPE, winner.to_dict())
+    metrics = dict(res.metrics)
+    metrics.update({"kind": "baseline", "baseline": "random", "k": k,
+                    "chosen_candidate": best["index"], "final_run": str(res.run_dir)})
+    run.write_json(RunDir.METRICS, metrics)
+    return dataclasses.replace(res, run_dir=run.path, metrics=metrics)
+
+
+def run_baseline(cfg: RunConfig, progress: bool = True, data: FoldData | None = None) -> TrainResult:
+    """Dispatch on ``cfg.options["baseline"]``, one of :data:`KINDS`."""
+    kind = cfg.options.get("baseline")
+    if kind == "cnn_lstm":
+        return run_cnn_lstm(cfg, progress, data)
+    if kind == "random":
+        return run_random_search(cfg, progress, data)
+    if kind == "cnn_bilstm_att":
+        return run_cnn_bilstm_att(cfg, progress, data)
+    if kind == "egemaps_svm":
+        return run_egemaps_svm(cfg, progress)
+    raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(KINDS)}")
