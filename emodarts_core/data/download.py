@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import re
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from emodarts_core.common.files import atomic_write_text
 from emodarts_core.data.corpora import load_corpus
 from emodarts_core.data.corpora.common import CorpusError
 
@@ -228,10 +228,7 @@ def _records(root: Path) -> dict[str, Any]:
 
 
 def _write_records(root: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=RECORD_FILE, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, root / RECORD_FILE)
+    atomic_write_text(root / RECORD_FILE, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _checked_download(url: str, dest: Path, root: Path, key: str, sha256: str | None,

@@ -12,15 +12,14 @@ program (``apt-get install graphviz``; on Colab it is preinstalled).
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import graphviz
 
 from emodarts_core.nas.genotype import CellGenotype, Genotype
+from emodarts_core.common.files import atomic_write_bytes
 
 __all__ = ["GraphvizNotFoundError", "cell_digraph", "render_cell", "render_genotype", "require_dot"]
 
@@ -85,16 +84,6 @@ def cell_digraph(cell: CellGenotype, kind: str = "normal", title: str | None = N
     return g
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_cell(cell: CellGenotype, kind: str, path_without_ext: str | Path,
@@ -108,7 +97,7 @@ def render_cell(cell: CellGenotype, kind: str, path_without_ext: str | Path,
     written = []
     for fmt in formats:
         out = base.with_name(f"{base.name}.{fmt}")
-        _write_atomic(out, graph.pipe(format=fmt))
+        atomic_write_bytes(out, graph.pipe(format=fmt))
         written.append(out)
     return written
 

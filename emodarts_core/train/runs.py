@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from emodarts_core import __version__
-from emodarts_core.common.files import (RESTART_HINT, RunFileError, _jsonable, atomic_torch_save,
+from emodarts_core.common.files import (RESTART_HINT, RunFileError, jsonable, atomic_torch_save,
                                         atomic_write_json, read_json)
 from emodarts_core.config import Profile, from_dict, get_profile, to_dict
 from emodarts_core.data.datasets import DataError
@@ -99,7 +99,7 @@ class RunConfig:
             "out_dir": str(self.out_dir), "protocol": self.protocol, "fold": int(self.fold),
             "seed": int(self.seed), "profile_name": self.profile.name,
             "profile": to_dict(self.profile), "device": self.device,
-            "overrides": list(self.overrides), "options": _jsonable(self.options),
+            "overrides": list(self.overrides), "options": jsonable(self.options),
             "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "skip_bad": bool(self.skip_bad),
         }

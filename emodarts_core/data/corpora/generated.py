@@ -28,8 +28,6 @@ touched.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +39,7 @@ from scipy.signal import lfilter, sosfilt
 from emodarts_core.data.corpora.common import Builder, CorpusError, check_protocol, reject_options
 from emodarts_core.data.corpora.record import Corpus, Utterance
 from emodarts_core.data.emotions import CANONICAL, MAPPINGS
+from emodarts_core.common.files import atomic_write_text
 
 NAME = "generated"
 FORMAT = "emodarts-generated-corpus"
@@ -233,11 +232,6 @@ def synthesize(
     return signal
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def _read_manifest(root: Path) -> dict[str, Any] | None:
@@ -320,9 +314,9 @@ def generate_corpus(
                 sf.write(root / rel, audio, sample_rate, subtype="PCM_16")
                 files.append({"path": rel, "speaker": sid, "gender": spk["gender"], "label": label,
                               "seconds": round(len(audio) / sample_rate, 4)})
-    _write_json_atomic(root / MANIFEST, {
+    atomic_write_text(root / MANIFEST, json.dumps({
         "format": FORMAT, "params": params.to_json(), "speakers": speakers, "files": files,
-    })
+    }, indent=1))
     return root
 
 
