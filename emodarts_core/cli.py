@@ -38,8 +38,23 @@ import typing
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from emodarts_core.common.locks import run_lock
+from emodarts_core.batch import reproduce
+from emodarts_core.common.files import RunFileError
+from emodarts_core.common.locks import RUN_LOCK, LockHeld, run_lock
+from emodarts_core.common.threads import configure_threads
 from emodarts_core.config import PROFILES, UsageError, apply_overrides, get_profile
+from emodarts_core.data import corpora
+from emodarts_core.data.datasets import DataError, corpus_names, default_cache_dir, join_roots
+from emodarts_core.data.emotions import resolve_class_set
+from emodarts_core.nas.genotype import Genotype
+from emodarts_core.nas.network import check_genotype
+from emodarts_core.results.collect import collect, format_report, method_of
+from emodarts_core.results.evidence_tables import ensemble_table
+from emodarts_core.search.loop import run_search
+from emodarts_core.train.baselines import KINDS, run_baseline
+from emodarts_core.train.evaluate import run_evaluate
+from emodarts_core.train.fit import run_train
+from emodarts_core.train.runs import RunConfig, RunConfigMismatch, RunDir, resolve_device
 
 EXIT_USAGE = 2
 
@@ -52,7 +67,6 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 def known_corpora() -> tuple[str, ...]:
     """Corpus names ``load_corpus`` accepts (from the corpora package's registry)."""
-    from emodarts_core.data import corpora
 
     for attr in ("CORPORA", "LOADERS", "CORPUS_NAMES"):
         names = getattr(corpora, attr, None)
@@ -188,8 +202,6 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     """``reproduce``: run the grid (unless --table-only), then print and save the table."""
-    from emodarts_core.batch import reproduce
-    from emodarts_core.results.collect import collect, format_report
 
     out = Path(args.out)
     corpora: dict[str, str] = {}
@@ -213,7 +225,6 @@ def run_reproduce(args: argparse.Namespace) -> int:
             raise UsageError("--corpus NAME=ROOT is required (repeat it for several corpora)")
         seeds = _int_list(args.seeds, "--seeds")
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-        from emodarts_core.train.baselines import KINDS
 
         unknown = set(baselines) - set(KINDS)
         if unknown:
@@ -250,8 +261,6 @@ def run_reproduce(args: argparse.Namespace) -> int:
     (out / "table.md").write_text(table + "\n")
     print(table)
     if args.ensembles:
-        from emodarts_core.results.evidence_tables import ensemble_table
-
         try:
             dirs = reproduce.evaluate_ensembles(out, corpora, protocol=args.protocol,
                                                 device=args.device)
@@ -276,7 +285,6 @@ def genotype_source(path: Path) -> dict[str, str]:
     """Where a genotype file came from, kept in a training's config: its absolute path and the
     method of the run directory holding it (``emodarts`` for a search, ``random`` for a random
     search; ``file`` outside a run). Tables label the training with that method."""
-    from emodarts_core.results.collect import method_of
 
     method = "file"
     cfg_path = path.parent / "config.json"
@@ -292,7 +300,6 @@ def genotype_source(path: Path) -> dict[str, str]:
 def load_genotype(source: str):
     """A genotype from a JSON file or a run directory holding one (a search, or a random search's
     winner), and its :func:`genotype_source`."""
-    from emodarts_core.nas.genotype import Genotype
 
     path = Path(source)
     if path.is_dir():
@@ -302,7 +309,6 @@ def load_genotype(source: str):
                              f"(is the search finished?)")
     if not path.exists():
         raise UsageError(f"--genotype {source}: no such file or directory")
-    from emodarts_core.nas.network import check_genotype
 
     try:
         genotype = Genotype.load(path)
@@ -314,8 +320,6 @@ def load_genotype(source: str):
 
 def check_runs(runs: Sequence[str]) -> None:
     """``evaluate --run``: each a run directory whose ``config.json`` this version can read."""
-    from emodarts_core.common.files import RunFileError
-    from emodarts_core.train.runs import RunDir
 
     for run in runs:
         if not Path(run).is_dir() or not (Path(run) / "config.json").exists():
@@ -329,7 +333,6 @@ def check_runs(runs: Sequence[str]) -> None:
 def clear_run(out: Path) -> None:
     """``--restart``: empty the run directory ``out`` (all but its lock file); refuse a
     directory that is not a run directory, so a mistyped ``--out`` deletes nothing."""
-    from emodarts_core.common.locks import RUN_LOCK
 
     entries = [e for e in out.iterdir() if e.name != RUN_LOCK]
     if entries and not (out / "config.json").exists():
@@ -347,8 +350,6 @@ def claim_out(out: Path, restart: bool = False) -> Iterator[None]:
     """Work in the run directory ``out``: locked against a second command
     (:func:`~emodarts_core.common.locks.run_lock`), emptied first with ``restart``, and removed again
     when this command created it and fails before anything worth resuming was written."""
-    from emodarts_core.common.locks import LockHeld
-    from emodarts_core.train.runs import RunDir
 
     existed = out.exists()
     try:
@@ -369,7 +370,6 @@ def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[st
     one string a run config keeps (absolute; several joined by ``os.pathsep``), or ``None`` for
     the generated corpus's default place. UsageError for an unknown name or missing, surplus or
     absent roots."""
-    from emodarts_core.data.datasets import DataError, corpus_names, join_roots
 
     try:
         names = corpus_names(corpus)
@@ -400,7 +400,6 @@ def corpus_roots(corpus: str, data_roots: Sequence[str] | None) -> tuple[list[st
 
 def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]):
     """A :class:`~emodarts_core.train.runs.RunConfig` from parsed arguments (validated)."""
-    from emodarts_core.train.runs import RunConfig, resolve_device
 
     try:
         profile = get_profile(args.profile)
@@ -417,8 +416,6 @@ def make_run_config(args: argparse.Namespace, kind: str, options: dict[str, Any]
     if device.startswith("cuda"):
         options = {**options, "amp": None if args.amp == "off" else args.amp}
     if data_root is None:
-        from emodarts_core.data.datasets import default_cache_dir
-
         data_root = str((default_cache_dir() / "generated").resolve())
     corpus = ",".join(names)
     out = args.out or (f"runs/{kind}-{corpus.replace(',', '+')}-{profile.name}-fold{args.fold}"
@@ -434,16 +431,12 @@ def _pct(x: float) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from emodarts_core.common.threads import configure_threads
-
     try:                                 # $EMODARTS_THREADS caps torch's threads, as in the book
         configure_threads()
     except ValueError as e:
         raise UsageError(str(e)) from None
     progress = not getattr(args, "no_progress", False)
     if args.command == "search":
-        from emodarts_core.search.loop import run_search
-
         cfg = make_run_config(args, "search", {"checkpoint_every": args.checkpoint_every}
                               if args.checkpoint_every else {})
         with claim_out(Path(cfg.out_dir), args.restart):
@@ -452,8 +445,6 @@ def run_command(args: argparse.Namespace) -> int:
               f"(valid WA {_pct(res.best_valid_wa)}, UA {_pct(res.best_valid_ua)}); "
               f"genotype -> {Path(res.run_dir) / 'genotype.json'}")
     elif args.command == "train":
-        from emodarts_core.train.fit import run_train
-
         genotype, source = load_genotype(args.genotype)
         cfg = make_run_config(args, "train", {"genotype_source": source})
         with claim_out(Path(cfg.out_dir), args.restart):
@@ -463,9 +454,6 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"train finished: {res.run_dir}; test WA {_pct(res.wa)}, UA {_pct(res.ua)} "
               f"({res.metrics['selection']} epoch {res.metrics['selected_epoch']}; {chosen})")
     elif args.command == "evaluate":
-        from emodarts_core.data.datasets import DataError
-        from emodarts_core.train.evaluate import run_evaluate
-
         check_runs(args.runs)
         if len(args.runs) > 1 and args.json_out is None:
             raise UsageError(f"an ensemble of {len(args.runs)} runs needs --json-out (where to "
@@ -473,8 +461,6 @@ def run_command(args: argparse.Namespace) -> int:
         names, root = corpus_roots(args.corpus, args.data_root)
         classes = None
         if args.classes is not None:
-            from emodarts_core.data.emotions import resolve_class_set
-
             parts = [c.strip() for c in args.classes.split(",") if c.strip()]
             try:
                 classes = resolve_class_set(parts[0] if len(parts) == 1 else parts,
@@ -502,8 +488,6 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "reproduce":
         return run_reproduce(args)
     elif args.command == "baseline":
-        from emodarts_core.train.baselines import run_baseline
-
         if args.k < 1:
             raise UsageError(f"--k must be >= 1, got {args.k}")
         opts: dict[str, Any] = {"baseline": args.kind}
@@ -532,10 +516,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data)."""
-    from emodarts_core.common.files import RunFileError
-    from emodarts_core.common.locks import LockHeld
-    from emodarts_core.data.datasets import DataError
-    from emodarts_core.train.runs import RunConfigMismatch
 
     try:
         args = build_parser().parse_args(argv)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from emodarts_core.batch.experiment import fold_dir
 from emodarts_core.common.files import atomic_write_text
@@ -27,9 +30,6 @@ from emodarts_core.data.folds import make_folds
 from emodarts_core.results.collect import collect
 from emodarts_core.train.baselines import FINAL_DIR
 from emodarts_core.train.evaluate import run_evaluate
-
-if TYPE_CHECKING:
-    import subprocess
 
 # The notebook each grid job runs: shipped inside the package (package data), so a batch runs
 # from a pip install; it calls the same run_experiment as the book's chapter 5.
@@ -156,7 +156,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _kill_tree(proc: "subprocess.Popen") -> None:
+def _kill_tree(proc: subprocess.Popen) -> None:
     import signal
 
     for pid in [*_descendants(proc.pid), proc.pid]:
@@ -177,8 +177,6 @@ def watch(cmd: Sequence[str], output: str | Path, log_path: str | Path,
     alive ``grace_s`` seconds later, the process and its kernel are killed and the run counts
     as completed. A failed cell or a non-zero exit raises ``RuntimeError`` naming the log.
     """
-    import subprocess
-    import time
 
     # the kernel imports the same emodarts_core as this process, installed or from a source tree
     env = dict(os.environ)
@@ -215,7 +213,6 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
                      log_path: str | Path | None = None, grace_s: float = 120.0) -> str:
     """Execute ``notebook`` into ``output`` with papermill in a child process, under
     :func:`watch`'s watchdog; ``timeout_s`` limits each cell (None: no limit)."""
-    import sys
 
     import yaml
 

@@ -16,7 +16,10 @@ trains the weights ``w`` and the part that trains the architecture ``alpha``
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -117,8 +120,6 @@ def ensure_generated(root: Path) -> None:
     many processes ask at the same time: under a lock beside ``root``, into a temporary sibling
     folder renamed to ``root`` when complete. A job that finds another one generating waits for
     it and then reads its corpus; an interrupted generation leaves no half corpus at ``root``."""
-    import shutil
-    import tempfile
 
 
     if not _missing_or_empty(root):
@@ -204,7 +205,6 @@ def combine_corpora(parts: Sequence[Any]):
     (:func:`emodarts_core.data.folds.make_folds`) and ``normalization="corpus"`` read. The result's
     name is the comma-joined names. Raises DataError when the corpora share no class.
     """
-    import dataclasses
 
 
     shared = canonical_order(set.intersection(*(set(p.classes) for p in parts)))

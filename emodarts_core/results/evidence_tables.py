@@ -3,6 +3,11 @@ head-to-head counts, per-seed and per-setting tables, ensembles, provenance and 
 """
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -189,8 +194,6 @@ def variant_rows(variants: Mapping[str, Sequence[Any]], method: str = "emodarts"
     """The ``method`` rows of every variant with the variant's label as their method, for
     :func:`emodarts_core.results.evidence_plots.plot_method_comparison`; only jobs that at least two variants
     ran, so that every bar group (and every dashed mean) compares like with like."""
-    from collections import Counter
-    from dataclasses import replace
 
     rows = [replace(r, method=label) for label, rs in variants.items() for r in rs if r.method == method]
     count = Counter((r.corpus, r.fold, r.seed) for r in rows)
@@ -201,8 +204,6 @@ def ensemble_records(root: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
     """``{method: {fold: metrics}}`` of the ensemble evaluations under ``root``, laid out as
     ``<root>/fold<k>/<method>.json`` (each written by ``evaluate`` with ``--run`` repeated);
     emodarts first, random search next, then the other methods by name."""
-    import json
-    import re
 
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted(Path(root).glob("fold*/*.json")):
@@ -271,7 +272,6 @@ def alpha_decisiveness(histories: Sequence[Mapping[str, Any]], labels: Sequence[
     between the strongest and the second-strongest softmax weight (0 = a tie: the derived op is
     decided by a hair), beside the uniform weight ``1 / n_ops`` for scale.
     """
-    import math
 
     if len(labels) != len(histories):
         raise ValueError(f"alpha_decisiveness: {len(labels)} labels for {len(histories)} histories")
@@ -305,7 +305,6 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
     the paired difference last - best in points with the sign-flip p-value of
     :func:`paired_p_value`. Runs written before both were recorded are left out and counted.
     """
-    import json
 
     by_method: dict[str, list[dict[str, Any]]] = {}
     missing = 0
@@ -337,7 +336,6 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
 def random_search_table(run_dir: str | Path) -> str:
     """The candidates of a random-search baseline run (its ``candidates.json``): each sampled
     genotype's best validation UA in its brief training, and which one was kept."""
-    import json
 
     path = Path(run_dir) / "candidates.json"
     if not path.exists():
@@ -357,7 +355,6 @@ def provenance_table(root: str | Path) -> str:
     """Where the runs below ``root`` came from: one row per run directory (its ``config.json``
     and ``environment.json``), with the run kind, the library's git commit, torch and the start
     time. Runs kept inside another run (random search's candidates) are left out."""
-    import json
 
 
     root = Path(root)
@@ -381,7 +378,6 @@ def provenance_table(root: str | Path) -> str:
 
 
 def _history_seconds(path: Path) -> float:
-    import json
 
     epochs = json.loads(path.read_text()).get("epochs", [])
     if any("seconds" not in e for e in epochs):
@@ -399,7 +395,6 @@ def compute_table(root: str | Path) -> str:
     alike (as the methods of one job, run one after another, roughly do). A run without its
     ``metrics.json`` is marked unfinished and left out of the last line, the mean total per
     method."""
-    import json
 
 
     root = Path(root)
@@ -455,7 +450,6 @@ def setting_pairs(before: Sequence[Any], after: Sequence[Any], method: str,
     """``{(corpus, fold, seed): (value before, value after)}`` in percent: one method's result
     rows (:class:`emodarts_core.results.collect.ResultRow` s) of two batches that differ in one
     setting, on the jobs both ran, sorted by job."""
-    from dataclasses import replace
 
     rows = ([replace(r, method="before") for r in before if r.method == method]
             + [replace(r, method="after") for r in after if r.method == method])

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -159,7 +160,6 @@ def evaluation_name(corpus: str, root: str | Path | Sequence[str | Path], fold: 
     ``evaluate-<corpus>-<8 hex digits of the resolved data root(s)>[-fold<k>].json`` (several
     corpora joined by ``+``), so that evaluating a run on two copies of a corpus (two data
     roots) keeps both results."""
-    import hashlib
 
     roots = [root] if isinstance(root, (str, Path)) else list(root)
     key = os.pathsep.join(str(Path(r).expanduser().resolve()) for r in roots)
