@@ -41,7 +41,7 @@ def librosa_loop(paths: list[Path], cfg) -> np.ndarray:
     """What per-file SER feature code usually does (with the paper's settings)."""
     import librosa
 
-    from emodarts_core.data.features import max_pool_time
+    from emodarts_core.data.mfcc_reference import max_pool_time
 
     out = np.empty((len(paths), *cfg.shape), dtype=np.float32)
     for i, p in enumerate(paths):
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emodarts_core.config import FEATURE_PROFILES
-    from emodarts_core.data.features import extract_features, relative_error
+    from emodarts_core.data.features import extract_features
+    from emodarts_core.data.mfcc_reference import relative_error
 
     if args.profile not in FEATURE_PROFILES:
         ap.error(f"--profile: unknown {args.profile!r}; choose one of {sorted(FEATURE_PROFILES)}")

@@ -233,7 +233,8 @@ def test_damaged_files_of_a_finished_run(capsys, tmp_path, trained, name, damage
 # 8. Feature cache entries are checked on read; bad ones are computed again and counted
 def test_feature_cache_entries_are_checked(tmp_path):
     from emodarts_core.config import FEATURE_PROFILES
-    from emodarts_core.data.features import FeatureCache, extract_features
+    from emodarts_core.data.feature_cache import FeatureCache
+    from emodarts_core.data.features import extract_features
 
     data = _corpus(tmp_path / "data")
     files = sorted(data.glob("spk_*/*.wav"))[:4]

@@ -90,7 +90,7 @@ def test_two_corpora_combine_over_shared_classes_with_joint_speaker_folds(trees)
 
 
 def test_corpus_normalisation_standardises_each_corpus_by_its_own_statistics(trees):
-    from emodarts_core.data.features import speaker_step
+    from emodarts_core.data.normalization import speaker_step
 
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(5, 4, 6, generator=g) * 3 + 2, torch.randn(7, 4, 6, generator=g) - 4])

@@ -64,7 +64,7 @@ def test_feature_images_are_not_flat(corpus):
 def test_three_implementations_agree(corpus):
     agreement = compare_implementations(corpus.records[:3], CFG)
     summary = agreement.summary()
-    assert summary["emodarts_core.data.features.MFCC"]["max"] < 1e-3
+    assert summary["emodarts_core.data.mfcc.MFCC"]["max"] < 1e-3
     assert summary["torchaudio.transforms.MFCC"]["max"] < 1e-3
     assert agreement.librosa_images.shape == (3, *CFG.shape)
     fig = plot_agreement(agreement, 1)
@@ -78,7 +78,7 @@ def test_three_implementations_agree(corpus):
 
 
 def test_speaker_means_show_what_per_speaker_normalisation_removes():
-    from emodarts_core.data.features import Normalizer, normalize_per_speaker
+    from emodarts_core.data.normalization import Normalizer, normalize_per_speaker
     from emodarts_core.results.feature_plots import plot_speaker_means, speaker_means
 
     g = torch.Generator().manual_seed(3)

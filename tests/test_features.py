@@ -12,12 +12,14 @@ import soundfile as sf
 import torch
 
 from emodarts_core.config import FEATURE_PROFILES, FeatureConfig, override
-from emodarts_core.data import features as F
+from emodarts_core.data import feature_cache
 from emodarts_core.data.audio import AudioError, pad_or_cut, read_audio
 from emodarts_core.data.corpora.record import LoadReport, Utterance
-from emodarts_core.data.features import (MFCC, FeatureCache, Features, Normalizer,
-                                         extract_features, librosa_mfcc, max_pool_time,
-                                         relative_error)
+from emodarts_core.data.feature_cache import FeatureCache
+from emodarts_core.data.features import Features, extract_features
+from emodarts_core.data.mfcc import MFCC
+from emodarts_core.data.mfcc_reference import librosa_mfcc, max_pool_time, relative_error
+from emodarts_core.data.normalization import Normalizer, normalize_per_speaker, speaker_step
 
 SMOKE = FEATURE_PROFILES["smoke"]
 
@@ -202,14 +204,14 @@ def test_warm_cache_serves_without_decoding(tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     cold = extract_features(paths, SMOKE, cache_dir=cache_dir, progress=False)
     assert len(list(cache_dir.rglob("*.npy"))) == 5
-    assert not list(cache_dir.rglob(".tmp-*")), "temporary files must not remain"
+    assert not list(cache_dir.rglob(".*")), "temporary files must not remain"
     assert (cache_dir / FeatureCache.INDEX).exists()
 
     def boom(*args, **kwargs):
         raise AssertionError("decoded or hashed although the cache is warm")
 
-    monkeypatch.setattr(F, "read_audio", boom)
-    monkeypatch.setattr(F, "_hash_file", boom)      # the memo answers, no file is read
+    monkeypatch.setattr("emodarts_core.data.features.read_audio", boom)
+    monkeypatch.setattr(feature_cache, "_hash_file", boom)      # the memo answers, no file is read
     warm = extract_features(paths, SMOKE, cache_dir=cache_dir, progress=False)
     torch.testing.assert_close(warm.tensor, cold.tensor, rtol=0, atol=0)
 
@@ -319,7 +321,7 @@ def test_per_speaker_normalisation_removes_what_is_constant_in_a_voice():
     n_coef, n_frames = 5, 7
     base = torch.randn(12, n_coef, n_frames, generator=g)
     speakers = ["a"] * 4 + ["b"] * 5 + ["c"] * 3
-    z = F.normalize_per_speaker(base, speakers)
+    z = normalize_per_speaker(base, speakers)
     assert z.dtype == torch.float32 and z.shape == base.shape
     for s in "abc":
         rows = [i for i, t in enumerate(speakers) if t == s]
@@ -330,16 +332,16 @@ def test_per_speaker_normalisation_removes_what_is_constant_in_a_voice():
     # and the other speakers are untouched by it
     moved = base.clone()
     moved[4:9] = moved[4:9] * torch.linspace(0.5, 3.0, n_coef)[:, None] + torch.arange(n_coef)[:, None] * 10
-    torch.testing.assert_close(F.normalize_per_speaker(moved, speakers), z, atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalize_per_speaker(moved, speakers), z, atol=1e-4, rtol=0)
     # a row is only ever compared with its own speaker: reordering rows reorders the output
     perm = torch.randperm(12, generator=g)
-    torch.testing.assert_close(F.normalize_per_speaker(base[perm], [speakers[i] for i in perm]),
+    torch.testing.assert_close(normalize_per_speaker(base[perm], [speakers[i] for i in perm]),
                                z[perm])
     # the "training" setting leaves the images as they are for the fitted Normalizer
-    assert F.speaker_step(base, speakers, FeatureConfig()) is base
-    torch.testing.assert_close(F.speaker_step(base, speakers, FeatureConfig(normalization="speaker")), z)
+    assert speaker_step(base, speakers, FeatureConfig()) is base
+    torch.testing.assert_close(speaker_step(base, speakers, FeatureConfig(normalization="speaker")), z)
     with pytest.raises(ValueError, match="speaker names"):
-        F.normalize_per_speaker(base, speakers[:-1])
+        normalize_per_speaker(base, speakers[:-1])
     with pytest.raises(ValueError, match="normalization"):
         FeatureConfig(normalization="utterance")
 
@@ -365,6 +367,24 @@ def test_cuda_matches_librosa(tmp_path):
     assert relative_error(got.tensor.numpy(), ref).max() < 1e-3
 
 
+def test_failed_cache_write_leaves_no_file(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path / "cache")
+    image = np.zeros(SMOKE.shape, dtype=np.float32)
+    cache.save(SMOKE, "cd" * 16, image)                # the config directory and one entry
+
+    def interrupted(f, *args, **kwargs):
+        f.write(b"\x93NUMPY half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.save(SMOKE, "ab" * 16, image)
+    assert not cache.entry_path(SMOKE, "ab" * 16).exists()
+    assert not list((tmp_path / "cache").rglob(".*")), "temporary files must not remain"
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()) == [
+        "cd" * 16 + ".npy", "config.json"]
+
+
 def test_cache_accepts_any_valid_npy_of_the_right_shape(tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     image = np.arange(np.prod(SMOKE.shape), dtype=np.float32).reshape(SMOKE.shape)
@@ -377,5 +397,5 @@ def test_cache_accepts_any_valid_npy_of_the_right_shape(tmp_path):
     np.save(entry, image.astype(np.float64))           # wrong dtype: not served
     assert cache.load(SMOKE, "ab" * 16) is None
     cache.save(SMOKE, "ab" * 16, image)                # what save writes takes the fast path
-    assert entry.read_bytes().startswith(F._npy_header(SMOKE.shape))
+    assert entry.read_bytes().startswith(feature_cache._npy_header(SMOKE.shape))
     np.testing.assert_array_equal(cache.load(SMOKE, "ab" * 16), image)

@@ -33,8 +33,10 @@ from emodarts_core.data.corpora import load_corpus
 from emodarts_core.data.corpora.generated import generate_corpus
 from emodarts_core.data.corpora.record import Corpus, LoadReport
 from emodarts_core.data.emotions import canonical_order
-from emodarts_core.data.features import FeatureCache, Normalizer, extract_features, speaker_step
+from emodarts_core.data.feature_cache import FeatureCache
+from emodarts_core.data.features import extract_features
 from emodarts_core.data.folds import make_folds
+from emodarts_core.data.normalization import Normalizer, speaker_step
 
 
 class DataError(ValueError):

@@ -12,7 +12,7 @@ front end, and how closely three MFCC implementations agree.
   that mirror librosa's (Slaney mel scale and norm, power spectrogram, ``top_db`` floor, DCT-II
   ortho), then the same pooling.
 - :func:`compare_implementations`: per-utterance relative error of the batched
-  :class:`~emodarts_core.data.features.MFCC` and of torchaudio against :func:`librosa_mfcc`.
+  :class:`~emodarts_core.data.mfcc.MFCC` and of torchaudio against :func:`librosa_mfcc`.
 - :func:`plot_agreement`: the librosa image, ours (both standardised per coefficient by librosa's
   statistics), and their difference in units of each coefficient's spread.
 - :func:`speaker_means` / :func:`plot_speaker_means`: each speaker's mean of every coefficient
@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 from emodarts_core.config import FeatureConfig
 from emodarts_core.data.audio import pad_or_cut, read_audio
 from emodarts_core.data.corpora.record import Corpus, Utterance
-from emodarts_core.data.features import MFCC, librosa_mfcc, max_pool_time, relative_error
+from emodarts_core.data.mfcc import MFCC
+from emodarts_core.data.mfcc_reference import librosa_mfcc, max_pool_time, relative_error
 
 __all__ = ["pick_examples", "FeatureStages", "feature_stages", "standardize_rows", "plot_feature_stages",
            "torchaudio_mfcc", "Agreement", "compare_implementations", "plot_agreement",
@@ -191,7 +192,7 @@ class Agreement:
     def summary(self) -> dict[str, dict[str, float]]:
         """Median and maximum relative error of each implementation."""
         return {name: {"median": float(np.median(v)), "max": float(np.max(v))}
-                for name, v in (("emodarts_core.data.features.MFCC", self.ours),
+                for name, v in (("emodarts_core.data.mfcc.MFCC", self.ours),
                                 ("torchaudio.transforms.MFCC", self.torchaudio))}
 
 

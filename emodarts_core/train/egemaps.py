@@ -12,7 +12,7 @@ Then, on each fold:
 
 1. with ``features.normalization="speaker"`` (or ``"corpus"``) each speaker's (corpus's)
    functionals are standardised by that speaker's own statistics (audio only, no labels; the
-   same rule as for the MFCCs, ``emodarts_core.data.features.speaker_step``);
+   same rule as for the MFCCs, ``emodarts_core.data.normalization.speaker_step``);
 2. every functional is standardised by the mean and spread of the training speakers;
 3. a linear SVM (``SVC(kernel="linear", class_weight="balanced")``) is fitted on the training
    speakers for each ``C`` of :data:`C_GRID`; the ``C`` of the best UA on the fold's validation
@@ -44,8 +44,8 @@ from emodarts_core.common.progress import progress as progress_bar
 from emodarts_core.data.audio import AudioError, read_audio
 from emodarts_core.data.corpora.record import LoadReport
 from emodarts_core.data.datasets import DataError, default_cache_dir, load_records
-from emodarts_core.data.features import Normalizer, speaker_step
 from emodarts_core.data.folds import make_folds
+from emodarts_core.data.normalization import Normalizer, speaker_step
 from emodarts_core.train.engine import TrainResult
 from emodarts_core.train.fit import start_run
 from emodarts_core.train.metrics import evaluate_predictions, ua
@@ -206,7 +206,7 @@ def load_functionals_fold(cfg, progress: bool = False) -> FunctionalsFold:
 
 def standardise(fit_rows: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
     """``arrays`` standardised per functional by the mean and spread of ``fit_rows``
-    (:class:`emodarts_core.data.features.Normalizer`, so a constant functional stays finite)."""
+    (:class:`emodarts_core.data.normalization.Normalizer`, so a constant functional stays finite)."""
 
     norm = Normalizer.fit(torch.from_numpy(fit_rows).unsqueeze(-1))
     return [norm(torch.from_numpy(a).unsqueeze(-1)).squeeze(-1).numpy() for a in arrays]

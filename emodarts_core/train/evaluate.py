@@ -17,8 +17,8 @@ from emodarts_core.data.corpora.record import LoadReport
 from emodarts_core.data.datasets import (DataError, _resolve_root, corpus_names, features_for,
                                          load_records, split_roots)
 from emodarts_core.data.emotions import resolve_class_set
-from emodarts_core.data.features import Normalizer, speaker_step
 from emodarts_core.data.folds import make_folds
+from emodarts_core.data.normalization import Normalizer, speaker_step
 from emodarts_core.nas.genotype import Genotype
 from emodarts_core.nas.network import Network
 from emodarts_core.train.baselines import FINAL_DIR

@@ -1,0 +1,185 @@
+"""Cross-corpus results: networks trained on one corpus, scored on another over the classes both
+have, beside the same networks on their own test speakers over the same classes.
+
+The evaluations are ``evaluate`` JSON files (:func:`emodarts_core.train.evaluate.run_evaluate`)
+laid out as ``ROOT/<source>-to-<target>/<method>-seed<S>.json`` (cross-corpus) and
+``ROOT/<source>-in-corpus/<method>-seed<S>.json`` (the source's own fold-0 test speakers).
+:func:`load_evaluations` reads them, :func:`direction_table` tabulates a direction (mean ± std
+over seeds, the in-corpus UA beside it, the fall, the chance level) and the reading rules
+written in ``benchmarks/cross_corpus_plan.md`` before any run are :func:`method_verdict` and
+:func:`chance_verdict`. :func:`summed_confusion` adds a method's confusion matrices over the seeds
+for :func:`emodarts_core.results.plots.plot_confusion`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+#: The methods of the cross-corpus batch and the run directory of each inside a fold's job.
+METHOD_DIRS = {"emodarts": "train", "random": "baseline_random/final",
+               "cnn_lstm": "baseline_cnn_lstm"}
+METHOD_NAMES = {"emodarts": "searched (emodarts)", "random": "random search",
+                "cnn_lstm": "CNN-LSTM"}
+_NAME = re.compile(r"(?P<method>[a-z_]+)-seed(?P<seed>\d+)\.json")
+_DIR = re.compile(r"(?P<source>[a-z_]+)-(?:to-(?P<target>[a-z_]+)|in-corpus)")
+
+# The plan's reading rules (benchmarks/cross_corpus_plan.md, "How it will be read").
+BETTER_BY_POINTS = 3.0          # a method is better when ahead on every seed and by > 3 points
+WELL_ABOVE_MEAN_POINTS = 10.0   # well above chance: mean >= chance + 10 points ...
+WELL_ABOVE_SEED_POINTS = 5.0    # ... and every seed >= chance + 5 points
+NEAR_CHANCE_POINTS = 5.0        # near chance: mean below chance + 5 points
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One network scored on one set of utterances (UA / WA as fractions)."""
+
+    source: str
+    target: str                 # the corpus scored; the source itself for in-corpus rows
+    method: str
+    seed: int
+    ua: float
+    wa: float
+    chance_ua: float
+    classes: tuple[str, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    recall: dict[str, float | None]
+    n: int
+
+    @property
+    def in_corpus(self) -> bool:
+        return self.source == self.target
+
+    @property
+    def direction(self) -> str:
+        return f"{self.source} -> {self.target}"
+
+
+def load_evaluations(root: str | Path) -> list[Evaluation]:
+    """Every evaluation JSON below ``root`` (see the module docstring), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no cross-corpus evaluations at {root}")
+    out = []
+    for path in sorted(root.glob("*/*.json")):
+        d, n = _DIR.fullmatch(path.parent.name), _NAME.fullmatch(path.name)
+        if not d or not n:
+            continue
+        m = json.loads(path.read_text())
+        out.append(Evaluation(
+            source=d["source"], target=d["target"] or d["source"], method=n["method"],
+            seed=int(n["seed"]), ua=float(m["ua"]), wa=float(m["wa"]),
+            chance_ua=float(m.get("chance_ua", 1.0 / len(m["classes"]))),
+            classes=tuple(m["classes"]), confusion=tuple(tuple(r) for r in m["confusion"]),
+            recall=dict(m["per_class_recall"]), n=int(m["n"])))
+    if not out:
+        raise FileNotFoundError(f"no <source>-to-<target>/<method>-seed<S>.json files in {root}")
+    return out
+
+
+def _select(evals: Sequence[Evaluation], source: str, target: str, method: str
+            ) -> dict[int, Evaluation]:
+    return {e.seed: e for e in evals
+            if e.source == source and e.target == target and e.method == method}
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    v = 100 * np.asarray(values, dtype=float)
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return f"{v.mean():.2f} ± {std:.2f}"
+
+
+def chance_verdict(uas: Sequence[float], chance: float) -> str:
+    """"well above chance", "near chance" or "above chance" by the plan's rule (fractions)."""
+    mean = float(np.mean(uas))
+    if (mean >= chance + WELL_ABOVE_MEAN_POINTS / 100
+            and min(uas) >= chance + WELL_ABOVE_SEED_POINTS / 100):
+        return "well above chance"
+    if mean < chance + NEAR_CHANCE_POINTS / 100:
+        return "near chance"
+    return "above chance"
+
+
+def method_verdict(a: dict[int, float], b: dict[int, float], name_a: str, name_b: str) -> str:
+    """The plan's rule: A is better than B when ahead on every shared seed and by more than
+    3 points on average; otherwise the two are not distinguishable on this evidence."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return f"{name_a} and {name_b} share no seed"
+    diff = [100 * (a[s] - b[s]) for s in seeds]
+    if all(d > 0 for d in diff) and np.mean(diff) > BETTER_BY_POINTS:
+        return f"{name_a} better than {name_b} (+{np.mean(diff):.2f} points, {len(seeds)} seeds)"
+    if all(d < 0 for d in diff) and -np.mean(diff) > BETTER_BY_POINTS:
+        return f"{name_b} better than {name_a} (+{-np.mean(diff):.2f} points, {len(seeds)} seeds)"
+    return (f"{name_a} and {name_b} not distinguishable on this evidence "
+            f"({np.mean(diff):+.2f} points, {len(seeds)} seeds)")
+
+
+def direction_table(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """One direction as a Markdown table: per method, cross-corpus UA and WA (mean ± std over
+    seeds, %), the same networks' in-corpus UA over the same classes, the fall in points, and
+    the plan's verdict against chance; the chance UA in the header."""
+    rows, chance = [], None
+    for method, name in METHOD_NAMES.items():
+        cross = _select(evals, source, target, method)
+        if not cross:
+            continue
+        own = _select(evals, source, source, method)
+        chance = next(iter(cross.values())).chance_ua
+        uas = [cross[s].ua for s in sorted(cross)]
+        in_ua = [own[s].ua for s in sorted(own)]
+        fall = (f"{100 * (np.mean(in_ua) - np.mean(uas)):.2f}" if in_ua else "–")
+        rows.append(f"| {name} | {len(uas)} | {_mean_std(uas)} | "
+                    f"{_mean_std([cross[s].wa for s in sorted(cross)])} | "
+                    f"{_mean_std(in_ua) if in_ua else '–'} | {fall} | "
+                    f"{chance_verdict(uas, chance)} |")
+    if not rows:
+        raise ValueError(f"no evaluation of direction {source} -> {target}")
+    head = (f"| method | seeds | UA % on {target} | WA % on {target} | UA % on {source}'s test "
+            f"speakers | fall (points) | against chance ({100 * chance:.1f} % UA) |\n"
+            "|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def summed_confusion(evals: Sequence[Evaluation], source: str, target: str, method: str
+                     ) -> dict[str, Any]:
+    """A method's confusion matrices of one direction added over its seeds, as a metrics dict
+    that :func:`emodarts_core.results.plots.plot_confusion` draws (``wa`` / ``ua`` of the sum)."""
+    chosen = list(_select(evals, source, target, method).values())
+    if not chosen:
+        raise ValueError(f"no evaluation of {method} for {source} -> {target}")
+    classes = chosen[0].classes
+    if any(e.classes != classes for e in chosen):
+        raise ValueError(f"{method} {source} -> {target}: the seeds scored different classes")
+    cm = np.sum([np.asarray(e.confusion, dtype=int) for e in chosen], axis=0)
+    rows = cm.sum(axis=1)
+    recall = np.divide(np.diag(cm), rows, out=np.zeros(len(classes)), where=rows > 0)
+    return {"confusion": cm.tolist(), "classes": list(classes), "seeds": len(chosen),
+            "wa": float(np.trace(cm) / cm.sum()), "ua": float(recall[rows > 0].mean())}
+
+
+def failure_summary(confusion: dict[str, Any]) -> str:
+    """Where a summed confusion matrix fails, in words: the classes recalled least and the
+    class each is most often taken for, and the classes predicted most often."""
+    cm = np.asarray(confusion["confusion"], dtype=float)
+    classes = confusion["classes"]
+    rows = cm.sum(axis=1)
+    recall = np.divide(np.diag(cm), rows, out=np.zeros(len(classes)), where=rows > 0)
+    worst = [i for i in np.argsort(recall)[:2] if rows[i] > 0]
+    parts = []
+    for i in worst:
+        off = cm[i].copy()
+        off[i] = -1
+        j = int(off.argmax())
+        parts.append(f"{classes[i]} is recalled {100 * recall[i]:.1f} % of the time and most "
+                     f"often taken for {classes[j]} ({100 * cm[i, j] / rows[i]:.1f} %)")
+    predicted = cm.sum(axis=0)
+    top = int(predicted.argmax())
+    parts.append(f"{classes[top]} receives {100 * predicted[top] / cm.sum():.1f} % of all "
+                 "predictions")
+    return "; ".join(parts) + "."

@@ -1,0 +1,103 @@
+"""The cross-corpus tables, verdicts and summed confusions (emodarts_core.results.cross_corpus),
+on evaluation files written as ``evaluate`` writes them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emodarts_core.results import cross_corpus as xc
+from emodarts_core.train.metrics import evaluate_predictions
+
+CLASSES = ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
+
+
+def _write(root, folder, method, seed, y_true, y_pred):
+    m = evaluate_predictions(np.asarray(y_true), np.asarray(y_pred), CLASSES).to_dict()
+    m["chance_ua"] = 1 / len(CLASSES)
+    path = root / folder / f"{method}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(m))
+    return m
+
+
+def _predictions(accuracy, seed, n=60):
+    """Labels 0..5 ten each; the first ``accuracy`` share of each class right, the rest
+    called class (label + 1) % 6."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(6), n // 6)
+    pred = y.copy()
+    for c in range(6):
+        idx = np.flatnonzero(y == c)
+        wrong = idx[int(round(accuracy * len(idx))):]
+        pred[wrong] = (c + 1) % 6
+    return y, pred, rng
+
+
+@pytest.fixture
+def root(tmp_path):
+    for seed, (a_acc, b_acc) in enumerate([(0.6, 0.3), (0.7, 0.3), (0.5, 0.4)]):
+        for method, acc in (("emodarts", a_acc), ("cnn_lstm", b_acc)):
+            y, p, _ = _predictions(acc, seed)
+            _write(tmp_path, "ravdess-to-emodb", method, seed, y, p)
+            y, p, _ = _predictions(min(acc + 0.2, 1.0), seed)
+            _write(tmp_path, "ravdess-in-corpus", method, seed, y, p)
+    (tmp_path / "ravdess-to-emodb" / "notes.json").write_text("{}")     # not an evaluation
+    return tmp_path
+
+
+def test_load_evaluations_reads_direction_method_and_seed(root):
+    evals = xc.load_evaluations(root)
+    assert len(evals) == 12
+    cross = [e for e in evals if not e.in_corpus]
+    assert {e.direction for e in cross} == {"ravdess -> emodb"}
+    assert {(e.method, e.seed) for e in cross} == {(m, s) for m in ("emodarts", "cnn_lstm")
+                                                   for s in range(3)}
+    e = next(e for e in cross if e.method == "emodarts" and e.seed == 1)
+    assert e.ua == pytest.approx(0.7) and e.chance_ua == pytest.approx(1 / 6)
+
+
+def test_direction_table_means_falls_and_chance(root):
+    table = xc.direction_table(xc.load_evaluations(root), "ravdess", "emodb")
+    lines = table.splitlines()
+    assert "16.7 % UA" in lines[0] and len(lines) == 4
+    searched = next(line for line in lines if line.startswith("| searched"))
+    # UA 60, 70, 50 -> 60.00 ± 10.00; in-corpus 80, 90, 70 -> 80.00 ± 10.00; fall 20 points
+    assert "| 3 | 60.00 ± 10.00 |" in searched and "| 80.00 ± 10.00 | 20.00 |" in searched
+    assert searched.endswith("well above chance |")
+    cnn = next(line for line in lines if line.startswith("| CNN-LSTM"))
+    assert "33.33 ± 5.77" in cnn
+
+
+def test_verdicts_follow_the_plans_rules():
+    chance = 1 / 6
+    assert xc.chance_verdict([0.30, 0.28, 0.27], chance) == "well above chance"
+    assert xc.chance_verdict([0.30, 0.35, 0.20], chance) == "above chance"   # one seed too low
+    assert xc.chance_verdict([0.20, 0.21, 0.22], chance) == "near chance"
+    a, b = {0: 0.50, 1: 0.52, 2: 0.49}, {0: 0.45, 1: 0.47, 2: 0.45}
+    assert xc.method_verdict(a, b, "A", "B").startswith("A better than B (+4.67")
+    assert xc.method_verdict(b, a, "B", "A").startswith("A better than B")
+    c = {0: 0.50, 1: 0.40, 2: 0.60}
+    assert "not distinguishable" in xc.method_verdict(c, b, "C", "B")
+    close = {0: 0.46, 1: 0.48, 2: 0.46}                 # ahead on every seed by 1 point only
+    assert "not distinguishable" in xc.method_verdict(close, b, "D", "B")
+
+
+def test_summed_confusion_adds_seeds_and_recomputes_ua(root):
+    evals = xc.load_evaluations(root)
+    summed = xc.summed_confusion(evals, "ravdess", "emodb", "emodarts")
+    cm = np.asarray(summed["confusion"])
+    assert summed["seeds"] == 3 and cm.sum() == 180 and cm.shape == (6, 6)
+    assert summed["ua"] == pytest.approx(0.6) and summed["wa"] == pytest.approx(0.6)
+    words = xc.failure_summary(summed)
+    assert "most often taken for" in words and "of all predictions" in words
+    with pytest.raises(ValueError, match="no evaluation"):
+        xc.summed_confusion(evals, "emodb", "ravdess", "emodarts")
+
+
+def test_missing_or_empty_root_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        xc.load_evaluations(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="no <source>"):
+        xc.load_evaluations(tmp_path)
