@@ -14,7 +14,8 @@
    (``wide``), for several channel counts (batch 16).
 4. **Edges sharing their source state.** One forward + backward of the ``cpu``-profile supernet
    with the CNN edges leaving a state sharing its ReLU and pooled copies
-   (:class:`emodarts_core.nas.ops.SourceCache`) and with every edge computing all its candidates.
+   (:class:`emodarts_core.fast.source_cache.SourceCache`) and with every edge computing all its
+   candidates.
 
 Best of ``--repeats`` after a warm-up, one torch thread. Run it on a quiet machine.
 """
@@ -36,7 +37,8 @@ from search_step import plain_reference  # noqa: E402  (same folder)
 from emodarts_core.config import PROFILES  # noqa: E402
 from emodarts_core.fast.batchnorm import batch_norm_channels_last  # noqa: E402
 from emodarts_core.fast.recurrent import run_stacks  # noqa: E402
-from emodarts_core.nas.ops import SEQ_OPS, relayout  # noqa: E402
+from emodarts_core.fast.layout import relayout  # noqa: E402
+from emodarts_core.nas.ops import SEQ_OPS  # noqa: E402
 from emodarts_core.nas.supernet import SuperNet  # noqa: E402
 
 

@@ -61,8 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emodarts_core.config import PROFILES, override  # noqa: E402
 from emodarts_core.fast.branches import set_branch_threads  # noqa: E402
 from emodarts_core.fast.memory import keep_freed_blocks  # noqa: E402
-from emodarts_core.nas.ops import (AttentiveRecurrent, DilConv, FactorizedReduce, MixedOp, PoolBN,
-                                   Recurrent, SepConv, Zero)
+from emodarts_core.nas.cnn_ops import DilConv, FactorizedReduce, PoolBN, SepConv, Zero  # noqa: E402
+from emodarts_core.nas.mixed import MixedOp  # noqa: E402
+from emodarts_core.nas.seq_ops import AttentiveRecurrent, Recurrent  # noqa: E402
 from emodarts_core.nas.supernet import SuperNet  # noqa: E402
 from emodarts_core.search.architect import Architect  # noqa: E402
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Sequence
 
 # ---------------------------------------------------------------------------------------------
-# Operation sets (names are registry keys in ``ops.py`` and appear unchanged in genotypes).
+# Operation sets (names are registry keys in ``nas/ops.py`` and appear unchanged in genotypes).
 # ``none`` is always last: the genotype rule skips the last column.
 CNN_PRIMITIVES: tuple[str, ...] = (
     "max_pool_3x3",

@@ -225,7 +225,7 @@ def test_cores_to_branches_moves_cpu_threads_to_branches_and_back():
 
 
 def test_branch_costs_rank_candidates_by_their_layers():
-    from emodarts_core.nas.cells import conv_cost, recurrent_cost
+    from emodarts_core.fast.branched_nodes import conv_cost, recurrent_cost
     from emodarts_core.nas.ops import cnn_op, seq_op
     costs = {n: conv_cost(cnn_op(n, 4, s, False)) for n, s in
              [("sep_conv_3x3", 1), ("sep_conv_5x5", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 1),

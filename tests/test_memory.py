@@ -16,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from emodarts_core.config import SearchConfig, SearchSpaceConfig, override
+from emodarts_core.fast.batchnorm import BatchNorm2d
+from emodarts_core.fast.layout import avg_pool_3x3_by_conv
 from emodarts_core.fast.memory import checkpoint, frozen_batchnorm_stats
-from emodarts_core.nas.ops import (BatchNorm2d, DilConv, FactorizedReduce, MixedOp, PoolBN,
-                                   avg_pool_3x3_by_conv)
+from emodarts_core.nas.cnn_ops import DilConv, FactorizedReduce, PoolBN
+from emodarts_core.nas.mixed import MixedOp
 from emodarts_core.nas.supernet import SuperNet
 from emodarts_core.search.architect import Architect
 

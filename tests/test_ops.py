@@ -7,11 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from emodarts_core.config import CNN_PRIMITIVES, SEQ_OP_SETS
+from emodarts_core.fast.weighted_sum import weighted_sum
 from emodarts_core.nas.cells import (FixedCell, FixedSeqCell, SearchCell, SeqSearchCell,
                                      average_groups)
+from emodarts_core.nas.cnn_ops import FactorizedReduce, Identity, drop_path
 from emodarts_core.nas.genotype import CellGenotype, n_edges
-from emodarts_core.nas.ops import (CNN_OPS, SEQ_OPS, AttentiveRecurrent, FactorizedReduce,
-                                   Identity, MixedOp, SeqMixedOp, drop_path, weighted_sum)
+from emodarts_core.nas.mixed import MixedOp, SeqMixedOp
+from emodarts_core.nas.ops import CNN_OPS, SEQ_OPS
+from emodarts_core.nas.seq_ops import AttentiveRecurrent
 
 ALL_SEQ = SEQ_OP_SETS["all"]
 
@@ -57,7 +60,7 @@ def test_factorized_reduce_matches_darts_on_even_sizes():
 @pytest.mark.parametrize("size", [(6, 8), (7, 5)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_even_pixels_equals_the_padded_slice_and_keeps_the_layout(offset, size, layout):
-    from emodarts_core.nas.ops import even_pixels
+    from emodarts_core.fast.layout import even_pixels
     torch.manual_seed(0)
     x = torch.randn(2, 3, *size).contiguous(memory_format=layout).requires_grad_()
     ref_x = x.detach().clone().requires_grad_()
@@ -194,7 +197,7 @@ def test_batchnorm_equals_torch_and_keeps_channels_last(C, shape, affine, moment
     """Whichever kernel it uses (its own wide-row one for C % 8 != 0), the values, gradients
     (input, weight, bias), running statistics and step count are nn.BatchNorm2d's over two
     training steps and in evaluation, and output and gradient stay channels-last."""
-    from emodarts_core.nas.ops import BatchNorm2d
+    from emodarts_core.fast.batchnorm import BatchNorm2d
     torch.manual_seed(0)
     N, H, W = shape
     ours = BatchNorm2d(C, affine=affine, momentum=momentum).double()

@@ -3,8 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from emodarts_core.fast.recurrent import bankable, run_stacks, tanh_rnn_bank
-from emodarts_core.nas.ops import SEQ_OPS, SeqMixedOp, layer_by_layer, run_recurrent
+from emodarts_core.fast.recurrent import (bankable, layer_by_layer, run_recurrent, run_stacks,
+                                          tanh_rnn_bank)
+from emodarts_core.nas.mixed import SeqMixedOp
+from emodarts_core.nas.ops import SEQ_OPS
 
 
 def _stacks(H: int) -> list[nn.RNN]:

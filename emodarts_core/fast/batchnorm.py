@@ -1,4 +1,5 @@
-"""Training-mode batch normalisation of ``channels_last`` CPU maps, written for few channels.
+"""Training-mode batch normalisation of ``channels_last`` CPU maps, written for few channels, and
+the BatchNorm module of the CNN candidates that uses it (:class:`BatchNorm2d`).
 
 PyTorch's CPU batch-norm kernel vectorises over channels, so on ``channels_last`` maps with a
 handful of channels (the ``cpu`` profile's cells have 4, 8 and 16) it runs far below memory speed,
@@ -12,17 +13,20 @@ vectorised elementwise kernels and column reductions, no copies.
 The arithmetic is batch normalisation's: ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with
 the biased batch variance, and the usual gradient
 ``dx = weight / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))``. The running
-statistics are updated by the caller (:class:`emodarts_core.nas.ops.BatchNorm2d`) exactly as
-``nn.BatchNorm2d`` does (unbiased variance). Values agree with PyTorch's kernel to rounding
+statistics are updated by the caller (:class:`BatchNorm2d` below) exactly as ``nn.BatchNorm2d``
+does (unbiased variance). Values agree with PyTorch's kernel to rounding
 (``tests/test_ops.py``); only first derivatives are provided (DARTS' second order uses finite
 differences, not double backward).
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["batch_norm_channels_last", "row_width"]
+from emodarts_core.fast.layout import is_channels_last, relayout
+
+__all__ = ["BatchNorm2d", "batch_norm_channels_last", "row_width"]
 
 
 def row_width(pixels: int, C: int, target: int = 64) -> int:
@@ -105,3 +109,38 @@ def batch_norm_channels_last(x: torch.Tensor, weight: torch.Tensor | None = None
         raise ValueError(f"batch_norm_channels_last: expected more than 1 value per channel in "
                          f"training, got input of shape {tuple(x.shape)}")
     return _ChannelsLastBatchNorm.apply(x, weight, bias, eps, row_width(N * H * W, C))
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys, same arithmetic) that is
+    fast for ``channels_last`` input on CPU.
+
+    PyTorch's CPU batch-norm kernel for ``channels_last`` maps is several times slower when the
+    channel count is not a multiple of 8 (C = 2, 4, 12: its vectorised path covers channels in
+    groups of 8) and within ~15 % of the best option when it is (C = 8 to 128;
+    ``benchmarks/kernels.py``, figures in ``benchmarks/RESULTS.md``). So for a ``channels_last``
+    CPU input with ``C % 8 != 0``, training mode normalises with
+    :func:`batch_norm_channels_last` (wide-row view, no layout copies) and updates the running
+    statistics as ``nn.BatchNorm2d`` does; evaluation mode normalises in the contiguous layout
+    (same kernel, same numbers) and hands the result back as ``channels_last``. Otherwise, and
+    on CUDA, this is exactly ``nn.BatchNorm2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (x.device.type == "cpu" and x.shape[1] % 8 and is_channels_last(x)):
+            return super().forward(x)
+        if not (self.training or self.running_mean is None):
+            y = super().forward(relayout(x, torch.contiguous_format))
+            return relayout(y, torch.channels_last)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:                      # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        y, mean, var = batch_norm_channels_last(x, self.weight, self.bias, self.eps)
+        if self.training and self.running_mean is not None:
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():                          # nn.BatchNorm2d: unbiased variance
+                self.running_mean.mul_(1.0 - factor).add_(mean, alpha=factor)
+                self.running_var.mul_(1.0 - factor).add_(var * (n / (n - 1)), alpha=factor)
+        return y

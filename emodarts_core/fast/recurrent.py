@@ -22,11 +22,14 @@ candidates' forward + backward at the supernet's sizes (``benchmarks/kernels.py`
 ``benchmarks/RESULTS.md``). LSTMs are *not* banked: a prototype of the same bank for LSTM cells
 (not kept) was slower than PyTorch's fused oneDNN LSTM kernel.
 
-Entry point: :func:`run_stacks` (used by the recurrent sequence ops in :mod:`emodarts_core.nas.ops`
-on CPU).
+Entry point: :func:`run_recurrent`, ``[rnn(x)[0] for rnn in rnns]`` for the recurrent sequence
+ops (:mod:`emodarts_core.nas.seq_ops`), which runs the bankable ones through :func:`run_stacks`
+on CPU. On CUDA in training it runs stacked layers with dropout through :func:`layer_by_layer`,
+so that torch's generator, not cuDNN's own state, draws the masks.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["tanh_rnn_bank", "run_stacks", "bankable"]
+__all__ = ["tanh_rnn_bank", "run_stacks", "bankable", "run_recurrent", "layer_by_layer"]
 
 
 class _TanhBank(torch.autograd.Function):
@@ -130,3 +133,57 @@ def run_stacks(rnns: Sequence[nn.RNN], x: torch.Tensor) -> list[torch.Tensor]:
             else:
                 outputs[n] = y
     return outputs  # type: ignore[return-value]
+
+
+def run_recurrent(rnns: Sequence[nn.RNNBase], x: torch.Tensor) -> list[torch.Tensor]:
+    """``[rnn(x)[0] for rnn in rnns]``, with zero initial states.
+
+    On CPU the tanh RNNs among them run together as one batched recurrence (:func:`run_stacks`:
+    same equations and parameters, ~2x faster at the supernet's sizes); LSTMs and every op on
+    CUDA use PyTorch's fused kernels, except that a stacked op with dropout in training mode
+    runs :func:`layer_by_layer` on CUDA.
+    """
+    outs: list[torch.Tensor | None] = [None] * len(rnns)
+    banked = [n for n, r in enumerate(rnns) if x.device.type == "cpu" and bankable(r)]
+    if banked:
+        for n, y in zip(banked, run_stacks([rnns[n] for n in banked], x)):
+            outs[n] = y
+    return [(layer_by_layer(r, x) if _cudnn_dropout(r, x) else r(x)[0]) if y is None else y
+            for r, y in zip(rnns, outs)]
+
+
+def _cudnn_dropout(rnn: nn.RNNBase, x: torch.Tensor) -> bool:
+    """Would ``rnn(x)`` draw its between-layer dropout inside cuDNN?"""
+    return x.is_cuda and rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
+
+
+def layer_by_layer(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
+    """``rnn(x)[0]`` (zero initial states) computed one layer at a time, with the dropout between
+    layers drawn by ``F.dropout`` from torch's generator.
+
+    Same parameters and equations as ``rnn``. Used on CUDA in training mode: cuDNN draws the
+    between-layer dropout of a stacked LSTM / RNN from its *own* random state, which neither
+    ``torch.manual_seed`` nor a checkpoint's saved generator state controls, so a resumed run
+    or an activation-checkpointing recomputation (:mod:`emodarts_core.fast.memory`) would draw
+    other masks (and the first such call in a process allocates that state, which changes what the
+    op saves for the backward pass and breaks the recomputation outright).
+    """
+    if not isinstance(rnn, (nn.LSTM, nn.RNN)) or getattr(rnn, "proj_size", 0):
+        raise TypeError(f"layer_by_layer: plain nn.LSTM / nn.RNN expected, got {rnn!r}")
+    lstm = isinstance(rnn, nn.LSTM)
+    if not lstm and rnn.nonlinearity != "tanh":
+        raise TypeError("layer_by_layer: only tanh RNNs are used here")
+    dirs = 2 if rnn.bidirectional else 1
+    names = [f"{w}_{{}}{d}" for d in ("", "_reverse")[:dirs]
+             for w in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())]
+    h = x
+    for k in range(rnn.num_layers):
+        layer = type(rnn)(rnn.input_size if k == 0 else dirs * rnn.hidden_size, rnn.hidden_size,
+                          num_layers=1, bias=rnn.bias, batch_first=rnn.batch_first,
+                          bidirectional=rnn.bidirectional, device="meta")   # shape only
+        weights = {n.format("l0"): getattr(rnn, n.format(f"l{k}")) for n in names}
+        with warnings.catch_warnings():     # one layer's weights are not cuDNN's flat buffer:
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            out = torch.func.functional_call(layer, weights, (h,))[0]   # cuDNN copies them
+        h = F.dropout(out, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else out
+    return h

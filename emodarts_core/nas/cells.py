@@ -13,10 +13,11 @@ under :func:`emodarts_core.fast.memory.checkpoint` in training: the edge keeps o
 backward pass and recomputes its candidates' intermediates there, one edge at a time. Same
 numbers, a fraction of the memory, one extra forward pass of the edges.
 Otherwise the CNN edges leaving the same state share what they would compute alike: the ReLU
-of the state and its pooled, non-affine-normalised copies (:class:`~emodarts_core.nas.ops.SourceCache`;
-``share_sources = False`` turns that off, for comparison). Same numbers, fewer kernels. With
-gradients, a node's convolutional candidates (all its edges together) are then branches that
-CPU threads share out, forward and backward (:mod:`emodarts_core.fast.branches`: one branch per
+of the state and its pooled, non-affine-normalised copies
+(:class:`~emodarts_core.fast.source_cache.SourceCache`; ``share_sources = False`` turns that off,
+for comparison). Same numbers, fewer kernels. With gradients, a node's convolutional candidates
+(all its edges together) are then branches that CPU threads share out, forward and backward
+(:mod:`emodarts_core.fast.branched_nodes` on :mod:`emodarts_core.fast.branches`: one branch per
 candidate; CPU only; one thread unless ``set_branch_threads`` says more); a SeqNN node does
 the same with its recurrent stacks (an edge's tanh RNNs as one branch), keeping every stack
 that draws dropout masks on the calling thread, in edge order. The branches do not depend on
@@ -36,18 +37,18 @@ instead.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from emodarts_core.fast.branches import Branch, run_branches
+from emodarts_core.fast.branched_nodes import branching, conv_node, recurrent_node
 from emodarts_core.fast.memory import checkpoint
-from emodarts_core.fast.recurrent import bankable
+from emodarts_core.fast.source_cache import SourceCache
+from emodarts_core.nas.cnn_ops import FactorizedReduce, Identity, ReLUConvBN, drop_path
 from emodarts_core.nas.genotype import CellGenotype, edges_of_node, n_edges
-from emodarts_core.nas.ops import (AttentiveRecurrent, FactorizedReduce, Identity, MixedOp,
-                                   ReLUConvBN, SeqMixedOp, SourceCache, cnn_op, drop_path,
-                                   run_recurrent, seq_op, shareable, weighted_sum)
+from emodarts_core.nas.mixed import MixedOp, SeqMixedOp, shareable
+from emodarts_core.nas.ops import cnn_op, seq_op
 
 
 def average_groups(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -83,146 +84,9 @@ def _node(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor], weights:
     return out
 
 
-def conv_cost(op: nn.Module) -> int:
-    """A rough cost of a convolutional op, for the order of branches: its convolutions (a
-    separable conv 4, a dilated conv or factorized reduce 2); at least 1. At the supernet's few
-    channels a candidate's time follows its layers far more than its kernel size (measured per
-    branch on the ``cpu`` profile: separable 5 x 5 and 3 x 3 alike, ~1.2-1.4x a dilated conv)."""
-    return max(1, sum(isinstance(m, nn.Conv2d) for m in op.modules()))
-
-
-Term = tuple[int, int, nn.Module, int]          # (edge row, primitive column, op, source state)
-
-
-def _rows_cols(at: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([t[0] for t in at]), torch.tensor([t[1] for t in at])
-
-
-def _branched_node(edges: nn.ModuleList, j: int, weights: torch.Tensor,
-                   inputs: Sequence[torch.Tensor], in_branch: Callable[[nn.Module], bool],
-                   other: Callable[[int, str, nn.Module], torch.Tensor],
-                   cost: Callable[[nn.Module], int],
-                   pieces: Callable[[list[Term]], list[list[int]]],
-                   outputs: Callable[[list[Term], Sequence[torch.Tensor]], Iterator[torch.Tensor]]
-                   ) -> torch.Tensor:
-    """Node ``j`` as the weighted sum of its candidates, those with ``in_branch(op)`` in
-    branches: one per ``pieces(terms)`` (lists of term indices), each of cost ``sum(cost(op))``.
-
-    A branch computes ``outputs(terms, inputs)`` (its candidates' outputs, in term order, from
-    the per-state ``inputs``) and their weighted sum, its weights gathered for it beforehand
-    (one gather for the node, not one per branch); every other candidate is
-    ``other(src, name, op)``, summed on the calling thread while the helper threads start on
-    the branches. Same terms as :func:`_node`, summed in another order.
-    """
-    terms: list[Term] = []
-    rest_at: list[tuple[int, int]] = []
-    rest_ops: list[tuple[int, str, nn.Module]] = []
-    for src, e in enumerate(edges_of_node(j)):
-        edge = edges[e]
-        for i, op in zip(edge.indices, edge.ops):
-            if in_branch(op):
-                terms.append((e, i, op, src))
-            else:
-                rest_at.append((e, i))
-                rest_ops.append((src, edge.primitives[i], op))
-    rest: list[torch.Tensor] = []
-
-    def rest_sum() -> None:                 # the other candidates, on the calling thread
-        if rest_ops:
-            rest.append(weighted_sum(weights[_rows_cols(rest_at)], [other(*r) for r in rest_ops]))
-
-    if not terms:
-        rest_sum()
-        return rest[0]
-    groups = pieces(terms)
-    n = len(groups)
-    gathered = weights[_rows_cols([terms[m] for g in groups for m in g])]    # piece order
-    parts = gathered.split([len(g) for g in groups])                        # one per piece
-
-    def branch(k: int, members: list[int]) -> Branch:
-        mine = [terms[m] for m in members]
-
-        def fn(*xs: torch.Tensor) -> torch.Tensor:          # xs: the n parts, then inputs
-            return weighted_sum(xs[k], outputs(mine, xs[n:]))
-
-        return Branch(fn, tuple(p for _, _, op, _ in mine for p in op.parameters()),
-                      cost=sum(cost(op) for _, _, op, _ in mine),
-                      draws_random=any(draws_random(op) for _, _, op, _ in mine))
-
-    out = run_branches([branch(k, g) for k, g in enumerate(groups)], [*parts, *inputs],
-                       meanwhile=rest_sum)
-    return out + rest[0] if rest else out
-
-
-def _node_branched(edges: nn.ModuleList, j: int, weights: torch.Tensor,
-                   caches: Sequence[SourceCache]) -> torch.Tensor:
-    """CNN node ``j`` in branches: the candidates that start with a ReLU (``forward_relu``:
-    separable, dilated, factorized reduce) of every incoming edge, one branch each (cost
-    :func:`conv_cost`), each on its state's shared ReLU; pooling (through the caches) and
-    identity on the calling thread."""
-    def other(src: int, name: str, op: nn.Module) -> torch.Tensor:
-        return caches[src].output(name, op) if shareable(op) else op(caches[src].x)
-
-    def outputs(terms: list[Term], relus: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-        return (op.forward_relu(relus[src]) for _, _, op, src in terms)
-
-    return _branched_node(edges, j, weights, [c.relu() for c in caches],
-                          lambda op: hasattr(op, "forward_relu"), other, conv_cost,
-                          lambda terms: [[n] for n in range(len(terms))], outputs)
-
-
-def draws_random(op: nn.Module) -> bool:
-    """Whether ``op`` draws random numbers in training: a dropout module, or stacked recurrent
-    layers with dropout between them."""
-    return any((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
-               or (isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers > 1)
-               for m in op.modules())
-
-
-def recurrent_cost(op: nn.Module) -> int:
-    """A rough cost of a sequence op, for the order of branches: its recurrent layers, times 2 when
-    bidirectional and 4 for an LSTM (four gates), plus 1 for attention; at least 1."""
-    cost = sum(m.num_layers * (2 if m.bidirectional else 1) * (4 if isinstance(m, nn.LSTM) else 1)
-               for m in op.modules() if isinstance(m, nn.RNNBase))
-    return max(1, cost + isinstance(op, AttentiveRecurrent))
-
-
-def _seq_pieces(terms: list[Term]) -> list[list[int]]:
-    """A SeqNN node's branches: per edge (``terms`` come edge by edge), its tanh-RNN stacks
-    together (:func:`~emodarts_core.fast.recurrent.run_stacks` runs them as one bank), then each
-    other recurrent stack alone: the order in which an edge computed alone draws its dropout."""
-    pieces: list[list[int]] = []
-    for src in dict.fromkeys(t[3] for t in terms):
-        mine = [n for n, t in enumerate(terms) if t[3] == src]
-        banked = [n for n in mine if bankable(terms[n][2].rnn)]
-        pieces += ([banked] if banked else []) + [[n] for n in mine if n not in banked]
-    return pieces
-
-
-def _seq_node_branched(edges: nn.ModuleList, j: int, states: Sequence[torch.Tensor],
-                       weights: torch.Tensor) -> torch.Tensor:
-    """SeqNN node ``j`` in branches (:func:`_seq_pieces`, costs by :func:`recurrent_cost`);
-    the branches with stacks that draw random numbers (dropout between layers) run on the
-    calling thread in edge order, so dropout masks are drawn in the order of :func:`_node`.
-    Skip on the calling thread."""
-    def outputs(terms: list[Term], xs: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-        by_source: dict[int, list[nn.Module]] = {}
-        for _, _, op, src in terms:                  # edges in order, their ops in order
-            by_source.setdefault(src, []).append(op)
-        for src, ops in by_source.items():
-            stacks = run_recurrent([op.rnn for op in ops], xs[src])
-            yield from (op.finish(o) for op, o in zip(ops, stacks))
-
-    return _branched_node(edges, j, weights, states[:2 + j],
-                          lambda op: hasattr(op, "rnn") and hasattr(op, "finish"),
-                          lambda src, name, op: op(states[src]), recurrent_cost, _seq_pieces,
-                          outputs)
-
-
-def _branching(weights: torch.Tensor) -> bool:
-    """Whether a node runs in branches: with gradients, on CPU (elsewhere there are no threads
-    to gain, and the CUDA path stays edge by edge as it was measured on the GPU)."""
-    return torch.is_grad_enabled() and weights.device.type == "cpu"
+def _incoming(edges: nn.ModuleList, j: int) -> list[tuple[int, nn.Module]]:
+    """Node ``j``'s mixed edges with their rows, in the order of their source states."""
+    return [(e, edges[e]) for e in edges_of_node(j)]
 
 
 def _check_weights(weights: torch.Tensor, rows: int, cols: int, who: str) -> None:
@@ -264,14 +128,15 @@ class SearchCell(nn.Module):
     def node(self, j: int, states: Sequence[torch.Tensor], weights: torch.Tensor,
              caches: Sequence[SourceCache] | None = None) -> torch.Tensor:
         """Node ``j`` from the states before it: the sum of its ``2 + j`` mixed edges.
-        ``caches``: one :class:`~emodarts_core.nas.ops.SourceCache` per state, for the edges leaving
-        the same state to share their ReLU and pooling (ignored when edges are checkpointed)."""
+        ``caches``: one :class:`~emodarts_core.fast.source_cache.SourceCache` per state, for the
+        edges leaving the same state to share their ReLU and pooling (ignored when edges are
+        checkpointed)."""
         ckpt = self.checkpoint_edges and self.training
-        if caches is not None and self.branch_nodes and not ckpt and _branching(weights):
+        if caches is not None and self.branch_nodes and not ckpt and branching(weights):
             for s, c in zip(states, caches):
                 if c.x is not s:
                     raise ValueError("SearchCell.node: a cache belongs to another state")
-            return _node_branched(self.edges, j, weights, caches)
+            return conv_node(_incoming(self.edges, j), weights, caches, shareable)
         return _node(self.edges, j, states, weights, ckpt, caches)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -363,8 +228,8 @@ class SeqSearchCell(nn.Module):
         """Node ``j``: the sum of its ``2 + j`` mixed edges over the states before it (with
         gradients and without checkpointing: its recurrent candidates in branches)."""
         ckpt = self.checkpoint_edges and self.training
-        if self.branch_nodes and not ckpt and _branching(weights):
-            return _seq_node_branched(self.edges, j, states, weights)
+        if self.branch_nodes and not ckpt and branching(weights):
+            return recurrent_node(_incoming(self.edges, j), states, weights)
         return _node(self.edges, j, states, weights, ckpt)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class Network(nn.Module):
         aux: build the auxiliary head after the second reduction cell.
         channels_last: run the CNN cells in the channels-last memory format, as the
             :class:`~emodarts_core.nas.supernet.SuperNet` does (same numbers; several times faster
-            convolutions on CPU, see :mod:`emodarts_core.nas.ops`).
+            convolutions on CPU, see :mod:`emodarts_core.fast.layout`).
     """
 
     def __init__(self, genotype: Genotype, space: SearchSpaceConfig, n_classes: int,

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from emodarts_core.config import RELAXATIONS, SearchSpaceConfig
+from emodarts_core.fast.batchnorm import BatchNorm2d
 from emodarts_core.nas.cells import SearchCell, SeqSearchCell
 from emodarts_core.nas.genotype import Genotype, derive_cell, n_edges
-from emodarts_core.nas.ops import BatchNorm2d
 from emodarts_core.nas.relaxation import relaxed_weights, selection_scores, smoothed
 
 ALPHA_NAMES: tuple[str, ...] = ("alpha_normal", "alpha_reduce", "alpha_seq")
