@@ -4,5 +4,5 @@ and sequential candidates (``cnn_ops``, ``seq_ops``), mixed edges (``mixed``), c
 relaxations (``relaxation``), genotypes and their sampling (``genotype``), the network a genotype
 derives (``network``) and looking inside either (``inspect``).
 
-May import: ``fast``, ``data`` (shapes only), ``common`` and ``config``.
+May import: ``fast``, ``common`` and ``config`` (and, by the layers, ``data``; it needs none of it).
 """
