@@ -54,6 +54,8 @@ BOOK_INPUTS = ("_config.yml", "_toc.yml", "book", "notebooks", "emodarts_core", 
 IGNORE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".ipynb_checkpoints", "runs", "data", "_build", ".*", "*.egg-info"
 )
+# The library's own sub-package data/ is code, not a data folder: copied whole.
+IGNORE_IN_LIBRARY = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "*.egg-info")
 PROVENANCE_PAGE = Path("book/data_provenance.md")
 PROVENANCE_MARKER = "<!-- provenance-table -->"
 DATA_LINE = re.compile(r"^Data source:\s*(.+)$", re.MULTILINE)
@@ -323,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in BOOK_INPUTS:
             src = ROOT / item
             if src.is_dir():
-                shutil.copytree(src, tree / item, ignore=IGNORE)
+                shutil.copytree(src, tree / item, ignore=IGNORE_IN_LIBRARY
+                                if item == "emodarts_core" else IGNORE)
             elif src.exists():
                 shutil.copy2(src, tree / item)
         executed_dir.mkdir(parents=True, exist_ok=True)
