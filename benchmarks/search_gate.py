@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,9 +29,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
 from emodarts_core.search.loop import run_search  # noqa: E402
-from emodarts_core.search.quality import load_record, summarise_setting  # noqa: E402
+from emodarts_core.search.quality import (gate_table, load_record,  # noqa: E402
+                                          summarise_setting)
 from emodarts_core.train.fit import load_data  # noqa: E402
 from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
+
+
+RECORD_FILES = ("config.json", "environment.json", "history.json", "genotype.json",
+                "data_report.json")
+
+
+def export_record(run: Path, dest: Path) -> None:
+    """The search's record: its small JSON files, no checkpoint."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
 
 
 def parse_setting(text: str) -> tuple[str, list[str]]:
@@ -55,6 +69,9 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
+    ap.add_argument("--export", default=None, metavar="DIR",
+                    help="copy each finished search's record (its small JSON files) to "
+                         "DIR/<setting>/fold<k>/seed<s> (for benchmarks/records)")
     args = ap.parse_args()
     configure_threads()                  # $EMODARTS_THREADS, as the command line honours it
     folds = [int(f) for f in args.folds.split(",")]
@@ -85,23 +102,13 @@ def main() -> None:
                     print(f"[gate] {name} fold {fold} seed {seed}: "
                           f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
                 records.append(load_record(out))
+                if args.export:
+                    export_record(out, Path(args.export) / name / f"fold{fold}" / f"seed{seed}")
         if records:
             summaries[name] = (overrides, summarise_setting(records, profile.space))
 
     print()
-    print("| setting | runs | entropy n / r / s (mean) | top-2 margin n / r / s | flip rate "
-          "| agreement (chance) | by fold | families (chance) | edges (chance) | valid UA "
-          "| min / search | gate |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, (overrides, s) in summaries.items():
-        e, m = s.entropy_fraction, s.top2_margin
-        folds_txt = " / ".join(f"{a:.2f}" for a in s.agreement_by_fold.values())
-        print(f"| {name} | {s.n_runs} | {e['normal']:.2f} / {e['reduce']:.2f} / {e['seq']:.2f} "
-              f"({s.entropy_mean:.2f}) | {m['normal']:.3f} / {m['reduce']:.3f} / {m['seq']:.3f} "
-              f"| {s.flip_rate:.2f} | {s.agreement:.2f} ({s.chance:.3f}) | {folds_txt} "
-              f"| {s.family_agreement:.2f} ({s.family_chance:.2f}) "
-              f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
-              f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
+    print(gate_table({name: summary for name, (_, summary) in summaries.items()}))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(
         {n: {"overrides": o, **s.to_dict()} for n, (o, s) in summaries.items()}, indent=2))

@@ -226,7 +226,8 @@ def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     from emodarts_core.results.plots import plot_search_quality
-    from emodarts_core.search.quality import GATE_AGREEMENT, load_record, summarise_setting
+    from emodarts_core.search.quality import (GATE_AGREEMENT, gate_table, load_record,
+                                              summarise_setting)
 
     records = []
     for fold in (0, 1):
@@ -242,7 +243,16 @@ def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
         a, b = (r.genotype for r in records if r.fold == fold)
         assert s.agreement_by_fold[fold] == pytest.approx(agreement(a, b))
     assert s.agreement == pytest.approx(np.mean(list(s.agreement_by_fold.values())))
-    assert s.passes == (s.agreement >= GATE_AGREEMENT and s.entropy_mean <= 0.75)
+    for fold in (0, 1):
+        assert s.entropy_by_fold[fold] == pytest.approx(np.mean(
+            [np.mean(list(r.epochs[-1]["quality"]["entropy_fraction"].values()))
+             for r in records if r.fold == fold]))
+    assert s.passes == all(s.agreement_by_fold[f] >= GATE_AGREEMENT
+                           and s.entropy_by_fold[f] <= 0.75 for f in (0, 1))
+    table = gate_table({"smoke": s}).splitlines()
+    assert len(table) == 3 and table[2].startswith("| smoke | 4 |")
+    assert f"0: {s.agreement_by_fold[0]:.2f} / {s.entropy_by_fold[0]:.2f}" in table[2]
+    assert table[2].rstrip().endswith("| pass |" if s.passes else "| fail |")
     assert s.entropy_mean == pytest.approx(np.mean(
         [np.mean([r.epochs[-1]["quality"]["entropy_fraction"][c] for r in records])
          for c in ("normal", "reduce", "seq")]))
@@ -273,3 +283,21 @@ def test_recalibrated_batchnorm_matches_evaluation_conditions():
     assert torch.allclose(net[2].running_mean, means, atol=1e-5)
     assert torch.allclose(net[2].running_var, vars_, atol=1e-5)
     assert recalibrate_batchnorm(nn.Linear(2, 2), x[:, :2], 10, torch.device("cpu")) == 0
+
+
+def test_the_gate_needs_every_fold():
+    """A setting whose mean agreement clears the gate but one fold does not, fails."""
+    from dataclasses import replace
+
+    from emodarts_core.search.quality import SettingSummary
+
+    base = SettingSummary(n_runs=6, n_folds=2, entropy_fraction={"normal": 0.5, "reduce": 0.5,
+                          "seq": 0.5}, entropy_mean=0.5, top2_margin={"normal": 0.3,
+                          "reduce": 0.3, "seq": 0.3}, flip_rate=0.1, agreement=0.45,
+                          agreement_by_fold={0: 0.6, 1: 0.3}, entropy_by_fold={0: 0.5, 1: 0.5},
+                          chance=0.1, family_agreement=0.6, family_chance=0.4,
+                          edge_agreement=0.8, edge_chance=0.7, valid_ua=0.5, minutes=30.0)
+    assert not base.passes
+    assert replace(base, agreement_by_fold={0: 0.6, 1: 0.4}).passes
+    assert not replace(base, agreement_by_fold={0: 0.6, 1: 0.4},
+                       entropy_by_fold={0: 0.5, 1: 0.8}).passes

@@ -214,6 +214,7 @@ class SettingSummary:
     flip_rate: float                      # mean over runs of the second half's epochs
     agreement: float                      # mean over folds of the seeds' mean pairwise agreement
     agreement_by_fold: dict[int, float]
+    entropy_by_fold: dict[int, float]     # entropy_mean over each fold's runs
     chance: float                         # chance_agreement of the space
     family_agreement: float               # the same at the level of op families ...
     family_chance: float
@@ -224,7 +225,10 @@ class SettingSummary:
 
     @property
     def passes(self) -> bool:
-        return self.agreement >= GATE_AGREEMENT and self.entropy_mean <= GATE_ENTROPY
+        """The gate, on every fold: agreement >= :data:`GATE_AGREEMENT` and mean final entropy
+        <= :data:`GATE_ENTROPY` of uniform (with one fold, the same as on the means)."""
+        return (all(a >= GATE_AGREEMENT for a in self.agreement_by_fold.values())
+                and all(e <= GATE_ENTROPY for e in self.entropy_by_fold.values()))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passes": self.passes}
@@ -267,6 +271,10 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
                 for f, g in sorted(by_fold.items()) if len(g) >= 2}
 
     agree = over_folds("op")
+    entropy_by_fold = {
+        f: float(np.mean([np.mean([r.epochs[-1]["quality"]["entropy_fraction"][c] for c in CELLS])
+                          for r in records if r.fold == f]))
+        for f in agree}
     if not agree:
         raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
     return SettingSummary(
@@ -274,6 +282,7 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         entropy_mean=float(np.mean(list(ent.values()))), top2_margin=margin,
         flip_rate=float(np.mean(flips)) if flips else float("nan"),
         agreement=float(np.mean(list(agree.values()))), agreement_by_fold=agree,
+        entropy_by_fold=entropy_by_fold,
         chance=chance_agreement(space),
         family_agreement=float(np.mean(list(over_folds("family").values()))),
         family_chance=chance_agreement(space, level="family"),
@@ -282,3 +291,26 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
         minutes=float(np.mean([r.minutes for r in records])),
     )
+
+
+def gate_table(summaries: dict[str, SettingSummary]) -> str:
+    """The gate's table, one row per setting (Markdown): final entropy as a fraction of uniform
+    per cell and its mean, top-2 margin, flip rate, cross-seed (edge, op) agreement beside its
+    chance level, per fold agreement / entropy, family and edge agreement, the supernet's final
+    alpha-split UA, minutes per search and the verdict (:attr:`SettingSummary.passes`)."""
+    lines = ["| setting | runs | entropy n / r / s (mean) | top-2 margin n / r / s | flip rate "
+             "| agreement (chance) | by fold: agreement / entropy | families (chance) "
+             "| edges (chance) | valid UA | min / search | gate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        e, m = s.entropy_fraction, s.top2_margin
+        folds = "; ".join(f"{f}: {a:.2f} / {s.entropy_by_fold[f]:.2f}"
+                          for f, a in s.agreement_by_fold.items())
+        lines.append(
+            f"| {name} | {s.n_runs} | {e['normal']:.2f} / {e['reduce']:.2f} / {e['seq']:.2f} "
+            f"({s.entropy_mean:.2f}) | {m['normal']:.3f} / {m['reduce']:.3f} / {m['seq']:.3f} "
+            f"| {s.flip_rate:.2f} | {s.agreement:.2f} ({s.chance:.3f}) | {folds} "
+            f"| {s.family_agreement:.2f} ({s.family_chance:.2f}) "
+            f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
+            f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
+    return "\n".join(lines)
