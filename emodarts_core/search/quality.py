@@ -225,8 +225,8 @@ class SettingSummary:
 
     @property
     def passes(self) -> bool:
-        """The gate, on every fold: agreement >= :data:`GATE_AGREEMENT` and mean final entropy
-        <= :data:`GATE_ENTROPY` of uniform (with one fold, the same as on the means)."""
+        """Whether every fold clears the gate (agreement at least :data:`GATE_AGREEMENT` and mean
+        final entropy at most :data:`GATE_ENTROPY` of uniform); with one fold, the means'."""
         return (all(a >= GATE_AGREEMENT for a in self.agreement_by_fold.values())
                 and all(e <= GATE_ENTROPY for e in self.entropy_by_fold.values()))
 
