@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emodarts_core.batch.reproduce import export_records  # noqa: E402
 from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
 from emodarts_core.search.loop import run_search  # noqa: E402
@@ -33,18 +33,6 @@ from emodarts_core.search.quality import (gate_table, load_record,  # noqa: E402
                                           summarise_setting)
 from emodarts_core.train.fit import load_data  # noqa: E402
 from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
-
-
-RECORD_FILES = ("config.json", "environment.json", "history.json", "genotype.json",
-                "data_report.json")
-
-
-def export_record(run: Path, dest: Path) -> None:
-    """The search's record: its small JSON files, no checkpoint."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in RECORD_FILES:
-        if (run / name).is_file():
-            shutil.copy2(run / name, dest / name)
 
 
 def parse_setting(text: str) -> tuple[str, list[str]]:
@@ -102,13 +90,13 @@ def main() -> None:
                     print(f"[gate] {name} fold {fold} seed {seed}: "
                           f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
                 records.append(load_record(out))
-                if args.export:
-                    export_record(out, Path(args.export) / name / f"fold{fold}" / f"seed{seed}")
         if records:
             summaries[name] = (overrides, summarise_setting(records, profile.space))
 
     print()
     print(gate_table({name: summary for name, (_, summary) in summaries.items()}))
+    if args.export:                      # each search's small JSON files, as reproduce exports
+        export_records(args.out, args.export)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(
         {n: {"overrides": o, **s.to_dict()} for n, (o, s) in summaries.items()}, indent=2))

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emodarts_core.results.collect import _mean_std
+
 #: The methods of the cross-corpus batch and the run directory of each inside a fold's job.
 METHOD_DIRS = {"emodarts": "train", "random": "baseline_random/final",
                "cnn_lstm": "baseline_cnn_lstm"}
@@ -88,10 +90,16 @@ def _select(evals: Sequence[Evaluation], source: str, target: str, method: str
             if e.source == source and e.target == target and e.method == method}
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    v = 100 * np.asarray(values, dtype=float)
-    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    return f"{v.mean():.2f} ± {std:.2f}"
+def _percent(values: Sequence[float]) -> str:
+    """Fractions as ``"mean ± sample std"`` in percent (:func:`results.collect._mean_std`)."""
+    mean, std = _mean_std([100 * v for v in values])
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def _recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class recall of a confusion matrix (0 for a class with no utterance) and row sums."""
+    rows = cm.sum(axis=1)
+    return np.divide(np.diag(cm), rows, out=np.zeros(len(cm)), where=rows > 0), rows
 
 
 def chance_verdict(uas: Sequence[float], chance: float) -> str:
@@ -134,9 +142,9 @@ def direction_table(evals: Sequence[Evaluation], source: str, target: str) -> st
         uas = [cross[s].ua for s in sorted(cross)]
         in_ua = [own[s].ua for s in sorted(own)]
         fall = (f"{100 * (np.mean(in_ua) - np.mean(uas)):.2f}" if in_ua else "–")
-        rows.append(f"| {name} | {len(uas)} | {_mean_std(uas)} | "
-                    f"{_mean_std([cross[s].wa for s in sorted(cross)])} | "
-                    f"{_mean_std(in_ua) if in_ua else '–'} | {fall} | "
+        rows.append(f"| {name} | {len(uas)} | {_percent(uas)} | "
+                    f"{_percent([cross[s].wa for s in sorted(cross)])} | "
+                    f"{_percent(in_ua) if in_ua else '–'} | {fall} | "
                     f"{chance_verdict(uas, chance)} |")
     if not rows:
         raise ValueError(f"no evaluation of direction {source} -> {target}")
@@ -157,8 +165,7 @@ def summed_confusion(evals: Sequence[Evaluation], source: str, target: str, meth
     if any(e.classes != classes for e in chosen):
         raise ValueError(f"{method} {source} -> {target}: the seeds scored different classes")
     cm = np.sum([np.asarray(e.confusion, dtype=int) for e in chosen], axis=0)
-    rows = cm.sum(axis=1)
-    recall = np.divide(np.diag(cm), rows, out=np.zeros(len(classes)), where=rows > 0)
+    recall, rows = _recall(cm)
     return {"confusion": cm.tolist(), "classes": list(classes), "seeds": len(chosen),
             "wa": float(np.trace(cm) / cm.sum()), "ua": float(recall[rows > 0].mean())}
 
@@ -168,8 +175,7 @@ def failure_summary(confusion: dict[str, Any]) -> str:
     class each is most often taken for, and the classes predicted most often."""
     cm = np.asarray(confusion["confusion"], dtype=float)
     classes = confusion["classes"]
-    rows = cm.sum(axis=1)
-    recall = np.divide(np.diag(cm), rows, out=np.zeros(len(classes)), where=rows > 0)
+    recall, rows = _recall(cm)
     worst = [i for i in np.argsort(recall)[:2] if rows[i] > 0]
     parts = []
     for i in worst:
