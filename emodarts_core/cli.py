@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-norm", action="store_true",
                    help="cnn_lstm: BatchNorm1d on the pooled vector (not in the paper's layout)")
     p.add_argument("--k", type=int, default=8, help="random search: number of sampled genotypes")
+    p.add_argument("--match-search", default=None, metavar="SEARCH_RUN",
+                   help="random search: spend what this search run spent (--budget) instead "
+                        "of drawing --k candidates")
+    p.add_argument("--budget", choices=("seconds", "steps"), default="seconds",
+                   help="random search with --match-search: the search's wall seconds "
+                        "(default) or its steps")
     p.add_argument("--brief-epochs", type=int, default=None,
                    help="random search: epochs per candidate (default max(1, train.epochs // 10))")
     p.add_argument("--target-params", type=int, default=None,
@@ -493,6 +499,12 @@ def run_command(args: argparse.Namespace) -> int:
         opts: dict[str, Any] = {"baseline": args.kind}
         if args.kind == "random":
             opts.update(k=args.k, brief_epochs=args.brief_epochs)
+            if args.match_search:
+                search = Path(args.match_search).resolve()
+                if not (search / RunDir.HISTORY).is_file():
+                    raise UsageError(f"--match-search {args.match_search}: no search run there "
+                                     f"(no {RunDir.HISTORY})")
+                opts.update(budget=args.budget, match_search=str(search))
             if args.head_norm:
                 raise UsageError("--head-norm applies to --kind cnn_lstm only (random search's "
                                  "networks take theirs from the profile's space.head_norm)")

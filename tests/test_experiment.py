@@ -10,6 +10,7 @@ from emodarts_core.batch.experiment import (fold_dir, make_profile, parse_folds,
                                             run_fold, search_grid)
 from emodarts_core.data.corpora.generated import generate_corpus
 from emodarts_core.results.collect import collect
+from emodarts_core.train.runs import RunDir
 
 FAST = ["search.epochs=1", "train.epochs=1"]
 
@@ -54,12 +55,21 @@ def test_run_fold_writes_collectable_runs_and_resumes(corpus_root, tmp_path):
     rows = {r.method: r for r in collect(out)}
     assert set(rows) == {"emodarts", "cnn_lstm"}
     assert rows["emodarts"].ua == pytest.approx(runs.test["emodarts"]["ua"])
-    # a rerun reuses the finished runs: same numbers, no new epochs
+    # a rerun reuses the finished runs: same numbers, no new epochs; random search, added
+    # now, spends the wall time of this fold's search
     before = (runs.train_dir / "history.json").read_text()
     again = run_fold("generated", str(corpus_root), 1, 0, "smoke", out, device="cpu",
-                     overrides=FAST, cache_dir=str(tmp_path / "cache"), log=None)
-    assert again.test == runs.test and again.genotype == runs.genotype
+                     overrides=FAST, cache_dir=str(tmp_path / "cache"), log=None,
+                     baselines=("cnn_lstm", "random"))
+    assert again.test["emodarts"] == runs.test["emodarts"] and again.genotype == runs.genotype
     assert (runs.train_dir / "history.json").read_text() == before
+    cands = json.loads((base / "baseline_random" / "candidates.json").read_text())
+    search_cost = RunDir(runs.search_dir).cost()
+    assert cands["budget"]["unit"] == "seconds" and cands["budget"]["search"] == \
+        search_cost.to_dict() and search_cost.steps > 0
+    spent = sum(c["cost"]["seconds"] for c in cands["candidates"])
+    assert cands["k"] == 1 or spent <= search_cost.seconds
+    assert cands["budget"]["spent"]["seconds"] == pytest.approx(spent)
     with pytest.raises(ValueError, match="unknown baseline"):
         run_fold("generated", str(corpus_root), 1, 0, "smoke", out, baselines=["svm"], log=None)
 

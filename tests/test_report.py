@@ -86,6 +86,13 @@ def test_random_search_table_marks_the_kept_candidate(tmp_path):
     lines = random_search_table(tmp_path).splitlines()
     assert len(lines) == 4 and lines[3].endswith("| yes |") and not lines[2].endswith("| yes |")
     assert "| 1 | 6 | 1 | 45.00 | n0 = dil_conv_5x5(c\u2096\u208b\u2082)" in lines[3]
+    budget = {"unit": "seconds", "limit": 600.0, "spent": {"seconds": 580.4, "steps": 900},
+              "search": {"seconds": 600.0, "steps": 368, "epochs": 8}}
+    (tmp_path / "candidates.json").write_text(json.dumps(
+        {"k": 2, "best_index": 1, "candidates": cands, "budget": budget}))
+    assert random_search_table(tmp_path).splitlines()[-1] == (
+        "Budget: the search's seconds (600); spent 580 s against the search's 600 s; "
+        "steps: 900 against the search's 368.")
     with pytest.raises(ValueError, match="random-search run"):
         random_search_table(tmp_path / "nothing")
 

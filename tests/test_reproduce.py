@@ -290,6 +290,10 @@ def test_reproduce_ensembles_evaluate_each_folds_seeds_together(tmp_path, capsys
                          "--out", str(job / "baseline_cnn_lstm")]) == 0
             assert main(["baseline", "--kind", "random", "--k", "1", *common, "--seed", str(seed),
                          "--out", str(job / "baseline_random")]) == 0
+        capsys.readouterr()
+        assert main(["baseline", "--kind", "random", "--match-search", str(tmp_path / "none"),
+                     *common, "--out", str(tmp_path / "rs")]) == 2
+        assert "no search run there" in capsys.readouterr().err
         # a third CNN-LSTM on another fold has no partner seed: no ensemble for it
         assert main(["baseline", "--kind", "cnn_lstm", *common[:-2], "--fold", "1",
                      "--out", str(batch / "generated" / "fold1" / "seed0" / "baseline_cnn_lstm")]) == 0

@@ -267,6 +267,72 @@ def test_baselines_run(tmp_path):
                      data=data)
 
 
+def test_run_cost_sums_seconds_and_updates():
+    from emodarts_core.train.runs import RunCost
+    hist = {"epochs": [{"seconds": 1.5, "steps": 4}, {"seconds": 2.0, "steps": 4,
+                                                        "alpha_batches": 8}]}
+    assert RunCost.of_history(hist) == RunCost(seconds=3.5, steps=16, epochs=2)
+    old = {"epochs": [{"seconds": 1.0}, {"seconds": 1.0, "steps": 3}]}   # before steps counted
+    assert RunCost.of_history(old).steps is None
+    assert RunCost.of_history({"epochs": []}) == RunCost(seconds=0.0, steps=0, epochs=0)
+
+
+def test_random_search_spends_the_matched_search_budget(tmp_path):
+    """Budget ``steps``: as many candidates as fit the search's updates at the mean cost so far
+    (a candidate's steps are epochs x batches); the same decisions on a rerun; the first
+    candidates are those of a fixed ``k``; bad budgets are clear errors."""
+    prof = small_profile(epochs=2)
+    data = tiny_fold()
+    base = dict(kind="baseline", corpus="generated", data_root=str(tmp_path / "d"), profile=prof)
+    fixed = run_baseline(RunConfig(out_dir=str(tmp_path / "k1"), **base,
+                                   options={"baseline": "random", "k": 1, "brief_epochs": 1}),
+                         progress=False, data=data)
+    one = RunDir.open(fixed.run_dir).read_json("candidates.json")["candidates"][0]
+    per_candidate = one["cost"]["steps"]
+    assert per_candidate == len(RunDir.open(one["run_dir"]).history()["epochs"]) * \
+        RunDir.open(one["run_dir"]).history()["epochs"][0]["steps"] > 0
+
+    search = RunDir(tmp_path / "search")
+    search.path.mkdir()
+    # 3.5 candidates' worth of updates: three fit, a fourth would not
+    search.write_history({"epochs": [{"seconds": 9.0, "steps": per_candidate,
+                                      "alpha_batches": per_candidate},
+                                     {"seconds": 9.0, "steps": per_candidate // 2,
+                                      "alpha_batches": per_candidate}], "steps": []})
+    opts = {"baseline": "random", "brief_epochs": 1, "budget": "steps", "match_search": "../search"}
+    res = run_baseline(RunConfig(out_dir=str(tmp_path / "r"), options=opts, **base),
+                       progress=False, data=data)
+    cands = RunDir.open(res.run_dir).read_json("candidates.json")
+    assert cands["k"] == 3 and len(cands["candidates"]) == 3
+    assert cands["budget"]["search"]["steps"] == 3 * per_candidate + per_candidate // 2
+    assert cands["budget"]["spent"]["steps"] == 3 * per_candidate <= cands["budget"]["limit"]
+    assert cands["candidates"][0]["genotype"] == one["genotype"]    # the same seeded stream
+    again = run_baseline(RunConfig(out_dir=str(tmp_path / "r"), options=opts, **base),
+                         progress=False, data=data)
+    assert RunDir.open(again.run_dir).read_json("candidates.json") == cands
+    assert again.metrics["ua"] == res.metrics["ua"] and again.metrics["k"] == 3
+
+    for bad, match in (({"budget": "hours"}, "budget must be"),
+                       ({"budget": "steps"}, "needs options"),
+                       ({"budget": "seconds", "match_search": str(tmp_path / "nowhere")},
+                        "no search history"),
+                       ({"k": 0}, "k >= 1")):
+        with pytest.raises(ValueError, match=match):
+            run_baseline(RunConfig(out_dir=str(tmp_path / "bad"), **base,
+                                   options={"baseline": "random", **bad}), data=data)
+
+
+def test_batch_random_search_matches_its_fold_search_unless_started_with_fixed_k(tmp_path):
+    from emodarts_core.batch.experiment import baseline_options
+    out, search = tmp_path / "baseline_random", tmp_path / "search"
+    assert baseline_options("cnn_lstm", out, search) == {"baseline": "cnn_lstm"}
+    assert baseline_options("random", out, search) == {
+        "baseline": "random", "budget": "seconds", "match_search": "../search"}
+    RunDir.create(RunConfig(kind="baseline", corpus="generated", data_root="", out_dir=str(out),
+                            options={"baseline": "random"}))      # started with the fixed k
+    assert baseline_options("random", out, search) == {"baseline": "random"}
+
+
 def test_train_init_channels_widens_the_final_network_only(tmp_path):
     """``train.init_channels`` builds the final network at that width (the same network, same
     numbers, as a space of that width), loads back through ``build_model``; random search's

@@ -19,9 +19,10 @@ dropped Colab session (or a killed job) continues where it stopped and ends with
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from emodarts_core.config import Profile, apply_overrides, get_profile
 from emodarts_core.data.datasets import FoldData
@@ -99,6 +100,21 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / RunDir.CONFIG).exists() and (Path(run_dir) / RunDir.METRICS).exists()
 
 
+def baseline_options(name: str, out_dir: Path, search_dir: Path) -> dict[str, Any]:
+    """The options of one fold's baseline run. Random search spends the wall time its fold's
+    search spent (:func:`emodarts_core.train.baselines.random_search_budget`); a random search
+    started before budgets were matched (its ``config.json`` names no budget) keeps its fixed
+    ``k`` so that it resumes."""
+    if name != "random":
+        return {"baseline": name}
+    old = out_dir / RunDir.CONFIG
+    if old.exists() and "budget" not in RunDir(out_dir).config.options:
+        return dict(RunDir(out_dir).config.options)
+    # relative to the random-search run, so that a moved batch root still resumes
+    match = os.path.relpath(search_dir, out_dir)
+    return {"baseline": name, "budget": "seconds", "match_search": match}
+
+
 def run_fold(corpus: str, data_root: str | None, fold: int, seed: int, profile: str | Profile,
              out_dir: str | Path, *, protocol: str | None = None, device: str = "auto",
              progress: bool = False, baselines: Sequence[str] = ("cnn_lstm",),
@@ -143,8 +159,9 @@ def run_fold(corpus: str, data_root: str | None, fold: int, seed: int, profile: 
                     genotype=search.genotype.to_dict(),
                     test={"emodarts": {"wa": trained.wa, "ua": trained.ua}})
     for name in baselines:
-        cfg = dataclasses.replace(base, kind="baseline", out_dir=str(root / f"baseline_{name}"),
-                                  options={"baseline": name})
+        out = root / f"baseline_{name}"
+        cfg = dataclasses.replace(base, kind="baseline", out_dir=str(out),
+                                  options=baseline_options(name, out, Path(search.run_dir)))
         res = run_baseline(cfg, progress=progress, data=data)
         runs.baseline_dirs[name] = Path(res.run_dir)
         runs.test[name] = {"wa": res.wa, "ua": res.ua}

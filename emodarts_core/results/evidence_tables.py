@@ -348,6 +348,16 @@ def random_search_table(run_dir: str | Path) -> str:
         lines.append(f"| {c['index']} | {c.get('brief_epochs', data.get('brief_epochs', '–'))} "
                      f"| {c.get('best_epoch', '–')} | {100 * c['valid_ua']:.2f} | {normal} "
                      f"| {'yes' if c['index'] == data['best_index'] else ''} |")
+    budget = data.get("budget")
+    if budget and budget.get("search"):
+        search, spent = budget["search"], budget["spent"]
+        steps = (f"; steps: {spent['steps']} against the search's {search['steps']}"
+                 if search.get("steps") is not None else "")
+        lines.append(f"\nBudget: the search's {budget['unit']} ({budget['limit']:.0f}); spent "
+                     f"{spent['seconds']:.0f} s against the search's {search['seconds']:.0f} s"
+                     f"{steps}.")
+    elif budget:
+        lines.append(f"\nBudget: a fixed k = {len(data['candidates'])} candidates.")
     return "\n".join(lines)
 
 

@@ -278,6 +278,9 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
             "valid_ua": ua_score(y_a.numpy(), pred, data.n_classes),
             "alpha_step_loss": acc["valid_loss"] / acc["n_alpha"] if acc["n_alpha"] else None,
             "seconds": time.perf_counter() - t0,
+            # updates (RunCost): weight steps, and the alpha batches the architect stepped on
+            "steps": n_steps,
+            "alpha_batches": n_steps * scfg.alpha_accumulate if epoch >= scfg.alpha_warmup_epochs else 0,
             "alphas": {k: v.tolist() for k, v in weights.items()},
             "genotype": geno.to_dict(),
             "skip_count": stats.skip_count,

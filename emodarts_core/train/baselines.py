@@ -17,7 +17,14 @@
    does; ``train.init_channels``, when set, widens the winner's final training only, and
    ``train.fit_valid`` adds the validation speakers to it only (they chose the winner). Random
    search with the same budget is the standard sanity check of a NAS method (Li & Talwalkar 2019;
-   Yu et al. 2020).
+   Yu et al. 2020). *The budget*: in a batch (:func:`emodarts_core.batch.experiment.run_fold`)
+   random search spends the **wall time** its fold's search spent (candidates are drawn while
+   the next fits, at the mean cost so far), and records the **steps** of both beside it. Wall
+   time, not steps, is the matched quantity because a supernet step costs several times a
+   fixed network's, so at equal steps random search would get a fraction of the search's
+   compute; the price is that ``k`` depends on the machine's speed, so ``candidates.json``
+   records it. Alone (``baseline --kind random``) it draws a fixed ``k``, or matches a search
+   run given with ``--match-search``.
 
 3. **CNN-BiLSTM with attention** (:func:`run_cnn_bilstm_att`,
    :class:`emodarts_core.train.handdesigned.CNNBiLSTMAtt`): a strong hand-designed MFCC network whose
@@ -34,6 +41,7 @@ All are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +57,7 @@ from emodarts_core.train.engine import TrainResult, fit
 from emodarts_core.train.fit import load_data, run_train, save_normalizer, start_run
 from emodarts_core.train.handdesigned import (CNNLSTM, CNNBiLSTMAtt, match_size, size_of,
                                               typical_searched_size)
-from emodarts_core.train.runs import RunConfig, RunDir, resolve_device
+from emodarts_core.train.runs import RunConfig, RunCost, RunDir, resolve_device
 
 #: The baselines :func:`run_baseline` knows (``baseline --kind``).
 KINDS = ("cnn_lstm", "random", "cnn_bilstm_att", "egemaps_svm")
@@ -111,26 +119,61 @@ def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
                               "target_parameters": target})
 
 
+def random_search_budget(options: dict[str, Any],
+                         run_dir: str | Path = ".") -> tuple[str, float, RunCost | None]:
+    """What stops random search's candidate draws: ``("k", k, None)`` for a fixed number, or
+    ``(unit, limit, search_cost)`` with ``unit`` ``"seconds"`` or ``"steps"`` to spend what the
+    search in ``options["match_search"]`` (a path, relative to ``run_dir`` when not absolute)
+    spent (its :class:`~emodarts_core.train.runs.RunCost`)."""
+    unit = options.get("budget", "k")
+    if unit == "k":
+        k = int(options.get("k", 8))
+        if k < 1:
+            raise ValueError(f"random search needs k >= 1 candidates, got {k}")
+        return "k", float(k), None
+    if unit not in ("seconds", "steps"):
+        raise ValueError(f"random search's budget must be 'k', 'seconds' or 'steps', got {unit!r}")
+    if not options.get("match_search"):
+        raise ValueError(f"random search's budget {unit!r} needs options['match_search'], the "
+                         "search run whose cost it matches")
+    # normpath: the run's own directory need not exist yet; an absolute path stays as it is
+    search = Path(os.path.normpath(Path(run_dir) / options["match_search"]))
+    if not (search / RunDir.HISTORY).exists():
+        raise ValueError(f"random search's budget: {search} holds no search history to match")
+    cost = RunDir(search).cost()
+    limit = cost.seconds if unit == "seconds" else cost.steps
+    if not cost.epochs or not limit:
+        raise ValueError(f"{search}: no finished search epoch with its {unit} "
+                         f"recorded to match (rerun the search, or use budget 'k')")
+    return unit, float(limit), cost
+
+
 def run_random_search(cfg: RunConfig, progress: bool = True,
                       data: FoldData | None = None) -> TrainResult:
     """Random-search baseline; candidates and the final model live under ``cfg.out_dir``.
 
+    Candidates are drawn one after the other from one seeded stream, so the first ``k`` are the
+    same whatever the budget. The budget (:func:`random_search_budget`) is a fixed ``k``
+    (``options["k"]``, default 8) or the cost of a search run (``options["budget"]`` =
+    ``"seconds"`` or ``"steps"``, ``options["match_search"]`` = its directory): then candidates
+    are drawn while the next one, at the mean cost of those so far, still fits (at least one, at
+    most ``options["k_max"]``, default 64). A resumed run reads each finished candidate's cost
+    from its ``history.json``, so it takes the same decisions.
+
     Layout: ``candidates/cand_XX/`` (one brief training run each, resumable),
-    ``candidates.json`` (genotype, validation UA / WA and best epoch of every candidate),
-    ``final/`` (the full training of the winner), and the winner's ``genotype.json`` and
-    ``metrics.json`` copied to the top level.
+    ``candidates.json`` (genotype, validation UA / WA, best epoch and cost of every candidate, the
+    budget and what was spent), ``final/`` (the full training of the winner), and the winner's
+    ``genotype.json`` and ``metrics.json`` copied to the top level.
     """
 
-    k = int(cfg.options.get("k", 8))
+    unit, limit, search_cost = random_search_budget(cfg.options, cfg.out_dir)
+    k_max = int(limit) if unit == "k" else int(cfg.options.get("k_max", 64))
     brief = cfg.options.get("brief_epochs")
     brief = int(brief) if brief else max(1, cfg.profile.train.epochs // 10)
-    if k < 1:
-        raise ValueError(f"random search needs k >= 1 candidates, got {k}")
     announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
     run = start_run(cfg, data, announce)
     gen = torch.Generator().manual_seed(int(cfg.seed) + 104729)
-    genotypes = [sample_genotype(cfg.profile.space, gen) for _ in range(k)]
 
     # the brief trainings are random search's search: at the search space's width, like the
     # DARTS supernet; only the winner's final training takes ``train.init_channels``
@@ -138,19 +181,33 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
         cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0,
                                     init_channels=None, fit_valid=False))
     candidates: list[dict[str, Any]] = []
-    for i, geno in enumerate(genotypes):
+    spent = {"seconds": 0.0, "steps": 0}
+    while len(candidates) < k_max:
+        if unit != "k" and candidates:
+            mean = spent[unit] / len(candidates)
+            if spent[unit] + mean > limit:
+                break
+        i = len(candidates)
+        geno = sample_genotype(cfg.profile.space, gen)
         sub = dataclasses.replace(
             cfg, kind="train", profile=brief_profile,
             out_dir=str(Path(cfg.out_dir) / "candidates" / f"cand_{i:02d}"),
             options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
         res = run_train(sub, geno, progress=progress, data=data)
+        cost = RunDir(res.run_dir).cost()
+        spent["seconds"] += cost.seconds
+        spent["steps"] += cost.steps or 0
         candidates.append({"index": i, "genotype": geno.to_dict(), "brief_epochs": brief,
                            "valid_ua": res.best_valid_ua, "best_epoch": res.best_epoch,
-                           "run_dir": str(res.run_dir)})
+                           "cost": cost.to_dict(), "run_dir": str(res.run_dir)})
     best = min(candidates, key=lambda c: (-c["valid_ua"], c["index"]))
+    budget = {"unit": unit, "limit": limit, "spent": spent,
+              "search": search_cost.to_dict() if search_cost else None,
+              "search_run": cfg.options.get("match_search")}
     atomic_write_json(run.file("candidates.json"),
-                      {"k": k, "brief_epochs": brief, "selection": "best validation UA",
-                       "best_index": best["index"], "candidates": candidates})
+                      {"k": len(candidates), "brief_epochs": brief, "budget": budget,
+                       "selection": "best validation UA", "best_index": best["index"],
+                       "candidates": candidates})
     final_cfg = dataclasses.replace(
         cfg, kind="train", out_dir=str(Path(cfg.out_dir) / FINAL_DIR),
         options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
@@ -158,8 +215,9 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
     res = run_train(final_cfg, winner, progress=progress, data=data)
     run.write_json(RunDir.GENOTYPE, winner.to_dict())
     metrics = dict(res.metrics)
-    metrics.update({"kind": "baseline", "baseline": "random", "k": k,
-                    "chosen_candidate": best["index"], "final_run": str(res.run_dir)})
+    metrics.update({"kind": "baseline", "baseline": "random", "k": len(candidates),
+                    "budget": budget, "chosen_candidate": best["index"],
+                    "final_run": str(res.run_dir)})
     run.write_json(RunDir.METRICS, metrics)
     return dataclasses.replace(res, run_dir=run.path, metrics=metrics)
 

@@ -220,7 +220,8 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
         lr = opt.param_groups[0]["lr"]
         model.train()
         tot_loss, n_seen, correct = 0.0, 0, 0
-        for idx in batch_indices(len(y_fit), tcfg.batch_size, gen):
+        batches = batch_indices(len(y_fit), tcfg.batch_size, gen)
+        for idx in batches:
             x, y = to_device(x_fit[idx], device), y_fit[idx].to(device)
             x = mask_batch(x, tcfg.freq_mask, tcfg.time_mask)
             with autocast_context(device, amp):
@@ -253,7 +254,7 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             else:
                 state["bad_epochs"] += 1
         record.update(drop_path_prob=float(getattr(model, "drop_path_prob", 0.0)),
-                      seconds=time.perf_counter() - t0)
+                      steps=len(batches), seconds=time.perf_counter() - t0)
         history["epochs"].append(record)
         run.write_history(history)
         state["epoch"] = epoch + 1

@@ -220,6 +220,33 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
 
 
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunCost:
+    """Compute a run spent: wall seconds of its epochs and its optimiser updates.
+
+    ``steps`` counts the batches the weights or the alphas were stepped on: a search's alpha step
+    over an accumulated batch counts once per batch it averages; the extra passes of a
+    second-order alpha step are not counted. ``steps`` is ``None`` for a run recorded before
+    epochs counted their steps.
+    """
+
+    seconds: float
+    steps: int | None
+    epochs: int
+
+    @classmethod
+    def of_history(cls, history: dict[str, list]) -> "RunCost":
+        epochs = history.get("epochs", [])
+        seconds = float(sum(float(e.get("seconds", 0.0)) for e in epochs))
+        known = all("steps" in e for e in epochs)
+        steps = (sum(int(e["steps"]) + int(e.get("alpha_batches", 0)) for e in epochs)
+                 if known else None)
+        return cls(seconds=seconds, steps=steps, epochs=len(epochs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "steps": self.steps, "epochs": self.epochs}
+
+
 class RunDir:
     """One run directory on disk.
 
@@ -330,6 +357,10 @@ class RunDir:
 
     def write_history(self, history: dict[str, list]) -> None:
         atomic_write_json(self.file(self.HISTORY), history)
+
+    def cost(self) -> "RunCost":
+        """The compute this run has spent so far, summed over its ``history.json`` epochs."""
+        return RunCost.of_history(self.history())
 
     def append_epoch(self, record: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> None:
         """Append one epoch record (and that epoch's step records) to ``history.json``."""
