@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default) or its steps")
     p.add_argument("--brief-epochs", type=int, default=None,
                    help="random search: epochs per candidate (default max(1, train.epochs // 10))")
+    p.add_argument("--no-tune", action="store_true",
+                   help="cnn_bilstm_att: train the network's defaults instead of tuning blocks, "
+                        "dropout and learning rate on the validation speakers")
     p.add_argument("--target-params", type=int, default=None,
                    help="cnn_bilstm_att: parameter count to match (default: the mean size of "
                         "the profile's networks for 5 uniformly drawn genotypes)")
@@ -512,6 +515,10 @@ def run_command(args: argparse.Namespace) -> int:
             if args.kind != "cnn_lstm":
                 raise UsageError(f"--head-norm applies to --kind cnn_lstm only, not {args.kind}")
             opts["cnn_lstm"] = {"head_norm": True}
+        if args.no_tune:
+            if args.kind != "cnn_bilstm_att":
+                raise UsageError("--no-tune applies to --kind cnn_bilstm_att only")
+            opts["tune"] = False
         if args.target_params is not None:
             if args.kind != "cnn_bilstm_att":
                 raise UsageError("--target-params applies to --kind cnn_bilstm_att only")

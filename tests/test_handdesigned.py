@@ -9,6 +9,7 @@ import torch
 
 from emodarts_core.config import get_profile, override
 from emodarts_core.data.corpora.generated import generate_corpus
+from emodarts_core.results.collect import collect
 from emodarts_core.train.baselines import run_baseline
 from emodarts_core.train.evaluate import run_evaluate
 from emodarts_core.train.handdesigned import (CNNBiLSTMAtt, count_parameters, match_size, size_of,
@@ -79,7 +80,8 @@ def test_smoke_training_matches_the_size_and_evaluates(corpus, tmp_path):
     prof = dataclasses.replace(p, train=override(p.train, epochs=2))
     cfg = RunConfig(kind="baseline", corpus="generated", data_root=str(corpus / "data"),
                     out_dir=str(tmp_path / "b"), fold=1, seed=0, profile=prof,
-                    cache_dir=str(corpus / "cache"), options={"baseline": "cnn_bilstm_att"})
+                    cache_dir=str(corpus / "cache"),
+                    options={"baseline": "cnn_bilstm_att", "tune": False})
     res = run_baseline(cfg, progress=False)
     run = RunDir.open(res.run_dir)
     m = run.read_json("metrics.json")
@@ -98,6 +100,49 @@ def test_smoke_training_matches_the_size_and_evaluates(corpus, tmp_path):
     assert again.metrics["ua"] == m["ua"]
     small = run_baseline(dataclasses.replace(cfg, out_dir=str(tmp_path / "s"),
                                              options={"baseline": "cnn_bilstm_att",
-                                                      "target_parameters": 20_000}),
+                                                      "target_parameters": 20_000,
+                                                      "tune": False}),
                          progress=False)
     assert abs(small.metrics["n_parameters"] - 20_000) / 20_000 < 0.10
+
+
+def test_tuning_chooses_on_validation_and_trains_the_winner_again(corpus, tmp_path):
+    """Every grid point trained in full and scored by the validation UA of the epoch the
+    profile's rule tests; the winner (ties: the earlier) trained again as the run itself, with
+    its network and learning rate recorded: the same seed gives the same network as its point."""
+    from emodarts_core.train.baselines import TUNE_GRID, tuning_points
+
+    assert len(tuning_points(TUNE_GRID)) == 8
+    assert tuning_points({"lr": [0.1], "blocks": [2, 3]}) == [{"lr": 0.1, "blocks": 2},
+                                                               {"lr": 0.1, "blocks": 3}]
+    p = get_profile("smoke")
+    prof = dataclasses.replace(p, train=override(p.train, epochs=2, select="last"))
+    grid = {"blocks": [2], "dropout": [0.1], "lr": [0.01, 0.2]}
+    cfg = RunConfig(kind="baseline", corpus="generated", data_root=str(corpus / "data"),
+                    out_dir=str(tmp_path / "t"), fold=1, seed=0, profile=prof,
+                    cache_dir=str(corpus / "cache"),
+                    options={"baseline": "cnn_bilstm_att", "tune": grid})
+    res = run_baseline(cfg, progress=False)
+    run = RunDir.open(res.run_dir)
+    tuning = run.read_json("tuning.json")
+    assert [pt["point"] for pt in tuning["points"]] == tuning_points(grid)
+    for pt in tuning["points"]:
+        point_run = RunDir.open(pt["run_dir"])
+        assert pt["valid_ua"] == point_run.history()["epochs"][-1]["valid_ua"]   # the last epoch
+        assert point_run.config.profile.train.lr == pt["point"]["lr"]
+    best = min(tuning["points"], key=lambda pt: (-pt["valid_ua"], pt["index"]))
+    assert tuning["best_index"] == best["index"]
+    assert run.config.options["tuned"] == best["point"]
+    assert run.config.profile.train.lr == best["point"]["lr"]
+    assert run.config.options["cnn_bilstm_att"]["blocks"] == 2
+    winner = RunDir.open(best["run_dir"]).read_json("metrics.json")
+    assert res.metrics["confusion"] == winner["confusion"] and res.ua == winner["ua"]
+    assert sorted(r.method for r in collect(tmp_path)) == ["cnn_bilstm_att"]  # points nested
+    with pytest.raises(ValueError, match="unknown setting"):
+        run_baseline(dataclasses.replace(cfg, out_dir=str(tmp_path / "x"),
+                                         options={"baseline": "cnn_bilstm_att",
+                                                  "tune": {"width": [4]}}), progress=False)
+    fit_valid = dataclasses.replace(prof, train=override(prof.train, fit_valid=True))
+    with pytest.raises(ValueError, match="fit_valid"):
+        run_baseline(dataclasses.replace(cfg, out_dir=str(tmp_path / "y"), profile=fit_valid),
+                     progress=False)

@@ -259,7 +259,7 @@ def run_grid(jobs: Iterable[GridJob], job_fn: Callable[[GridJob], str] = run_not
 
 # Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.
 RECORD_FILES = ("config.json", "environment.json", "metrics.json", "genotype.json", "history.json",
-                "candidates.json", "data_report.json")
+                "candidates.json", "tuning.json", "data_report.json")
 # Where :func:`evaluate_ensembles` writes below a batch directory.
 ENSEMBLE_DIR = "ensembles"
 

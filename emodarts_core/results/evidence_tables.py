@@ -433,6 +433,8 @@ def compute_table(root: str | Path) -> str:
                 part = "training"
             elif below[0] == "candidates":
                 part = "brief trainings"
+            elif below[0] == "tuning":
+                part = "tuning"
             else:
                 part = "final training"
             parts[part] = parts.get(part, 0.0) + _history_seconds(hist)
@@ -440,7 +442,7 @@ def compute_table(root: str | Path) -> str:
         raise ValueError(f"compute_table: no search, training or baseline runs below {root}")
     unfinished |= {k for k, parts in per.items()          # a search whose genotype is untrained
                    if k[1] == "emodarts" and "final training" not in parts}
-    order = ("search", "brief trainings", "training", "final training")
+    order = ("search", "brief trainings", "tuning", "training", "final training")
     lines = ["| job | method | parts (minutes) | total minutes |", "|---|---|---|---|"]
     totals: dict[str, list[float]] = {}
     for (job, method), parts in sorted(per.items()):

@@ -31,7 +31,8 @@
    width is matched to the size of the searched networks
    (:func:`emodarts_core.train.handdesigned.match_size`; the target is ``options["target_parameters"]`` or, by default, the mean size of
    the profile's networks for a few uniformly drawn genotypes), trained through the same
-   :func:`emodarts_core.train.engine.fit` loop, so its epoch is chosen on the validation speakers only.
+   :func:`emodarts_core.train.engine.fit` loop. Its conv blocks, dropout and learning rate are
+   tuned on the validation speakers only (:data:`TUNE_GRID`, ``tuning.json``).
 4. **eGeMAPS + linear SVM** (:func:`emodarts_core.train.egemaps.run_egemaps_svm`): openSMILE's
    eGeMAPS functionals per utterance and a class-balanced linear SVM whose ``C`` is chosen on the
    validation speakers: the classical baseline users try first.
@@ -41,9 +42,10 @@ All are run by :func:`run_baseline`, which ``python -m emodarts_core baseline --
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -82,41 +84,108 @@ def run_cnn_lstm(cfg: RunConfig, progress: bool = True, data: FoldData | None = 
                extra_metrics={"corpus": cfg.corpus, "kind": "baseline", "baseline": "cnn_lstm"})
 
 
-def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
-                       data: FoldData | None = None) -> TrainResult:
-    """Train and test the size-matched CNN-BiLSTM with attention (see the module docstring).
+#: The CNN-BiLSTM-attention baseline's default tuning grid: every combination is trained on the
+#: training speakers and scored on the validation speakers; the test speakers are not looked at.
+TUNE_GRID: dict[str, tuple[Any, ...]] = {"blocks": (2, 3), "dropout": (0.1, 0.3),
+                                         "lr": (0.01, 0.05)}
+#: Where the tuning trainings of a tuned baseline live inside its run directory.
+TUNING_DIR = "tuning"
 
-    The width is chosen before the run directory is made and recorded in the run's options
-    (``options["cnn_bilstm_att"]["width"]``, with the target under ``options["size_match"]``),
-    so :func:`emodarts_core.train.evaluate.build_model` rebuilds the same network for ``evaluate``.
-    """
 
-    device = resolve_device(cfg.device)
-    announce = data is None
-    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+def tuning_points(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of ``grid`` (``blocks``, ``dropout``: the network; ``lr``: the
+    training's learning rate), in a fixed order: the first key varies slowest."""
+    unknown = sorted(set(grid) - set(TUNE_GRID))
+    if unknown:
+        raise ValueError(f"cnn_bilstm_att tuning: unknown setting(s) {unknown}; "
+                         f"tunable: {sorted(TUNE_GRID)}")
+    if any(len(values) == 0 for values in grid.values()):
+        raise ValueError("cnn_bilstm_att tuning: every setting needs at least one value")
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _bilstm_config(cfg: RunConfig, data: FoldData, point: dict[str, Any]) -> RunConfig:
+    """``cfg`` for one CNN-BiLSTM-attention training: the network settings of ``point`` with the
+    width matched to the target size, its learning rate in the profile; both recorded."""
     arch = dict(cfg.options.get("cnn_bilstm_att", {}))
     arch.pop("width", None)
+    arch.update({k: v for k, v in point.items() if k in ("blocks", "dropout")})
     target = cfg.options.get("target_parameters")
     rule = ("options.target_parameters" if target else
             "mean size of the profile's networks for 5 uniformly drawn genotypes (seed 0)")
     target = int(target) if target else typical_searched_size(cfg.profile, data.n_classes,
                                                               data.input_shape)
     width = match_size(target, data.n_classes, data.input_shape, **arch)
-    options = dict(cfg.options)
+    size = size_of(width, data.n_classes, data.input_shape, **arch)
+    options = {k: v for k, v in cfg.options.items() if k != "tune"}
     options["cnn_bilstm_att"] = {**arch, "width": width}
-    options["size_match"] = {"target_parameters": target, "rule": rule,
-                             "parameters": size_of(width, data.n_classes, data.input_shape,
-                                                   **arch)}
-    cfg = dataclasses.replace(cfg, options=options)
+    options["size_match"] = {"target_parameters": target, "rule": rule, "parameters": size}
+    profile = cfg.profile
+    if "lr" in point:
+        profile = dataclasses.replace(profile, train=override(profile.train, lr=float(point["lr"])))
+    return dataclasses.replace(cfg, options=options, profile=profile)
+
+
+def _fit_bilstm(cfg: RunConfig, data: FoldData, progress: bool, announce: bool) -> TrainResult:
+    device = resolve_device(cfg.device)
     run = start_run(cfg, data, announce)
     save_normalizer(run, data)
     seed_everything(cfg.seed)
-    model = CNNBiLSTMAtt(data.n_classes, data.input_shape, **options["cnn_bilstm_att"])
+    arch = cfg.options["cnn_bilstm_att"]
+    model = CNNBiLSTMAtt(data.n_classes, data.input_shape, **arch)
     return fit(model, data, cfg.profile.train, run, device, cfg.seed, progress=progress,
                amp=cfg.options.get("amp"), desc=f"cnn_bilstm_att {cfg.corpus} fold {cfg.fold}",
                extra_metrics={"corpus": cfg.corpus, "kind": "baseline",
-                              "baseline": "cnn_bilstm_att", "width": width,
-                              "target_parameters": target})
+                              "baseline": "cnn_bilstm_att", "width": arch["width"],
+                              "target_parameters": cfg.options["size_match"]["target_parameters"]})
+
+
+def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
+                       data: FoldData | None = None) -> TrainResult:
+    """Train and test the size-matched CNN-BiLSTM with attention (see the module docstring).
+
+    *Tuned on the validation speakers* (``options["tune"]``: a grid as :data:`TUNE_GRID`, the
+    default; ``False``: the network's defaults): every grid point is trained in full in
+    ``tuning/point_XX/`` on the training speakers, scored on the validation speakers by the
+    validation UA of the epoch the profile's ``train.select`` rule would test, and the best
+    point (ties: the earlier) is trained again as this run. ``tuning.json`` records every point.
+    The width is matched to the target size for each point before its run directory is made and
+    recorded in the run's options (``options["cnn_bilstm_att"]``, the target under
+    ``options["size_match"]``), so :func:`emodarts_core.train.evaluate.build_model` rebuilds the
+    same network for ``evaluate``.
+    """
+
+    announce = data is None
+    data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
+    tune = cfg.options.get("tune", TUNE_GRID)
+    if not tune:
+        return _fit_bilstm(_bilstm_config(cfg, data, {}), data, progress, announce)
+    if cfg.profile.train.fit_valid:
+        raise ValueError("cnn_bilstm_att: tuning scores the validation speakers, which "
+                         "train.fit_valid trains on; set options tune=False or fit_valid=false")
+    points = tuning_points(tune)
+    scored = []
+    for i, point in enumerate(points):
+        sub = _bilstm_config(cfg, data, point)
+        sub = dataclasses.replace(sub, out_dir=str(Path(cfg.out_dir) / TUNING_DIR / f"point_{i:02d}"))
+        res = _fit_bilstm(sub, data, progress, False)
+        history = RunDir(res.run_dir).history()["epochs"]
+        rule = cfg.profile.train.select
+        valid_ua = (history[-1]["valid_ua"] if rule == "last" else res.best_valid_ua)
+        scored.append({"index": i, "point": point, "valid_ua": float(valid_ua),
+                       "selection": rule, "width": sub.options["cnn_bilstm_att"]["width"],
+                       "cost": RunDir(res.run_dir).cost().to_dict(), "run_dir": str(res.run_dir)})
+    best = min(scored, key=lambda c: (-c["valid_ua"], c["index"]))
+    chosen = _bilstm_config(cfg, data, best["point"])
+    chosen = dataclasses.replace(chosen, options={**chosen.options, "tuned": best["point"]})
+    res = _fit_bilstm(chosen, data, progress, announce)
+    run = RunDir(res.run_dir)
+    atomic_write_json(run.file("tuning.json"),
+                      {"grid": {k: list(v) for k, v in tune.items()}, "best_index": best["index"],
+                       "selection": f"validation UA of the {best['selection']} epoch",
+                       "points": scored})
+    return res
 
 
 def random_search_budget(options: dict[str, Any],
