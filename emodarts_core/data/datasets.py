@@ -71,6 +71,7 @@ class FoldData:
     test_ids: list[str] = field(default_factory=list)
     norm_stats: dict[str, Any] | None = None   # Normalizer.state_dict() of the training side
     n_files: int = 0                           # corpus entries looked at (kept + skipped)
+    valid_speaker_of: list[str] = field(default_factory=list)   # each validation utterance's
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -306,6 +307,7 @@ def load_fold_data(corpus: str, root: str | Path | None, features: FeatureConfig
         speakers_test=spk(te), fold_name=str(getattr(f, "name", fold)), n_folds=len(folds),
         report=crp.report, test_ids=[crp.records[i].utt_id for i in te],
         norm_stats=norm.state_dict(), n_files=n_entries,
+        valid_speaker_of=[crp.records[i].speaker for i in va],
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -136,12 +137,23 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int,
 def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int,
                    batch_size: int, device: torch.device, weight: torch.Tensor | None = None,
                    amp: str | None = None) -> dict[str, float]:
-    """Loss, WA and UA of ``model`` on one split."""
+    """Loss, WA and UA of ``model`` on one split, and its predicted classes (``pred``)."""
     logits = predict(model, x, batch_size, device, amp)
     loss = F.cross_entropy(logits, y, weight=weight).item()
     pred = logits.argmax(1).numpy()
     return {"loss": float(loss), "wa": wa_score(y.numpy(), pred),
-            "ua": ua_score(y.numpy(), pred, n_classes)}
+            "ua": ua_score(y.numpy(), pred, n_classes), "pred": pred}
+
+
+def confusion_by_speaker(y: torch.Tensor, pred: np.ndarray, speakers: list[str],
+                         n_classes: int) -> dict[str, list[list[int]]]:
+    """One confusion matrix (rows true, columns predicted) per speaker of a split: what
+    :mod:`emodarts_core.train.selection` needs to judge an epoch rule on validation speakers."""
+    out: dict[str, np.ndarray] = {}
+    for t, p_, spk in zip(y.tolist(), pred.tolist(), speakers):
+        cm = out.setdefault(spk, np.zeros((n_classes, n_classes), dtype=int))
+        cm[t, p_] += 1
+    return {spk: cm.tolist() for spk, cm in sorted(out.items())}
 
 
 def _forward_train(model: nn.Module, x: torch.Tensor):
@@ -247,6 +259,9 @@ def fit(model: nn.Module, data: FoldData, tcfg: TrainConfig, run: RunDir, device
             val = evaluate_split(model, data.x_valid, data.y_valid, data.n_classes,
                                  tcfg.batch_size, device, weight, amp)
             record.update(valid_loss=val["loss"], valid_wa=val["wa"], valid_ua=val["ua"])
+            if len(data.valid_speaker_of) == len(data.y_valid):
+                record["valid_confusion_by_speaker"] = confusion_by_speaker(
+                    data.y_valid, val["pred"], data.valid_speaker_of, data.n_classes)
             if val["ua"] > state["best_ua"]:
                 state.update(best_ua=val["ua"], best_epoch=epoch, bad_epochs=0)
                 run.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
