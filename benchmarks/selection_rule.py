@@ -39,7 +39,7 @@ def main() -> None:
     if not groups:
         sys.exit(f"no training below {args.runs} can be judged ({left_out} left out: no "
                  "per-speaker validation records, or fewer than two validation speakers)")
-    print(rule_table(groups))
+    print(rule_table(dict(sorted(groups.items()))))
     print(f"\n{left_out} training(s) left out.")
 
 

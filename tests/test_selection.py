@@ -87,3 +87,35 @@ def test_fit_records_per_speaker_validation_confusions(tmp_path):
     found = estimates_below(tmp_path / "runs")
     assert len(data.speakers_valid) == 2
     assert [f.run_dir for f in found] == [str(res.run_dir)] and found[0].epochs == 2
+
+
+def test_selection_rule_script_tables_a_batch(tmp_path):
+    """benchmarks/selection_rule.py over a batch: random search judged by its final training,
+    a training without per-speaker records counted as left out."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(path, kind, options, epochs):
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps(
+            {"kind": kind, "corpus": "c", "fold": 0, "seed": 0, "options": options}))
+        (path / "metrics.json").write_text(json.dumps({"wa": 0.5, "ua": 0.5}))
+        (path / "history.json").write_text(json.dumps({"epochs": epochs, "steps": []}))
+
+    judged = [{"valid_confusion_by_speaker": {"a": _cm(2, 2), "b": _cm(4, 0)}},
+              {"valid_confusion_by_speaker": {"a": _cm(4, 0), "b": _cm(1, 3)}},
+              {"valid_confusion_by_speaker": {"a": _cm(3, 1), "b": _cm(3, 1)}}]
+    job = tmp_path / "c" / "fold0" / "seed0"
+    run(job / "train", "train", {}, judged)
+    run(job / "baseline_random", "baseline", {"baseline": "random"}, [])
+    run(job / "baseline_random" / "final", "train", {}, judged)
+    run(job / "baseline_cnn_lstm", "baseline", {"baseline": "cnn_lstm"}, [{"valid_ua": 0.4}])
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "selection_rule.py"
+    out = subprocess.run([sys.executable, str(script), "--runs", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["| emodarts | 1 | 37.50 | 75.00 | 0 | 1 | last |",
+                    "| random | 1 | 37.50 | 75.00 | 0 | 1 | last |"]
+    assert "1 training(s) left out." in out
