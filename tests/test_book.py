@@ -35,7 +35,7 @@ def _png(w: int = 40, h: int = 30) -> bytes:
 def test_toc_order_is_the_execution_order():
     assert [Path(n).name for n in build_book.toc_notebooks()] == [
         "01_features", "02_supernet", "03_search", "04_genotypes", "05_experiments", "06_evidence",
-        "07_appendix_records"]
+        "08_appendix_records"]
 
 
 def test_postprocess_hides_injected_cell_and_drops_volatile_metadata():
