@@ -319,14 +319,15 @@ def plot_direction(evals: Sequence[Evaluation], source: str, target: str):
     methods = [m for m in METHOD_NAMES if _select(evals, source, target, m)]
     if not methods:
         raise ValueError(f"no evaluation of direction {source} -> {target}")
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.4),
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.0 * len(methods), 4.6),
                              layout="constrained", squeeze=False)
     sentences = []
     for ax, method in zip(axes[0], methods):
         summed = summed_confusion(evals, source, target, method)
         chance = next(iter(_select(evals, source, target, method).values())).chance_ua
-        plot_confusion(summed, ax=ax, title=f"{METHOD_NAMES[method]}, {source} -> {target}\n"
-                       f"UA {100 * summed['ua']:.1f} %, WA {100 * summed['wa']:.1f} % "
-                       f"(chance UA {100 * chance:.1f} %)")
+        plot_confusion(summed, ax=ax, title=f"{METHOD_NAMES[method]}\n"
+                       f"UA {100 * summed['ua']:.1f} %, WA {100 * summed['wa']:.1f} %")
         sentences.append(confusion_reading(summed, METHOD_NAMES[method], chance))
+    fig.suptitle(f"{source} -> {target}, confusion summed over seeds "
+                 f"(chance UA {100 * chance:.1f} %)")
     return fig, sentences
