@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAM_SETS = ("book", "smoke")
 # What the build tree needs; everything else (runs, data, venvs, .git) stays out.
 BOOK_INPUTS = ("_config.yml", "_toc.yml", "book", "notebooks", "emodarts_core", "CITATION.cff",
-               "benchmarks/records")           # the kept records chapter 6 reads
+               "benchmarks/records",           # the kept records chapters 6-8 read
+               "tests/fixtures/cross-corpus")  # chapter 7's smoke run (synthetic evaluations)
 IGNORE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".ipynb_checkpoints", "runs", "data", "_build", ".*", "*.egg-info"
 )

@@ -41,6 +41,9 @@ def smoke_runs(tmp_path_factory) -> dict[str, tuple[object, Path]]:
     # committed ensemble evaluations, which need no audio)
     shutil.copytree(ROOT / "benchmarks" / "records", tree / "benchmarks" / "records",
                     ignore=build_book.IGNORE)
+    # chapter 7's smoke run reads the synthetic cross-corpus evaluations
+    fixture = "tests/fixtures/cross-corpus"
+    shutil.copytree(ROOT / fixture, tree / fixture, ignore=build_book.IGNORE)
     saved = os.environ.pop("EMODARTS_RAVDESS", None)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     os.environ.setdefault("EMODARTS_THREADS", os.environ.get("EMODARTS_TEST_THREADS", "1"))

@@ -72,6 +72,22 @@ def test_vocabulary_table_lists_each_corpus_code_by_canonical_emotion():
         vocabulary_table(["timit"])
 
 
+def test_shared_classes_count_each_pair_of_corpora():
+    from emodarts_core.data.emotions import corpus_classes, shared_classes_markdown
+
+    assert corpus_classes("emodb") == CLASS_SETS["emodb7"]
+    assert corpus_classes("ravdess") == CLASS_SETS["ravdess8"]
+    md = shared_classes_markdown(["ravdess", "emodb", "tess"]).splitlines()
+    assert md[0] == "| | ravdess | emodb | tess |"
+    # RAVDESS and EmoDB share shared6; RAVDESS and TESS also surprised; EmoDB and TESS shared6
+    assert md[2] == "| **ravdess** | 8 | 6 | 7 |"
+    assert md[3] == "| **emodb** | 6 | 7 | 6 |"
+    assert md[4] == "| **tess** | 7 | 6 | 7 |"
+    assert len(shared_classes_markdown().splitlines()) == 2 + len(MAPPINGS) - 1
+    with pytest.raises(ValueError, match="unknown corpus"):
+        corpus_classes("timit")
+
+
 # --------------------------------------------------------------------------------------------- IEMOCAP
 def test_iemocap_standard(tmp_path):
     root, _ = make_iemocap(tmp_path)

@@ -247,3 +247,17 @@ def test_speaker_statistics_do_not_depend_on_the_scored_classes(capsys, trees):
     cols = full[rows][:, [shared.index("sad"), shared.index("angry")]]
     torch.testing.assert_close(two, cols / cols.sum(1, keepdim=True), atol=1e-5, rtol=1e-4)
     assert y_two.tolist() == [0 if crp.records[k].label == "sad" else 1 for k in kept_two]
+
+
+def test_book_fixture_has_the_format_evaluate_writes(capsys, trees, two_corpus_run):
+    """tests/fixtures/cross-corpus (the book's smoke evidence) keeps evaluate's JSON keys."""
+    out = trees["tmp"] / "format.json"
+    code, printed = _evaluate(capsys, trees, two_corpus_run, "emodb", "--json-out", str(out))
+    assert code == 0, printed.err
+    real = json.loads(out.read_text())
+    fixture = Path(__file__).resolve().parent / "fixtures" / "cross-corpus"
+    for path in sorted(fixture.glob("*/*.json")):
+        made = json.loads(path.read_text())
+        assert set(made) == set(real), path.name
+        assert set(made["dropped"]) == set(real["dropped"]), path.name
+        assert set(made["members"][0]) == set(real["members"][0]), path.name

@@ -2,7 +2,9 @@
 on evaluation files written as ``evaluate`` writes them."""
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +103,82 @@ def test_missing_or_empty_root_is_an_error(tmp_path):
         xc.load_evaluations(tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no <source>"):
         xc.load_evaluations(tmp_path)
+
+
+# --------------------------------------------------------------------------- the book's chapter
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cross-corpus"
+
+
+def _load_fixture_script():
+    spec = importlib.util.spec_from_file_location(
+        "make_cross_corpus", FIXTURE.parent / "make_cross_corpus.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_fixture_is_what_its_script_writes(tmp_path):
+    written = _load_fixture_script().write(tmp_path)
+    committed = sorted(p.relative_to(FIXTURE) for p in FIXTURE.rglob("*.json"))
+    assert sorted(p.relative_to(tmp_path) for p in written) == committed
+    for rel in committed:
+        assert (tmp_path / rel).read_text() == (FIXTURE / rel).read_text(), rel
+
+
+def test_fixture_reads_as_two_directions_and_a_generated_source():
+    evals = xc.load_evaluations(FIXTURE)
+    assert xc.directions(evals) == [("emodb", "ravdess"), ("ravdess", "emodb")]
+    assert {e.corpus for e in evals} == {"generated"}
+    line = xc.evaluations_source(FIXTURE).line()
+    assert line.startswith("Data source: generated — 36 evaluation files")
+    missing = xc.evaluations_source(FIXTURE / "absent")
+    assert missing.corpus == "none" and "no cross-corpus evaluations" in missing.line()
+
+
+def test_scoring_summary_names_what_was_left_out_and_chance(root):
+    evals = xc.load_evaluations(FIXTURE)
+    text = xc.scoring_summary(evals, "emodb", "ravdess")
+    assert "44 ravdess utterances over 6 classes" in text
+    assert "(boredom) is not allowed to win" in text
+    assert "calm (3 files), surprised (3 files) have no counterpart in emodb" in text
+    # RAVDESS side of the fixture: 4 neutral and 8 of each other class -> 8 / 44
+    assert "16.7 % UA" in text and "18.2 % WA" in text
+    e = next(e for e in evals if e.target == "emodb" and not e.in_corpus)
+    assert xc.majority_wa(e) == pytest.approx(12 / 45)
+    with pytest.raises(ValueError, match="no evaluation"):
+        xc.scoring_summary(xc.load_evaluations(root), "emodb", "ravdess")
+
+
+def test_direction_markdown_holds_table_verdicts_and_recalls(root):
+    evals = xc.load_evaluations(root)
+    verdicts = xc.verdicts_markdown(evals, "ravdess", "emodb").splitlines()
+    # searched 60/70/50 against CNN-LSTM 30/30/40: ahead on every seed by 26.67 on average
+    assert verdicts == ["- searched (emodarts) better than CNN-LSTM (+26.67 points, 3 seeds)"]
+    recalls = xc.recall_table(evals, "ravdess", "emodb").splitlines()
+    assert recalls[0] == "| method | " + " | ".join(CLASSES) + " |"
+    # each class recalled at the seed's accuracy: 60, 70, 50 -> 60.00 ± 10.00 everywhere
+    assert recalls[2] == "| searched (emodarts) | " + " | ".join(["60.00 ± 10.00"] * 6) + " |"
+    md = xc.direction_markdown(evals, "ravdess", "emodb")
+    assert xc.direction_table(evals, "ravdess", "emodb") in md and verdicts[0] in md
+    with pytest.raises(ValueError, match="no evaluation"):
+        xc.recall_table(evals, "emodb", "ravdess")
+
+
+def test_plot_direction_draws_one_matrix_per_method_with_a_reading(root):
+    import matplotlib.pyplot as plt
+
+    evals = xc.load_evaluations(root)
+    fig, sentences = xc.plot_direction(evals, "ravdess", "emodb")
+    try:
+        assert len([ax for ax in fig.axes if ax.get_title()]) == 2
+        assert len(sentences) == 2
+    finally:
+        plt.close(fig)
+    # every class recalled 60 %, the rest called the next class: nothing is never predicted
+    assert sentences[0].startswith("searched (emodarts), 3 seed(s) summed: UA 60.0 % against "
+                                   "16.7 % chance")
+    assert "Never predicted" not in sentences[0] and "of all predictions" in sentences[0]
+    one_class = {"confusion": [[5, 0], [3, 0]], "classes": ["sad", "angry"], "seeds": 1,
+                 "wa": 5 / 8, "ua": 0.5}
+    words = xc.confusion_reading(one_class, "X", 0.5)
+    assert "sad is recalled best (100.0 %)" in words and "Never predicted: angry." in words

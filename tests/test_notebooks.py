@@ -38,7 +38,7 @@ def _parameters_cell(nb):
 def test_every_toc_notebook_exists_and_vice_versa():
     toc = (ROOT / "_toc.yml").read_text()
     listed = set(re.findall(r"file:\s*notebooks/(\S+)", toc))
-    assert listed == set(IDS) and len(IDS) == 7
+    assert listed == set(IDS) and len(IDS) == 8
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -163,3 +163,22 @@ def vocabulary_markdown(corpora: Sequence[str] | None = None) -> str:
         lines.append(f"| {corpus} | " + " | ".join(f"`{row[e]}`" if row[e] else "-" for e in columns)
                      + " |")
     return "\n".join(lines)
+
+
+def corpus_classes(corpus: str) -> tuple[str, ...]:
+    """The canonical classes a corpus's mapping can yield, in :data:`CANONICAL` order."""
+    if corpus not in MAPPINGS:
+        raise ValueError(f"corpus_classes: unknown corpus {corpus!r}; use {', '.join(MAPPINGS)}")
+    return canonical_order({v for v in MAPPINGS[corpus].values() if v is not None})
+
+
+def shared_classes_markdown(corpora: Sequence[str] | None = None) -> str:
+    """How many canonical classes each pair of corpora shares, as a Markdown table (the
+    diagonal: a corpus's own number of classes). ``corpora`` as for :func:`vocabulary_table`."""
+    names = [c for c in MAPPINGS if c != "generated"] if corpora is None else list(corpora)
+    sets = {c: set(corpus_classes(c)) for c in names}
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for a in names:
+        lines.append(f"| **{a}** | " + " | ".join(str(len(sets[a] & sets[b])) for b in names)
+                     + " |")
+    return "\n".join(lines)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +53,8 @@ class Evaluation:
     confusion: tuple[tuple[int, ...], ...]
     recall: dict[str, float | None]
     n: int
+    corpus: str = ""            # the corpus scored, as ``evaluate`` names it
+    dropped: dict[str, Any] = field(default_factory=dict)   # ``evaluate``'s ``dropped``
 
     @property
     def in_corpus(self) -> bool:
@@ -78,7 +81,8 @@ def load_evaluations(root: str | Path) -> list[Evaluation]:
             seed=int(n["seed"]), ua=float(m["ua"]), wa=float(m["wa"]),
             chance_ua=float(m.get("chance_ua", 1.0 / len(m["classes"]))),
             classes=tuple(m["classes"]), confusion=tuple(tuple(r) for r in m["confusion"]),
-            recall=dict(m["per_class_recall"]), n=int(m["n"])))
+            recall=dict(m["per_class_recall"]), n=int(m["n"]),
+            corpus=str(m.get("corpus", "")), dropped=dict(m.get("dropped") or {})))
     if not out:
         raise FileNotFoundError(f"no <source>-to-<target>/<method>-seed<S>.json files in {root}")
     return out
@@ -189,3 +193,141 @@ def failure_summary(confusion: dict[str, Any]) -> str:
     parts.append(f"{classes[top]} receives {100 * predicted[top] / cm.sum():.1f} % of all "
                  "predictions")
     return "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------- the book's chapter
+def directions(evals: Sequence[Evaluation]) -> list[tuple[str, str]]:
+    """The cross-corpus directions present, as ``(source, target)``, sorted."""
+    return sorted({(e.source, e.target) for e in evals if not e.in_corpus})
+
+
+def evaluations_source(root: str | Path):
+    """A :class:`emodarts_core.data.source.DataSource` for an evaluation tree, for a notebook's
+    data line: the corpora scored (``none`` when ``root`` holds no evaluation)."""
+    from emodarts_core.data.source import DataSource
+
+    try:
+        evals = load_evaluations(root)
+    except FileNotFoundError:
+        return DataSource(corpus="none", root=str(root),
+                          description=f"no cross-corpus evaluations at {root} in this build")
+    corpora = sorted({e.corpus or e.target for e in evals})
+    shown = ", ".join(f"{s} -> {t}" for s, t in directions(evals)) or "in-corpus only"
+    return DataSource(corpus=",".join(corpora), root=str(root),
+                      description=f"{len(evals)} evaluation files in {root} ({shown}; their "
+                                  "JSON files, no audio is read here)")
+
+
+def majority_wa(evaluation: Evaluation) -> float:
+    """WA of always naming the scored set's largest class (a fraction)."""
+    rows = np.asarray(evaluation.confusion).sum(axis=1)
+    return float(rows.max() / rows.sum())
+
+
+def scoring_summary(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """What a direction scored, in words: utterances, classes, what was left out on each side
+    (from ``evaluate``'s ``dropped``) and the chance levels."""
+    cross = [e for e in evals if (e.source, e.target) == (source, target)]
+    if not cross:
+        raise ValueError(f"no evaluation of direction {source} -> {target}")
+    e = cross[0]
+    dropped = e.dropped
+    text = (f"Every {source}-trained network is scored on {e.n} {target} utterances over "
+            f"{len(e.classes)} classes ({', '.join(e.classes)}).")
+    learnt = dropped.get("run_classes") or []
+    if learnt:
+        text += (f" What the networks learnt and {target} lacks ({', '.join(learnt)}) "
+                 "is not allowed to win.")
+    files = dropped.get("corpus_files") or {}
+    if files:
+        text += (f" {target}'s " + ", ".join(f"{c} ({n} files)" for c, n in files.items())
+                 + (" has" if len(files) == 1 else " have") + " no counterpart in "
+                 f"{source} and {'is' if len(files) == 1 else 'are'} left out.")
+    text += (f" Chance: {100 * e.chance_ua:.1f} % UA for any constant or uniform guess, "
+             f"{100 * majority_wa(e):.1f} % WA for always naming the largest class.")
+    return text
+
+
+def verdicts_markdown(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """The plan's method rule for every pair of methods of a direction (paired by seed), as a
+    Markdown list."""
+    uas = {m: {s: e.ua for s, e in _select(evals, source, target, m).items()}
+           for m in METHOD_NAMES}
+    present = [m for m in METHOD_NAMES if uas[m]]
+    lines = [f"- {method_verdict(uas[a], uas[b], METHOD_NAMES[a], METHOD_NAMES[b])}"
+             for a, b in combinations(present, 2)]
+    return "\n".join(lines) if lines else "- one method only: nothing to compare"
+
+
+def recall_table(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """Per-class recall of a direction, mean ± std over seeds (%), one row per method."""
+    rows, classes = [], None
+    for method, name in METHOD_NAMES.items():
+        cross = _select(evals, source, target, method)
+        if not cross:
+            continue
+        classes = classes or next(iter(cross.values())).classes
+        cells = []
+        for c in classes:
+            values = [e.recall.get(c) for e in cross.values()]
+            values = [v for v in values if v is not None]
+            cells.append(_percent(values) if values else "–")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not rows:
+        raise ValueError(f"no evaluation of direction {source} -> {target}")
+    head = ("| method | " + " | ".join(classes) + " |\n|---|" + "---|" * len(classes))
+    return head + "\n" + "\n".join(rows)
+
+
+def direction_markdown(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """A direction as the book presents it: what was scored, the table with chance and the
+    in-corpus UA, the method verdicts and the per-class recall."""
+    return "\n\n".join([
+        scoring_summary(evals, source, target),
+        direction_table(evals, source, target),
+        "By the plan's rule (ahead on every seed and by more than "
+        f"{BETTER_BY_POINTS:.0f} points on average):",
+        verdicts_markdown(evals, source, target),
+        "Per-class recall on the target corpus (%, mean ± std over seeds):",
+        recall_table(evals, source, target)])
+
+
+def confusion_reading(confusion: dict[str, Any], name: str, chance: float) -> str:
+    """One or two sentences on a summed confusion matrix: its UA against chance, the class
+    recalled best, then :func:`failure_summary`."""
+    cm = np.asarray(confusion["confusion"], dtype=float)
+    recall, rows = _recall(cm)
+    best = int(np.argmax(np.where(rows > 0, recall, -1)))
+    never = [c for c, n in zip(confusion["classes"], cm.sum(axis=0)) if n == 0]
+    text = (f"{name}, {confusion['seeds']} seed(s) summed: UA {100 * confusion['ua']:.1f} % "
+            f"against {100 * chance:.1f} % chance; {confusion['classes'][best]} is recalled "
+            f"best ({100 * recall[best]:.1f} %). ")
+    if never:
+        text += f"Never predicted: {', '.join(never)}. "
+    failures = failure_summary(confusion)
+    return text + failures[0].upper() + failures[1:]
+
+
+def plot_direction(evals: Sequence[Evaluation], source: str, target: str):
+    """One figure per direction: each method's confusion matrix summed over its seeds, side
+    by side (:func:`emodarts_core.results.plots.plot_confusion`), and the sentence under each
+    (:func:`confusion_reading`). Returns ``(figure, sentences)``."""
+    import matplotlib.pyplot as plt
+
+    from emodarts_core.results.plots import plot_confusion
+
+    methods = [m for m in METHOD_NAMES if _select(evals, source, target, m)]
+    if not methods:
+        raise ValueError(f"no evaluation of direction {source} -> {target}")
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.0 * len(methods), 4.6),
+                             layout="constrained", squeeze=False)
+    sentences = []
+    for ax, method in zip(axes[0], methods):
+        summed = summed_confusion(evals, source, target, method)
+        chance = next(iter(_select(evals, source, target, method).values())).chance_ua
+        plot_confusion(summed, ax=ax, title=f"{METHOD_NAMES[method]}\n"
+                       f"UA {100 * summed['ua']:.1f} %, WA {100 * summed['wa']:.1f} %")
+        sentences.append(confusion_reading(summed, METHOD_NAMES[method], chance))
+    fig.suptitle(f"{source} -> {target}, confusion summed over seeds "
+                 f"(chance UA {100 * chance:.1f} %)")
+    return fig, sentences
