@@ -164,6 +164,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-jobs": whole_jobs,
     "ensembles": ensembles,
     "cnn-lstm": cnn_lstm,
+    "gate-ravdess": gate,
 }
 
 
