@@ -120,24 +120,14 @@ def cnn_lstm(root: Path = RECORDS) -> str:
 
 
 GATE = "gate-ravdess"                     # benchmarks/search_gate.py --export of the gate
-GATE_ORDER = ("long", "long-acc2", "drnas", "sdarts", "beta")   # the plan's order
 
 
 def gate(root: Path = RECORDS) -> str:
     """The RAVDESS gate's table (emodarts_core.search.quality.gate_table), one row per setting
     that has searches on record, in the plan's order."""
-    from emodarts_core.search.quality import gate_table, load_record, summarise_setting
-    from emodarts_core.train.runs import RunDir
+    from emodarts_core.search.quality import gate_table, summarise_gate
 
-    settings = sorted((p for p in (root / GATE).iterdir() if p.is_dir()),
-                      key=lambda p: (GATE_ORDER.index(p.name) if p.name in GATE_ORDER
-                                     else len(GATE_ORDER), p.name))
-    summaries = {}
-    for setting in settings:
-        runs = sorted(setting.glob("fold*/seed*"))
-        space = RunDir.open(runs[0]).config.profile.space
-        summaries[setting.name] = summarise_setting([load_record(r) for r in runs], space)
-    return gate_table(summaries)
+    return gate_table(summarise_gate(root / GATE))
 
 
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Search-quality diagnostics, the remedies for a search that does not decide, and split_seed."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -260,6 +261,58 @@ def test_setting_summary_and_its_plot_from_real_search_runs(tmp_path):
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 4      # three cells and the gate
     with pytest.raises(ValueError, match="two seeds"):
         summarise_setting(records[:1], search_cfg(tmp_path).profile.space)
+
+
+def _summary(agreement: float, entropy: float):
+    from emodarts_core.search.quality import SettingSummary
+    cells = {c: entropy for c in ("normal", "reduce", "seq")}
+    return SettingSummary(
+        n_runs=6, n_folds=2, entropy_fraction=cells, entropy_mean=entropy, top2_margin=cells,
+        flip_rate=0.1, agreement=agreement, agreement_by_fold={0: agreement, 1: agreement},
+        entropy_by_fold={0: entropy, 1: entropy}, chance=0.087, family_agreement=0.5,
+        family_chance=0.41, edge_agreement=0.75, edge_chance=0.72, valid_ua=0.6, minutes=60.0)
+
+
+def test_gate_reading_follows_the_plans_stopping_rule():
+    from emodarts_core.search.quality import GATE_ORDER, gate_reading
+
+    fail, ok = _summary(0.18, 0.86), _summary(0.45, 0.7)
+    assert ok.passes and not fail.passes
+    one = gate_reading({"long": fail})
+    assert "- `long` **fails**: seeds of a fold share 0.18" in one
+    assert "still to run: `long-acc2`, `drnas`, `sdarts`, `beta`." in one
+    adopted = gate_reading({"long": fail, "long-acc2": fail, "drnas": ok, "sdarts": ok})
+    assert "`drnas` is the first setting that passes" in adopted
+    flat = gate_reading({name: fail for name in GATE_ORDER})
+    assert "the search space is flat" in flat and "still to run" not in flat
+    # one fold below the gate is a fail, whatever the mean
+    split = dataclasses.replace(ok, agreement_by_fold={0: 0.7, 1: 0.3})
+    assert not split.passes and "**fails**" in gate_reading({"long": split})
+
+
+def test_gate_summary_and_plot_from_the_committed_records():
+    """The exported gate records (benchmarks/records/gate-ravdess) read back in the plan's
+    order; the figure has one bar per fold and setting and the gate's lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    from emodarts_core.results.evidence_plots import plot_gate
+    from emodarts_core.search.quality import GATE_ORDER, summarise_gate
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "records" / "gate-ravdess"
+    summaries = summarise_gate(root)
+    names = list(summaries)
+    assert names[0] == "long" and names == [n for n in GATE_ORDER if n in summaries]
+    assert all(s.n_runs == 6 and s.n_folds == 2 for s in summaries.values())
+    fig = plot_gate(summaries)
+    left, right = fig.axes[:2]
+    assert len(left.patches) == len(right.patches) == 2 * len(names)
+    assert [round(p.get_height(), 6) for p in right.patches[:1]] == [
+        round(summaries["long"].entropy_by_fold[0], 6)]
+    assert len(left.lines) == 2 and len(right.lines) == 1          # gate + chance; gate
+    with pytest.raises(FileNotFoundError):
+        summarise_gate(root / "nowhere")
 
 
 def test_recalibrated_batchnorm_matches_evaluation_conditions():

@@ -1,5 +1,5 @@
 """The evidence chapter's figures (chapter 6): methods side by side, paired differences,
-ensembles and the effects of single settings.
+ensembles, the effects of single settings and the search gate.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from emodarts_core.results.evidence_tables import (check_metric, ensemble_records, paired_jobs,
                                                    setting_pairs)
 from emodarts_core.results.plots import new_figure
+from emodarts_core.search.quality import GATE_AGREEMENT, GATE_ENTROPY
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,4 +158,40 @@ def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequenc
     ax.invert_yaxis()
     ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
     ax.set_title("What each setting changed, job by job")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Search quality: the gate
+def plot_gate(summaries: dict[str, Any]) -> Figure:
+    """The search gate per setting and fold (``summaries`` from
+    :func:`emodarts_core.search.quality.summarise_gate`). Left: cross-seed (edge, operation)
+    agreement, one bar per fold, beside the chance level (dotted) and the gate's 0.4 (dashed).
+    Right: the final alpha entropy as a fraction of uniform, one bar per fold, with the gate's
+    0.75 (dashed); 1 means every operation weighted alike."""
+    if not summaries:
+        raise ValueError("plot_gate: no setting to draw")
+    names = list(summaries)
+    folds = sorted({f for s in summaries.values() for f in s.agreement_by_fold})
+    fig, axes = new_figure(1, 2, size=(max(3.6, 0.8 * len(names) + 2.4), 3.6))
+    width = 0.8 / len(folds)
+    x = np.arange(len(names))
+    panels = ((axes[0, 0], "agreement_by_fold", GATE_AGREEMENT, "(edge, op) agreement"),
+              (axes[0, 1], "entropy_by_fold", GATE_ENTROPY, "entropy / uniform"))
+    for ax, field, gate, label in panels:
+        for k, fold in enumerate(folds):
+            values = [getattr(summaries[n], field).get(fold, np.nan) for n in names]
+            ax.bar(x + (k - (len(folds) - 1) / 2) * width, values, width, label=f"fold {fold}")
+        ax.axhline(gate, color="black", linestyle="--", linewidth=1, label=f"gate {gate}")
+        if field == "agreement_by_fold":
+            chance = summaries[names[0]].chance
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1.2,
+                       label=f"chance {chance:.3f}")
+        ax.set_xticks(x, names)
+        ax.set_xlim(-0.9, len(names) - 0.1)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(label)
+    axes[0, 0].set_title("seeds choose alike? (higher: better)", fontsize=10)
+    axes[0, 1].set_title("alphas commit? (lower: better)", fontsize=10)
+    axes[0, 0].legend(fontsize=8, loc="upper right")
     return fig

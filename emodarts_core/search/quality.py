@@ -189,6 +189,9 @@ def epoch_quality(alpha_weights: Mapping[str, Any], genotype: Genotype | Mapping
 #: this, final entropy at most this fraction of uniform, mean over the three cells).
 GATE_AGREEMENT = 0.4
 GATE_ENTROPY = 0.75
+#: The RAVDESS gate's settings in the order its plan runs them (``benchmarks/RESULTS.md``);
+#: the first that passes becomes the ``cpu`` profile's search.
+GATE_ORDER = ("long", "long-acc2", "drnas", "sdarts", "beta")
 
 
 @dataclass(frozen=True)
@@ -314,3 +317,52 @@ def gate_table(summaries: dict[str, SettingSummary]) -> str:
             f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
             f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
     return "\n".join(lines)
+
+
+def summarise_gate(root: str | Path) -> dict[str, SettingSummary]:
+    """Every setting exported below ``root`` (``<setting>/fold<k>/seed<s>``, as
+    ``benchmarks/search_gate.py --export`` writes), summarised, in :data:`GATE_ORDER` (others
+    after, by name)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no gate records at {root}")
+    settings = sorted((p for p in root.iterdir() if p.is_dir() and any(p.glob("fold*/seed*"))),
+                      key=lambda p: (GATE_ORDER.index(p.name) if p.name in GATE_ORDER
+                                     else len(GATE_ORDER), p.name))
+    out = {}
+    for setting in settings:
+        runs = sorted(setting.glob("fold*/seed*"))
+        space = RunDir.open(runs[0]).config.profile.space
+        out[setting.name] = summarise_setting([load_record(r) for r in runs], space)
+    if not out:
+        raise FileNotFoundError(f"no gate records at {root}")
+    return out
+
+
+def gate_reading(summaries: dict[str, SettingSummary]) -> str:
+    """The gate in words: each setting's agreement against chance and entropy against the
+    thresholds, then what the plan makes of it (the first passing setting is adopted; with every
+    planned setting run and none passing, the space is flat for this corpus at this budget)."""
+    lines = []
+    for name, s in summaries.items():
+        folds = ", ".join(f"fold {f}: {a:.2f}" for f, a in s.agreement_by_fold.items())
+        lines.append(
+            f"- `{name}` **{'passes' if s.passes else 'fails'}**: seeds of a fold share "
+            f"{s.agreement:.2f} of their (edge, operation) choices ({folds}; "
+            f"{s.chance:.3f} by chance, {GATE_AGREEMENT} needed) and the alphas end at "
+            f"{s.entropy_mean:.2f} of the uniform entropy ({GATE_ENTROPY} at most); on operation "
+            f"families they share {s.family_agreement:.2f} ({s.family_chance:.2f} by chance).")
+    passing = [n for n, s in summaries.items() if s.passes]
+    todo = [n for n in GATE_ORDER if n not in summaries]
+    if passing:
+        verdict = (f"`{passing[0]}` is the first setting that passes on every fold: by the plan "
+                   "it becomes the `cpu` profile's search.")
+    elif todo:
+        verdict = (f"No setting run so far passes ({len(summaries)} of {len(GATE_ORDER)}); "
+                   f"still to run: {', '.join(f'`{n}`' for n in todo)}.")
+    else:
+        verdict = ("**No setting passes: on this corpus, at this budget, the search space is "
+                   "flat.** Searches that differ only in their seed end on different "
+                   "architectures, so a searched genotype is closer to a draw than to a "
+                   "choice; by the plan the comparison runs with `long`.")
+    return "\n".join(lines) + "\n\n" + verdict
