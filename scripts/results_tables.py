@@ -130,6 +130,19 @@ def gate(root: Path = RECORDS) -> str:
     return gate_table(summarise_gate(root / GATE))
 
 
+CROSS_CORPUS = "cross-corpus/speaker"     # benchmarks/cross_corpus.py --out, primary grid
+
+
+def cross_corpus(root: Path = RECORDS) -> str:
+    """Each direction of the cross-corpus grid: its table (chance, in-corpus UA, the fall) and
+    the plan's verdicts between methods (emodarts_core.results.cross_corpus)."""
+    from emodarts_core.results import cross_corpus as xc
+
+    evals = xc.load_evaluations(root / CROSS_CORPUS)
+    return "\n\n".join(f"**{s} -> {t}**\n\n{xc.direction_table(evals, s, t)}\n\n"
+                       f"{xc.verdicts_markdown(evals, s, t)}" for s, t in xc.directions(evals))
+
+
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:
     """The figures README.md quotes, by what they are, as the records give them (the README's
     ``mean ± std`` and ``p = ...`` figures must be among these: tests/test_results_doc.py)."""
@@ -155,6 +168,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ensembles": ensembles,
     "cnn-lstm": cnn_lstm,
     "gate-ravdess": gate,
+    "cross-corpus": cross_corpus,
 }
 
 
