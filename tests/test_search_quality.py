@@ -270,7 +270,22 @@ def _summary(agreement: float, entropy: float):
         n_runs=6, n_folds=2, entropy_fraction=cells, entropy_mean=entropy, top2_margin=cells,
         flip_rate=0.1, agreement=agreement, agreement_by_fold={0: agreement, 1: agreement},
         entropy_by_fold={0: entropy, 1: entropy}, chance=0.087, family_agreement=0.5,
-        family_chance=0.41, edge_agreement=0.75, edge_chance=0.72, valid_ua=0.6, minutes=60.0)
+        family_chance=0.41, edge_agreement=0.75, edge_chance=0.72, rank_correlation=0.05,
+        valid_ua=0.6, minutes=60.0)
+
+
+def test_alpha_rank_correlation_sees_the_order_not_only_the_winner():
+    from emodarts_core.search.quality import alpha_rank_correlation
+
+    a = {"normal": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]}
+    assert alpha_rank_correlation(a, a, cells=("normal",)) == pytest.approx(1.0)
+    reverse = {"normal": [row[::-1] for row in a["normal"]]}
+    assert alpha_rank_correlation(a, reverse, cells=("normal",)) == pytest.approx(-1.0)
+    # the same winner, the rest reversed: agreement on the winner, rank correlation 0.2
+    b = {"normal": [[0.3, 0.2, 0.1, 0.4], [0.4, 0.1, 0.2, 0.3]]}
+    assert alpha_rank_correlation(a, b, cells=("normal",)) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="shapes"):
+        alpha_rank_correlation(a, {"normal": [[0.5, 0.5]]}, cells=("normal",))
 
 
 def test_gate_reading_follows_the_plans_stopping_rule():
@@ -280,6 +295,7 @@ def test_gate_reading_follows_the_plans_stopping_rule():
     assert ok.passes and not fail.passes
     one = gate_reading({"long": fail})
     assert "- `long` **fails**: seeds of a fold share 0.18" in one
+    assert "with a correlation of 0.05" in one
     assert "still to run: `long-acc2`, `drnas`, `sdarts`, `beta`." in one
     adopted = gate_reading({"long": fail, "long-acc2": fail, "drnas": ok, "sdarts": ok})
     assert "`drnas` is the first setting that passes" in adopted
@@ -349,7 +365,8 @@ def test_the_gate_needs_every_fold():
                           "reduce": 0.3, "seq": 0.3}, flip_rate=0.1, agreement=0.45,
                           agreement_by_fold={0: 0.6, 1: 0.3}, entropy_by_fold={0: 0.5, 1: 0.5},
                           chance=0.1, family_agreement=0.6, family_chance=0.4,
-                          edge_agreement=0.8, edge_chance=0.7, valid_ua=0.5, minutes=30.0)
+                          edge_agreement=0.8, edge_chance=0.7, rank_correlation=0.3,
+                          valid_ua=0.5, minutes=30.0)
     assert not base.passes
     assert replace(base, agreement_by_fold={0: 0.6, 1: 0.4}).passes
     assert not replace(base, agreement_by_fold={0: 0.6, 1: 0.4},

@@ -35,7 +35,9 @@ from emodarts_core.train.runs import RunDir
 
 __all__ = ["CELLS", "entropy_fraction", "top2_margin", "kept_pairs", "flip_rate", "agreement",
            "chance_agreement", "LEVELS", "op_family", "EpochQuality", "epoch_quality", "mean_pairwise_agreement",
-           "GATE_AGREEMENT", "GATE_ENTROPY", "SearchRecord", "load_record", "SettingSummary", "summarise_setting"]
+           "GATE_AGREEMENT", "GATE_ENTROPY", "GATE_ORDER", "SearchRecord", "load_record",
+           "SettingSummary", "summarise_setting", "alpha_rank_correlation", "gate_table",
+           "summarise_gate", "gate_reading"]
 
 CELLS: tuple[str, ...] = ("normal", "reduce", "seq")
 
@@ -161,6 +163,32 @@ def mean_pairwise_agreement(genotypes: Sequence[Genotype | Mapping[str, Any]],
                           for a, b in itertools.combinations(genotypes, 2)]))
 
 
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks (0 = smallest) along the last axis; ties are broken by position."""
+    return np.argsort(np.argsort(v, axis=-1, kind="stable"), axis=-1).astype(float)
+
+
+def alpha_rank_correlation(a: Mapping[str, Any], b: Mapping[str, Any],
+                           cells: Sequence[str] = CELLS) -> float:
+    """How alike two searches *rank* the operations of each edge: Spearman's correlation of
+    their softmaxed alphas over the candidates, per edge, averaged over the edges of ``cells``.
+    1: the same order everywhere; about 0: unrelated preferences; unlike :func:`agreement` it
+    sees more than the winner, so it tells near-ties between shared favourites (high) from
+    preferences of each search's own (near 0)."""
+    rho = []
+    for c in cells:
+        ra, rb = _ranks(_matrix(a[c])), _ranks(_matrix(b[c]))
+        if ra.shape != rb.shape:
+            raise ValueError(f"alpha_rank_correlation: cell {c!r} has shapes {ra.shape} and "
+                             f"{rb.shape}")
+        ra -= ra.mean(axis=1, keepdims=True)
+        rb -= rb.mean(axis=1, keepdims=True)
+        rho.extend((ra * rb).sum(axis=1) / np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1)))
+    if not rho:
+        raise ValueError(f"alpha_rank_correlation: no cell among {list(cells)}")
+    return float(np.mean(rho))
+
+
 @dataclass(frozen=True)
 class EpochQuality:
     """One epoch's diagnostics, per cell type (``normal``, ``reduce``, ``seq``)."""
@@ -223,6 +251,7 @@ class SettingSummary:
     family_chance: float
     edge_agreement: float                 # ... and of edges alone
     edge_chance: float
+    rank_correlation: float               # alpha_rank_correlation of the seeds' final alphas
     valid_ua: float                       # the supernet's alpha-split UA at the final epoch, mean
     minutes: float                        # wall time of one search, mean
 
@@ -267,8 +296,10 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         if rates:
             flips.append(float(np.mean(rates)))
     by_fold: dict[int, list[dict[str, Any]]] = {}
+    alphas_by_fold: dict[int, list[dict[str, Any]]] = {}
     for r in records:
         by_fold.setdefault(r.fold, []).append(r.genotype)
+        alphas_by_fold.setdefault(r.fold, []).append(r.epochs[-1]["alphas"])
     def over_folds(level: str) -> dict[int, float]:
         return {f: mean_pairwise_agreement(g, level=level)
                 for f, g in sorted(by_fold.items()) if len(g) >= 2}
@@ -291,6 +322,9 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         family_chance=chance_agreement(space, level="family"),
         edge_agreement=float(np.mean(list(over_folds("edge").values()))),
         edge_chance=chance_agreement(space, level="edge"),
+        rank_correlation=float(np.mean([
+            np.mean([alpha_rank_correlation(x, y) for x, y in itertools.combinations(a, 2)])
+            for a in alphas_by_fold.values() if len(a) >= 2])),
         valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
         minutes=float(np.mean([r.minutes for r in records])),
     )
@@ -299,12 +333,13 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
 def gate_table(summaries: dict[str, SettingSummary]) -> str:
     """The gate's table, one row per setting (Markdown): final entropy as a fraction of uniform
     per cell and its mean, top-2 margin, flip rate, cross-seed (edge, op) agreement beside its
-    chance level, per fold agreement / entropy, family and edge agreement, the supernet's final
-    alpha-split UA, minutes per search and the verdict (:attr:`SettingSummary.passes`)."""
+    chance level, per fold agreement / entropy, family and edge agreement, the seeds' rank
+    correlation of their final alphas, the supernet's final alpha-split UA, minutes per search
+    and the verdict (:attr:`SettingSummary.passes`)."""
     lines = ["| setting | runs | entropy n / r / s (mean) | top-2 margin n / r / s | flip rate "
              "| agreement (chance) | by fold: agreement / entropy | families (chance) "
-             "| edges (chance) | valid UA | min / search | gate |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| edges (chance) | alpha ranks (ρ) | valid UA | min / search | gate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         e, m = s.entropy_fraction, s.top2_margin
         folds = "; ".join(f"{f}: {a:.2f} / {s.entropy_by_fold[f]:.2f}"
@@ -314,7 +349,7 @@ def gate_table(summaries: dict[str, SettingSummary]) -> str:
             f"({s.entropy_mean:.2f}) | {m['normal']:.3f} / {m['reduce']:.3f} / {m['seq']:.3f} "
             f"| {s.flip_rate:.2f} | {s.agreement:.2f} ({s.chance:.3f}) | {folds} "
             f"| {s.family_agreement:.2f} ({s.family_chance:.2f}) "
-            f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) "
+            f"| {s.edge_agreement:.2f} ({s.edge_chance:.2f}) | {s.rank_correlation:.2f} "
             f"| {100 * s.valid_ua:.1f} % | {s.minutes:.1f} | {'pass' if s.passes else 'fail'} |")
     return "\n".join(lines)
 
@@ -351,7 +386,9 @@ def gate_reading(summaries: dict[str, SettingSummary]) -> str:
             f"{s.agreement:.2f} of their (edge, operation) choices ({folds}; "
             f"{s.chance:.3f} by chance, {GATE_AGREEMENT} needed) and the alphas end at "
             f"{s.entropy_mean:.2f} of the uniform entropy ({GATE_ENTROPY} at most); on operation "
-            f"families they share {s.family_agreement:.2f} ({s.family_chance:.2f} by chance).")
+            f"families they share {s.family_agreement:.2f} ({s.family_chance:.2f} by chance), "
+            f"and they rank the operations of an edge with a correlation of "
+            f"{s.rank_correlation:.2f} (1: the same order, 0: unrelated).")
     passing = [n for n, s in summaries.items() if s.passes]
     todo = [n for n in GATE_ORDER if n not in summaries]
     if passing:
