@@ -168,7 +168,6 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ensembles": ensembles,
     "cnn-lstm": cnn_lstm,
     "gate-ravdess": gate,
-    "cross-corpus": cross_corpus,
 }
 
 
