@@ -182,3 +182,15 @@ def test_plot_direction_draws_one_matrix_per_method_with_a_reading(root):
                  "wa": 5 / 8, "ua": 0.5}
     words = xc.confusion_reading(one_class, "X", 0.5)
     assert "sad is recalled best (100.0 %)" in words and "Never predicted: angry." in words
+
+
+def test_summary_table_holds_every_direction_as_its_own_table_does(root):
+    from emodarts_core.results.cross_corpus import directions, direction_table, summary_table
+    evals = xc.load_evaluations(root)
+    lines = summary_table(evals).splitlines()
+    body = lines[2:]
+    expected = []
+    for source, target in directions(evals):
+        expected += [f"| {source} -> {target} |{row[1:]}"
+                     for row in direction_table(evals, source, target).splitlines()[2:]]
+    assert body == expected and "(16.7 % UA)" in lines[0]

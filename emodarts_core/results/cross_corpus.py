@@ -132,10 +132,10 @@ def method_verdict(a: dict[int, float], b: dict[int, float], name_a: str, name_b
             f"({np.mean(diff):+.2f} points, {len(seeds)} seeds)")
 
 
-def direction_table(evals: Sequence[Evaluation], source: str, target: str) -> str:
-    """One direction as a Markdown table: per method, cross-corpus UA and WA (mean ± std over
-    seeds, %), the same networks' in-corpus UA over the same classes, the fall in points, and
-    the plan's verdict against chance; the chance UA in the header."""
+def _direction_rows(evals: Sequence[Evaluation], source: str, target: str
+                    ) -> tuple[list[str], float]:
+    """The table cells of one direction, per method: seeds, cross-corpus UA and WA, in-corpus
+    UA, the fall and the verdict against chance (joined by `` | ``); and the chance UA."""
     rows, chance = [], None
     for method, name in METHOD_NAMES.items():
         cross = _select(evals, source, target, method)
@@ -146,16 +146,43 @@ def direction_table(evals: Sequence[Evaluation], source: str, target: str) -> st
         uas = [cross[s].ua for s in sorted(cross)]
         in_ua = [own[s].ua for s in sorted(own)]
         fall = (f"{100 * (np.mean(in_ua) - np.mean(uas)):.2f}" if in_ua else "–")
-        rows.append(f"| {name} | {len(uas)} | {_percent(uas)} | "
+        rows.append(f"{name} | {len(uas)} | {_percent(uas)} | "
                     f"{_percent([cross[s].wa for s in sorted(cross)])} | "
                     f"{_percent(in_ua) if in_ua else '–'} | {fall} | "
-                    f"{chance_verdict(uas, chance)} |")
+                    f"{chance_verdict(uas, chance)}")
     if not rows:
         raise ValueError(f"no evaluation of direction {source} -> {target}")
+    return rows, float(chance)
+
+
+def direction_table(evals: Sequence[Evaluation], source: str, target: str) -> str:
+    """One direction as a Markdown table: per method, cross-corpus UA and WA (mean ± std over
+    seeds, %), the same networks' in-corpus UA over the same classes, the fall in points, and
+    the plan's verdict against chance; the chance UA in the header."""
+    rows, chance = _direction_rows(evals, source, target)
     head = (f"| method | seeds | UA % on {target} | WA % on {target} | UA % on {source}'s test "
             f"speakers | fall (points) | against chance ({100 * chance:.1f} % UA) |\n"
             "|---|---|---|---|---|---|---|")
-    return head + "\n" + "\n".join(rows)
+    return head + "\n" + "\n".join(f"| {r} |" for r in rows)
+
+
+def summary_table(evals: Sequence[Evaluation]) -> str:
+    """Every direction in one Markdown table (:func:`direction_table`'s columns with the
+    direction first; the chance UA, the same for every direction over the same classes, in
+    each row's verdict column header)."""
+    lines = []
+    chances = set()
+    for source, target in directions(evals):
+        rows, chance = _direction_rows(evals, source, target)
+        chances.add(round(100 * chance, 1))
+        lines += [f"| {source} -> {target} | {r} |" for r in rows]
+    if not lines:
+        raise ValueError("no cross-corpus evaluation")
+    chance_text = " / ".join(f"{c:.1f}" for c in sorted(chances))
+    head = ("| direction | method | seeds | UA % on the target | WA % on the target | UA % on "
+            "the source's test speakers | fall (points) | against chance "
+            f"({chance_text} % UA) |\n|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(lines)
 
 
 def summed_confusion(evals: Sequence[Evaluation], source: str, target: str, method: str
