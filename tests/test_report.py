@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -325,10 +326,14 @@ def test_selection_table_pairs_the_two_epoch_rules_per_method(tmp_path):
         (run / "metrics.json").write_text(json.dumps(metrics))
         rows.append(ResultRow("r", method, 0, i, wa=0.0, ua=0.0, run_dir=str(run)))
     lines = selection_table(rows).splitlines()
-    assert lines[2] == "| cnn_lstm | 1 | 60.00 | 7.0 | 50.00 | -10.00 | – |"
-    # two paired differences of one sign: p = 2/4
-    assert lines[3] == "| emodarts | 2 | 35.00 ± 7.07 | 15.0 | 50.00 ± 0.00 | +15.00 ± 7.07 | 0.500 |"
+    assert lines[2] == "| cnn_lstm | 1 (1) | 60.00 | 7.0 | 50.00 | -10.00 | – |"
+    # two seeds of one fold: one fold's mean difference, +15, too few folds for a p-value
+    assert lines[3] == "| emodarts | 2 (1) | 35.00 ± 7.07 | 15.0 | 50.00 ± 0.00 | +15.00 | – |"
     assert "1 run(s) without both" in lines[-1]
+    # the same runs on two folds: two independent differences of one sign, p = 2/4
+    two = [replace(r, fold=r.seed) for r in rows]
+    assert selection_table(two).splitlines()[3] == (
+        "| emodarts | 2 (2) | 35.00 ± 7.07 | 15.0 | 50.00 ± 0.00 | +15.00 ± 7.07 | 0.500 |")
 
 
 def test_setting_comparison_pairs_each_method_with_itself_then_methods_under_the_new_setting():

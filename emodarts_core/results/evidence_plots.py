@@ -88,7 +88,7 @@ def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "
     ax.set(xlabel="fold (bar: the mean over its seeds; dots: the seeds)",
            ylabel=f"{a} - {b}, test {metric.upper()} (points)")
     ax.set_title(title or f"{a} - {b} per fold")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="best")
     return fig
 
 

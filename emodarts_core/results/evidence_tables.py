@@ -351,12 +351,14 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
     Each training reports in its ``metrics.json`` the test figures of the best-validation epoch
     ("best") and of the last epoch ("last"), whichever rule it was configured with
     (``TrainConfig.select``). Per method, over its runs (:class:`~emodarts_core.results.collect.ResultRow`
-    s) that hold both: the mean ± sample std of each rule, the mean epoch the best rule kept, and
-    the paired difference last - best in points with the sign-flip p-value of
-    :func:`paired_p_value`. Runs written before both were recorded are left out and counted.
+    s) that hold both: the mean ± sample std of each rule over the runs, the mean epoch the best
+    rule kept, and over the folds, each the mean of its runs (:func:`fold_means`; the seeds of a
+    fold share its test speakers), the paired difference last - best in points with the
+    sign-flip p-value of :func:`paired_p_value` (from two folds on). Runs written before both
+    were recorded are left out and counted.
     """
 
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    by_method: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
     missing = 0
     for r in rows:
         metrics = json.loads((Path(r.run_dir) / "metrics.json").read_text())
@@ -364,19 +366,22 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
         if not both:
             missing += 1
             continue
-        by_method.setdefault(r.method, []).append(both)
-    lines = [f"| method | runs | best-validation epoch: test {metric.upper()} % | its epoch (mean) "
-             f"| last epoch: test {metric.upper()} % | last - best (points) | p |",
-             "|---|---|---|---|---|---|---|"]
+        by_method.setdefault(r.method, {})[(r.corpus, r.fold, r.seed)] = both
+    lines = [f"| method | runs (folds) | best-validation epoch: test {metric.upper()} % | its epoch "
+             f"(mean) | last epoch: test {metric.upper()} % | last - best (points, over folds) "
+             "| p (folds) |", "|---|---|---|---|---|---|---|"]
     for method in sorted(by_method):
         runs = by_method[method]
-        best = [100 * b["best"][metric] for b in runs]
-        last = [100 * b["last"][metric] for b in runs]
-        epochs = sum(b["best"]["epoch"] for b in runs) / len(runs)
-        diffs = [x - y for x, y in zip(last, best)]
-        p = format_p(paired_p_value(diffs)) if len(runs) >= 2 else "–"
-        lines.append(f"| {method} | {len(runs)} | {_mean_pm_std(best)} | {epochs:.1f} "
-                     f"| {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} | {p} |")
+        best = [100 * b["best"][metric] for b in runs.values()]
+        last = [100 * b["last"][metric] for b in runs.values()]
+        epochs = sum(b["best"]["epoch"] for b in runs.values()) / len(runs)
+        folds = fold_means({job: (100 * b["best"][metric], 100 * b["last"][metric])
+                            for job, b in runs.items()})
+        diffs = [y - x for x, y in folds.values()]
+        p = format_p(paired_p_value(diffs)) if len(diffs) >= 2 else "–"
+        lines.append(f"| {method} | {len(runs)} ({len(folds)}) | {_mean_pm_std(best)} | "
+                     f"{epochs:.1f} | {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} "
+                     f"| {p} |")
     if missing:
         lines.append(f"\n{missing} run(s) without both rules' figures (written before they were "
                      f"recorded) are left out.")
