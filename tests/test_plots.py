@@ -261,7 +261,9 @@ def test_method_comparison_draws_a_bar_per_job_and_method_and_the_means():
         "random", "cnn_lstm", "emodarts"]                # the rest after the given order
 
 
-def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means():
+def test_plot_paired_differences_draws_one_bar_per_fold_and_its_seeds_as_dots():
+    from matplotlib.collections import PathCollection
+
     from emodarts_core.results.collect import ResultRow
     from emodarts_core.results.evidence_plots import plot_paired_differences
 
@@ -269,16 +271,17 @@ def test_plot_paired_differences_draws_one_bar_per_paired_job_and_the_seed_means
             for m, f, s, ua in [("emodarts", 0, 0, 0.6), ("random", 0, 0, 0.5),
                                 ("emodarts", 1, 0, 0.7), ("random", 1, 0, 0.5),
                                 ("emodarts", 0, 1, 0.2), ("random", 0, 1, 0.5),
-                                ("emodarts", 1, 1, 0.9)]]          # no random run: no bar
+                                ("emodarts", 1, 1, 0.9)]]          # no random run: no dot
     ax = plot_paired_differences(rows, "emodarts", "random").axes[0]
-    assert [round(p.get_height(), 6) for p in ax.patches] == [10.0, 20.0, -30.0]  # seed 0, then 1
+    # fold 0: seeds +10 and -30, mean -10; fold 1: only seed 0 has both, +20
+    assert [round(p.get_height(), 6) for p in ax.patches] == [-10.0, 20.0]
     colours = [tuple(p.get_facecolor()) for p in ax.patches]
-    assert colours[0] == colours[1] != colours[2]            # won vs lost
-    # the seed means (15 over folds 0-1 of seed 0, -30 for seed 1) as dashed segments
-    seed_means = sorted(round(float(seg[0][1]), 6) for coll in ax.collections
-                        for seg in coll.get_segments())
-    assert seed_means == [-30.0, 15.0]
-    assert [t.get_text() for t in ax.texts] == ["seed 0", "seed 1"]
+    assert colours[0] != colours[1]                          # lost vs won
+    dots = sorted((round(float(x), 6), round(float(y), 6)) for c in ax.collections
+                  if isinstance(c, PathCollection) for x, y in c.get_offsets())
+    assert dots == [(0, -30), (0, 10), (1, 20)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean, 2 folds", "seed 0", "seed 1"]
+    assert [round(float(line.get_ydata()[0]), 6) for line in ax.lines] == [0.0, 5.0]
     with pytest.raises(ValueError, match="no job"):
         plot_paired_differences(rows, "emodarts", "cnn_lstm")
     with pytest.raises(ValueError, match="metric"):
@@ -311,18 +314,21 @@ def test_plot_ensembles_puts_each_ensemble_beside_its_members(tmp_path):
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["members", "ensemble", "aim"]
 
 
-def test_plot_setting_effects_draws_each_jobs_difference_and_the_mean():
+def test_plot_setting_effects_draws_each_folds_difference_and_the_mean():
     from emodarts_core.results.collect import ResultRow
     from emodarts_core.results.evidence_plots import plot_setting_effects
 
-    before = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5, run_dir="") for f in range(3)]
-    after = [ResultRow("r", "emodarts", f, 0, wa=0.5, ua=0.5 + 0.1 * f, run_dir="") for f in range(3)]
+    before = [ResultRow("r", "emodarts", f, s, wa=0.5, ua=0.5, run_dir="")
+              for f in range(3) for s in range(2)]
+    # seed 1 moves fold f by 10 f points more than seed 0 does: fold means +0, +15, +30
+    after = [ResultRow("r", "emodarts", f, s, wa=0.5, ua=0.5 + 0.1 * f * (1 + s), run_dir="")
+             for f in range(3) for s in range(2)]
     ax = plot_setting_effects([("wider", before, after)]).axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["wider: emodarts"]
     xs = sorted(round(float(x), 6) for x, _ in ax.collections[0].get_offsets())
-    assert xs == [0.0, 10.0, 20.0]
+    assert xs == [0.0, 15.0, 30.0]                             # one dot per fold, not per job
     means = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 2
              and line.get_xdata()[0] == line.get_xdata()[1] and line.get_linewidth() == 2]
-    assert means == [pytest.approx(10.0)]
+    assert means == [pytest.approx(15.0)]
     with pytest.raises(ValueError, match="no method"):
         plot_setting_effects([("wider", before, after)], methods=("random",))

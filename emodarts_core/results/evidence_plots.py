@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from emodarts_core.results.evidence_tables import (check_metric, ensemble_records, paired_jobs,
-                                                   setting_pairs)
+from emodarts_core.results.evidence_tables import (check_metric, ensemble_records, fold_means,
+                                                   paired_jobs, setting_fold_pairs)
 from emodarts_core.results.plots import new_figure
 from emodarts_core.search.quality import GATE_AGREEMENT, GATE_ENTROPY
 
@@ -52,43 +52,43 @@ def plot_method_comparison(rows: Sequence[Any], metric: str = "ua",
 
 def plot_paired_differences(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
                             ax: Axes | None = None, title: str | None = None) -> Figure:
-    """``a`` minus ``b`` in every job both methods ran, one bar per job, grouped by seed.
+    """``a`` minus ``b`` per fold, one bar per fold, with each seed's own difference as a dot.
 
-    ``rows`` are :class:`emodarts_core.results.collect.ResultRow` s. Bars above zero are jobs ``a``
-    won (blue), below zero jobs ``b`` won (orange); a dashed line per seed marks that seed's mean
-    difference and a solid grey line the mean over all jobs, so a gap carried by one seed stands
-    out from one that every seed shows. ``ax``: draw into an existing axes (for panels side by
-    side); the figure is returned either way.
+    ``rows`` are :class:`emodarts_core.results.collect.ResultRow` s. A bar is the fold's mean
+    difference over the seeds both methods ran there (:func:`paired_folds`; the seeds of a fold
+    share its test speakers, so the fold is the unit of the paired test): above zero a fold
+    ``a`` won (blue), below zero one ``b`` won (orange). The dots, one marker per seed, are the
+    jobs behind each bar, so a fold carried by one seed stands out from one every seed shows; a
+    solid grey line marks the mean over the folds. ``ax``: draw into an existing axes (for
+    panels side by side); the figure is returned either way.
     """
-    both = paired_jobs(rows, a, b, metric)          # checks the metric
-    if not both:
+    jobs = paired_jobs(rows, a, b, metric)          # checks the metric
+    if not jobs:
         raise ValueError(f"plot_paired_differences: no job with both {a!r} and {b!r}")
-    jobs = sorted(both, key=lambda job: (job[2], job[0], job[1]))     # seed, corpus, fold
-    diffs = np.array([both[job][0] - both[job][1] for job in jobs])
+    folds = fold_means(jobs)
+    keys = list(folds)                               # (corpus, fold), sorted
+    diffs = np.array([folds[k][0] - folds[k][1] for k in keys])
     if ax is None:
-        fig, axes = new_figure(size=(max(5.0, 0.45 * len(jobs) + 2), 3.8))
+        fig, axes = new_figure(size=(max(5.0, 0.7 * len(keys) + 2), 3.8))
         ax = axes[0, 0]
     else:
         fig = ax.figure
-    xs = np.arange(len(jobs))
-    ax.bar(xs, diffs, color=np.where(diffs > 0, "tab:blue", "tab:orange"))
+    xs = np.arange(len(keys))
+    ax.bar(xs, diffs, color=np.where(diffs > 0, "tab:blue", "tab:orange"), alpha=0.8)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.axhline(diffs.mean(), color="0.5", linewidth=1.5, label=f"mean, all {len(jobs)} jobs")
-    for seed in sorted({job[2] for job in jobs}):
-        idx = [k for k, job in enumerate(jobs) if job[2] == seed]
-        ax.hlines(diffs[idx].mean(), idx[0] - 0.4, idx[-1] + 0.4, colors="black",
-                  linestyles="--", linewidth=1)
-        if idx[0] > 0:
-            ax.axvline(idx[0] - 0.5, color="0.8", linewidth=0.8)       # between seeds
-        ax.text((idx[0] + idx[-1]) / 2, 1.0, f"seed {seed}", transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom", fontsize="small")
-    several_corpora = len({job[0] for job in jobs}) > 1
-    ax.set_xticks(xs, [f"{c}\n{f}" if several_corpora else f"{f}" for c, f, _ in jobs],
+    ax.axhline(diffs.mean(), color="0.5", linewidth=1.5, label=f"mean, {len(keys)} folds")
+    markers = "osD^v<>pP*"
+    for k, seed in enumerate(sorted({job[2] for job in jobs})):
+        pts = [(keys.index(job[:2]), va - vb) for job, (va, vb) in jobs.items() if job[2] == seed]
+        ax.scatter([x for x, _ in pts], [d for _, d in pts], s=18, color="black", zorder=3,
+                   marker=markers[k % len(markers)], label=f"seed {seed}")
+    several_corpora = len({c for c, _ in keys}) > 1
+    ax.set_xticks(xs, [f"{c}\n{f}" if several_corpora else f"{f}" for c, f in keys],
                   fontsize="small")
-    ax.set(xlabel="fold (grouped by seed; dashed: the seed's mean)",
+    ax.set(xlabel="fold (bar: the mean over its seeds; dots: the seeds)",
            ylabel=f"{a} - {b}, test {metric.upper()} (points)")
-    ax.set_title(title or f"{a} - {b} per job", pad=16)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title(title or f"{a} - {b} per fold")
+    ax.legend(fontsize="small", loc="best")
     return fig
 
 
@@ -137,14 +137,15 @@ def plot_ensembles(root: str | Path, metric: str = "ua",
 def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
                          methods: Sequence[str] = ("emodarts", "random"),
                          metric: str = "ua") -> Figure:
-    """What each setting changed, job by job: one row per (setting, method) with a dot per job
-    at its paired difference after - before (points of test ``metric``) and a black bar at the
-    mean, beside a zero line. ``comparisons`` as for
+    """What each setting changed, fold by fold: one row per (setting, method) with a dot per fold
+    at its paired difference after - before (points of test ``metric``, each fold the mean of
+    the seeds both batches ran there: :func:`emodarts_core.results.evidence_tables.setting_fold_pairs`)
+    and a black bar at the mean over the folds, beside a zero line. ``comparisons`` as for
     :func:`emodarts_core.results.evidence_tables.setting_effects`: ``(label, rows before, rows after)``."""
     check_metric(metric)
     entries = [(f"{label}: {method}", [b - a for a, b in pairs.values()])
                for label, before, after in comparisons for method in methods
-               if (pairs := setting_pairs(before, after, method, metric))]
+               if (pairs := setting_fold_pairs(before, after, method, metric))]
     if not entries:
         raise ValueError("plot_setting_effects: no method ran in both batches of any comparison")
     fig, axes = new_figure(size=(7.5, 0.42 * len(entries) + 1.4))
@@ -156,8 +157,9 @@ def plot_setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequenc
     ax.axvline(0.0, color="0.4", linewidth=0.8)
     ax.set_yticks(range(len(entries)), [label for label, _ in entries], fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: jobs, bar: mean)")
-    ax.set_title("What each setting changed, job by job")
+    ax.set(xlabel=f"after - before, test {metric.upper()} (points; dots: folds, each the mean "
+                  "of its seeds; bar: mean)")
+    ax.set_title("What each setting changed, fold by fold")
     return fig
 
 

@@ -18,10 +18,11 @@ from emodarts_core.results.report import CELLS, as_genotype, cell_text
 def paired_p_value(differences: Sequence[float]) -> float:
     """Two-sided p-value of the exact sign-flip permutation test for paired differences.
 
-    Under the null hypothesis that neither method is better, each job's difference is as likely
+    Under the null hypothesis that neither method is better, each pair's difference is as likely
     to have either sign; the p-value is the share of all ``2**n`` sign assignments whose mean is
     at least as far from zero as the observed mean (scipy's exact paired permutation test).
-    Needs at least two differences.
+    Needs at least two differences, which must be independent: pass one per fold
+    (:func:`paired_folds`), not one per job, when seeds share a fold's test speakers.
     """
     import numpy as np
     from scipy import stats
@@ -38,24 +39,32 @@ def paired_p_value(differences: Sequence[float]) -> float:
 
 def format_p(p: float) -> str:
     """A p-value for the tables: three decimals, or two significant digits below 0.001 (twelve
-    jobs of one sign give 2 / 4096 = 0.00049, which three decimals would print as 0.000)."""
+    differences of one sign give 2 / 4096 = 0.00049, which three decimals would print as 0.000)."""
     return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
 
 
 def head_to_head(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
-    """How ``a`` compared with ``b`` over the jobs (corpus, fold, seed) where both methods have a
-    result (:class:`emodarts_core.results.collect.ResultRow` s): ``"<a> beat <b> on test UA in k of n
-    jobs"``, and from two jobs on the mean ± sample std of the paired difference ``a - b`` in
-    percentage points with the p-value of :func:`paired_p_value`. With a handful of jobs a
-    large p says the batch cannot tell the two methods apart, not that they are equal.
+    """How ``a`` compared with ``b`` over the folds where both methods have a result
+    (:class:`emodarts_core.results.collect.ResultRow` s), each fold the mean of the seeds both ran
+    there (:func:`paired_folds`): ``"<a> beat <b> on test UA in k of n folds (each fold the mean
+    of its 3 seeds; ahead in j of m jobs)"``, and from two folds on the mean ± sample std of the
+    paired difference ``a - b`` in percentage points with the p-value of :func:`paired_p_value`
+    over the folds. The seeds of a fold share its test speakers, so the fold is the unit of the
+    test; the job count is descriptive only. With a handful of folds a large p says the batch
+    cannot tell the two methods apart, not that they are equal.
     """
-    both = paired_jobs(rows, a, b, metric)
-    wins = sum(va > vb for va, vb in both.values())
-    text = f"{a} beat {b} on test {metric.upper()} in {wins} of {len(both)} jobs"
-    if len(both) >= 2:
-        diffs = [va - vb for va, vb in both.values()]
+    jobs = paired_jobs(rows, a, b, metric)
+    folds = fold_means(jobs)
+    wins = sum(va > vb for va, vb in folds.values())
+    text = f"{a} beat {b} on test {metric.upper()} in {wins} of {len(folds)} folds"
+    if folds:
+        text += (f" ({_fold_unit(jobs)}; ahead in {sum(va > vb for va, vb in jobs.values())} "
+                 f"of {len(jobs)} jobs)")
+    if len(folds) >= 2:
+        diffs = [va - vb for va, vb in folds.values()]
         text += (f"; paired difference {_mean_pm_std(diffs, signed=True)} points, two-sided p = "
-                 f"{format_p(paired_p_value(diffs))} (exact sign-flip test over the {len(both)} jobs)")
+                 f"{format_p(paired_p_value(diffs))} (exact sign-flip test over the "
+                 f"{len(folds)} folds)")
     return text
 
 
@@ -76,23 +85,61 @@ def paired_jobs(rows: Sequence[Any], a: str, b: str,
     return {job: (v[a], v[b]) for job, v in sorted(by_job.items()) if a in v and b in v}
 
 
+def fold_means(jobs: Mapping[tuple[str, int, int], tuple[float, float]]
+               ) -> dict[tuple[str, int], tuple[float, float]]:
+    """``{(corpus, fold): (mean of the first values, mean of the second)}`` over the seeds of each
+    fold in ``jobs`` (as :func:`paired_jobs` or :func:`setting_pairs` give them), sorted by fold.
+
+    The seeds of a fold are tested on the same speakers, so they are not independent samples:
+    the fold is the unit of a paired test, and a fold where only some seeds have both values
+    takes the mean over those seeds."""
+    by_fold: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for (corpus, fold, _), pair in sorted(jobs.items()):
+        by_fold.setdefault((corpus, fold), []).append(pair)
+    return {key: (sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs))
+            for key, pairs in by_fold.items()}
+
+
+def paired_folds(rows: Sequence[Any], a: str, b: str,
+                 metric: str = "ua") -> dict[tuple[str, int], tuple[float, float]]:
+    """``{(corpus, fold): (a's mean, b's mean)}`` in percent, each over the seeds of that fold
+    that both methods ran (:func:`paired_jobs`, then :func:`fold_means`), sorted by fold."""
+    return fold_means(paired_jobs(rows, a, b, metric))
+
+
+def _fold_unit(jobs: Mapping[tuple[str, int, int], Any]) -> str:
+    """How many seeds make each fold's mean in ``jobs``: ``"each fold the mean of its 3 seeds"``,
+    or the range where folds differ."""
+    counts = sorted(Counter((corpus, fold) for corpus, fold, _ in jobs).values())
+    if not counts:
+        return "no fold"
+    if counts[0] == counts[-1]:
+        return f"each fold the mean of its {counts[0]} seed{'s' if counts[0] > 1 else ''}"
+    return f"each fold the mean of the {counts[0]}-{counts[-1]} seeds both ran there"
+
+
 def seed_table(rows: Sequence[Any], a: str, b: str, metric: str = "ua") -> str:
-    """``a`` against ``b`` seed by seed, then over all jobs (Markdown): per seed the jobs both
-    methods ran, each method's mean ± std, the paired difference ``a - b`` in points, in how many
-    jobs ``a`` was ahead, and the sign-flip p-value (:func:`paired_p_value`, from two jobs on).
-    A seed changes every random draw of a job (the search's or random search's samples, the
-    initial weights, the batches), so a gap that holds for one seed and not another is the
-    seed's, not the method's."""
+    """``a`` against ``b`` seed by seed, then over the fold means (Markdown).
+
+    Per seed, over the folds where both methods ran it (within one seed the folds are
+    independent, each tested on its own speakers): each method's mean ± std, the paired
+    difference ``a - b`` in points, in how many folds ``a`` was ahead and the sign-flip p-value
+    (:func:`paired_p_value`, from two folds on). Then, with more than one seed, the row "fold
+    means": the same over the folds, each fold the mean of the seeds both methods ran there
+    (:func:`paired_folds`); the seeds of a fold share its test speakers, so pooling their jobs
+    as independent would overstate the evidence. A seed changes every random draw of a job
+    (the search's or random search's samples, the initial weights, the batches), so a gap that
+    holds for one seed and not another is the seed's, not the method's."""
     both = paired_jobs(rows, a, b, metric)
     if not both:
         return f"(no job with both {a} and {b})"
     M = metric.upper()
-    lines = [f"| seed | jobs | {a} {M} % | {b} {M} % | {a} - {b} (points) | {a} ahead in | "
-             "sign-flip p |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| seed | folds | {a} {M} % | {b} {M} % | {a} - {b} (points) | {a} ahead in "
+             "(folds) | sign-flip p |", "|---|---|---|---|---|---|---|"]
     groups = {f"{seed}": [v for job, v in both.items() if job[2] == seed]
               for seed in sorted({job[2] for job in both})}
     if len(groups) > 1:
-        groups["all"] = list(both.values())
+        groups["fold means"] = list(fold_means(both).values())
     for label, pairs in groups.items():
         diffs = [va - vb for va, vb in pairs]
         lines.append(f"| {label} | {len(pairs)} | "
@@ -124,9 +171,11 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
     (for example the default batch and a batch with another ``--set``); the first label is the
     baseline. One row per job (corpus, fold, seed) found in any variant, one column per variant
     (``–`` where that variant has no finished run); then per variant its mean ± sample std over
-    its jobs and, over the jobs it shares with the baseline, the baseline's mean on those jobs
-    (the fair comparison when a variant ran only some of them), the paired difference and the
-    sign-flip p-value of :func:`paired_p_value` (from two common jobs on). With
+    its jobs and, over the jobs it shares with the baseline, how many folds (and jobs) they
+    cover, the baseline's mean on those jobs (the fair comparison when a variant ran only some
+    of them), and over those folds, each the mean of its shared seeds (:func:`fold_means`), the
+    paired difference and the sign-flip p-value of :func:`paired_p_value` (from two common
+    folds on; the seeds of a fold share its test speakers, so the fold is the unit). With
     ``common_only`` only the jobs every variant ran are listed and averaged (for a variant run
     again on some of a larger batch's jobs).
     """
@@ -150,9 +199,9 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
     for job in jobs:
         cells = [f"{values[label][job]:.2f}" if job in values[label] else "–" for label in labels]
         lines.append(f"| {job[0]} | {job[1]} | {job[2]} | " + " | ".join(cells) + " |")
-    lines += ["", f"| variant | jobs | {M} % (mean ± std) | jobs in common with {labels[0]} | "
-                  f"{labels[0]} on those jobs | paired difference (points, mean ± std) | "
-                  "sign-flip p |",
+    lines += ["", f"| variant | jobs | {M} % (mean ± std) | folds (jobs) in common with "
+                  f"{labels[0]} | {labels[0]} on those jobs | paired difference over the folds "
+                  "(points, mean ± std) | sign-flip p (folds) |",
               "|---|---|---|---|---|---|---|"]
     base = values[labels[0]]
     for label in labels:
@@ -163,9 +212,10 @@ def variant_table(variants: Mapping[str, Sequence[Any]], method: str = "emodarts
         common = [job for job in values[label] if job in base]
         n_common = base_mean = diff = p = "–"
         if label != labels[0]:
-            n_common = str(len(common))
+            folds = fold_means({job: (base[job], values[label][job]) for job in common})
+            n_common = f"{len(folds)} ({len(common)})"
             if common:
-                d = [values[label][job] - base[job] for job in common]
+                d = [after - before for before, after in folds.values()]
                 base_mean = _mean_pm_std([base[job] for job in common])
                 diff = _mean_pm_std(d, signed=True)
                 p = format_p(paired_p_value(d)) if len(d) >= 2 else "–"
@@ -301,12 +351,14 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
     Each training reports in its ``metrics.json`` the test figures of the best-validation epoch
     ("best") and of the last epoch ("last"), whichever rule it was configured with
     (``TrainConfig.select``). Per method, over its runs (:class:`~emodarts_core.results.collect.ResultRow`
-    s) that hold both: the mean ± sample std of each rule, the mean epoch the best rule kept, and
-    the paired difference last - best in points with the sign-flip p-value of
-    :func:`paired_p_value`. Runs written before both were recorded are left out and counted.
+    s) that hold both: the mean ± sample std of each rule over the runs, the mean epoch the best
+    rule kept, and over the folds, each the mean of its runs (:func:`fold_means`; the seeds of a
+    fold share its test speakers), the paired difference last - best in points with the
+    sign-flip p-value of :func:`paired_p_value` (from two folds on). Runs written before both
+    were recorded are left out and counted.
     """
 
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    by_method: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
     missing = 0
     for r in rows:
         metrics = json.loads((Path(r.run_dir) / "metrics.json").read_text())
@@ -314,19 +366,22 @@ def selection_table(rows: Sequence[Any], metric: str = "ua") -> str:
         if not both:
             missing += 1
             continue
-        by_method.setdefault(r.method, []).append(both)
-    lines = [f"| method | runs | best-validation epoch: test {metric.upper()} % | its epoch (mean) "
-             f"| last epoch: test {metric.upper()} % | last - best (points) | p |",
-             "|---|---|---|---|---|---|---|"]
+        by_method.setdefault(r.method, {})[(r.corpus, r.fold, r.seed)] = both
+    lines = [f"| method | runs (folds) | best-validation epoch: test {metric.upper()} % | its epoch "
+             f"(mean) | last epoch: test {metric.upper()} % | last - best (points, over folds) "
+             "| p (folds) |", "|---|---|---|---|---|---|---|"]
     for method in sorted(by_method):
         runs = by_method[method]
-        best = [100 * b["best"][metric] for b in runs]
-        last = [100 * b["last"][metric] for b in runs]
-        epochs = sum(b["best"]["epoch"] for b in runs) / len(runs)
-        diffs = [x - y for x, y in zip(last, best)]
-        p = format_p(paired_p_value(diffs)) if len(runs) >= 2 else "–"
-        lines.append(f"| {method} | {len(runs)} | {_mean_pm_std(best)} | {epochs:.1f} "
-                     f"| {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} | {p} |")
+        best = [100 * b["best"][metric] for b in runs.values()]
+        last = [100 * b["last"][metric] for b in runs.values()]
+        epochs = sum(b["best"]["epoch"] for b in runs.values()) / len(runs)
+        folds = fold_means({job: (100 * b["best"][metric], 100 * b["last"][metric])
+                            for job, b in runs.items()})
+        diffs = [y - x for x, y in folds.values()]
+        p = format_p(paired_p_value(diffs)) if len(diffs) >= 2 else "–"
+        lines.append(f"| {method} | {len(runs)} ({len(folds)}) | {_mean_pm_std(best)} | "
+                     f"{epochs:.1f} | {_mean_pm_std(last)} | {_mean_pm_std(diffs, signed=True)} "
+                     f"| {p} |")
     if missing:
         lines.append(f"\n{missing} run(s) without both rules' figures (written before they were "
                      f"recorded) are left out.")
@@ -468,27 +523,38 @@ def setting_pairs(before: Sequence[Any], after: Sequence[Any], method: str,
     return paired_jobs(rows, "before", "after", metric)
 
 
+def setting_fold_pairs(before: Sequence[Any], after: Sequence[Any], method: str,
+                       metric: str = "ua") -> dict[tuple[str, int], tuple[float, float]]:
+    """``{(corpus, fold): (mean before, mean after)}`` in percent: :func:`setting_pairs` averaged
+    per fold over the seeds both batches ran there (:func:`fold_means`), sorted by fold."""
+    return fold_means(setting_pairs(before, after, method, metric))
+
+
 def setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
                     methods: Sequence[str] = ("emodarts", "random"), metric: str = "ua") -> str:
     """What each setting changed, one row per (setting, method) (Markdown).
 
     ``comparisons`` are ``(label, rows before, rows after)``: two batches of the same jobs that
-    differ in the labelled setting. Per method found in both, over the jobs both ran
-    (:func:`setting_pairs`): the mean ± sample std before and after, the paired difference
-    after - before in points, in how many jobs the setting was ahead and the sign-flip p-value
-    (:func:`paired_p_value`, from two jobs on)."""
+    differ in the labelled setting. Per method found in both, over the folds both ran, each
+    fold the mean of the seeds both batches ran there (:func:`setting_fold_pairs`; the seeds of
+    a fold share its test speakers): the number of folds (and of the jobs behind them), the mean
+    ± sample std over the folds before and after, the paired difference after - before in
+    points, in how many folds the setting was ahead and the sign-flip p-value over the folds
+    (:func:`paired_p_value`, from two folds on)."""
     check_metric(metric)
     M = metric.upper()
-    lines = [f"| setting | method | jobs | before: {M} % | after: {M} % | after - before (points) | "
-             "after ahead in | sign-flip p |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| setting | method | folds (jobs) | before: {M} % | after: {M} % | "
+             "after - before (points) | after ahead in (folds) | sign-flip p |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, before, after in comparisons:
         for method in methods:
-            pairs = setting_pairs(before, after, method, metric)
-            if not pairs:
+            jobs = setting_pairs(before, after, method, metric)
+            if not jobs:
                 continue
-            b = [v for v, _ in pairs.values()]
-            a = [v for _, v in pairs.values()]
-            lines.append(f"| {label} | {method} | {len(pairs)} | "
+            folds = fold_means(jobs)
+            b = [v for v, _ in folds.values()]
+            a = [v for _, v in folds.values()]
+            lines.append(f"| {label} | {method} | {len(folds)} ({len(jobs)}) | "
                          f"{_paired_cells(b, a, [y - x for x, y in zip(b, a)])} |")
     if len(lines) == 2:
         raise ValueError("setting_effects: no method ran in both batches of any comparison")
@@ -497,19 +563,23 @@ def setting_effects(comparisons: Sequence[tuple[str, Sequence[Any], Sequence[Any
 
 def paired_verdict(rows: Sequence[Any], a: str, b: str, metric: str = "ua",
                    alpha: float = 0.05) -> str:
-    """One clause for the chapter's answer: whether ``a`` beat ``b`` over the jobs both ran,
-    read off the paired sign-flip test at level ``alpha`` (``"does not beat"`` when the test
-    cannot tell them apart), with the numbers it rests on."""
-    both = paired_jobs(rows, a, b, metric)
-    if len(both) < 2:
-        return f"{a} against {b}: {len(both)} job(s) with both, too few for a paired test"
-    diffs = [va - vb for va, vb in both.values()]
+    """One clause for the chapter's answer: whether ``a`` beat ``b`` over the folds both ran,
+    each fold the mean of the seeds both ran there (:func:`paired_folds`), read off the paired
+    sign-flip test over the folds at level ``alpha`` (``"does not beat"`` when the test cannot
+    tell them apart), with the numbers it rests on."""
+    jobs = paired_jobs(rows, a, b, metric)
+    folds = fold_means(jobs)
+    if len(folds) < 2:
+        return f"{a} against {b}: {len(folds)} fold(s) with both, too few for a paired test"
+    diffs = [va - vb for va, vb in folds.values()]
     p = paired_p_value(diffs)
     mean = sum(diffs) / len(diffs)
     verb = ("beats" if mean > 0 else "is beaten by") if p < alpha else "does not beat"
     return (f"{a} {verb} {b} ({a} - {b}: {_mean_pm_std(diffs, signed=True)} points of test "
-            f"{metric.upper()}, ahead in {sum(d > 0 for d in diffs)} of {len(diffs)} jobs, "
-            f"sign-flip p = {format_p(p)})")
+            f"{metric.upper()} over {len(folds)} folds, {_fold_unit(jobs)}; ahead in "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)} folds "
+            f"({sum(x > y for x, y in jobs.values())} of {len(jobs)} jobs); sign-flip p over the "
+            f"folds = {format_p(p)})")
 
 
 def evidence_answer(rows: Sequence[Any], ensembles: str | Path | None = None,
