@@ -396,7 +396,9 @@ PROFILES: dict[str, Profile] = {
         # trainings on RAVDESS (4 methods, both rules tested on the same weights) the last epoch
         # tested 2.1 points UA better on average, in 22 against 6 (benchmarks/RESULTS.md, both
         # rules on the same trainings under "Settings that did not move the mean"). Until
-        # 645785a (2026-11-26) this profile used select="best", patience=20.
+        # 645785a (2026-11-26) this profile used select="best", patience=20. That choice was read
+        # off test figures; the comparison batch decides the rule on validation speakers instead
+        # (emodarts_core.train.selection, benchmarks/selection_rule.py).
         train=TrainConfig(epochs=60, batch_size=16, lr=0.05, patience=0, select="last"),
     ),
     "smoke": Profile(
