@@ -272,6 +272,15 @@ def build_html(tree: Path, log: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+def prune_stale_executed(executed_dir: Path, stems: list[str]) -> list[Path]:
+    """Delete executed copies of notebooks that are not in the book any more (renamed or
+    removed since the last build), so that no page is expected for them; returns them."""
+    stale = [p for p in sorted(executed_dir.glob("*.ipynb")) if p.stem not in set(stems)]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", choices=PARAM_SETS, default="book", help="parameter set to run")
@@ -331,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             elif src.exists():
                 shutil.copy2(src, tree / item)
         executed_dir.mkdir(parents=True, exist_ok=True)
+        for stale in prune_stale_executed(executed_dir, [Path(nb).name for nb in notebooks]):
+            print(f"removed {stale}: its notebook is no longer in _toc.yml", flush=True)
 
         runs: list[NotebookRun] = []
         for i, nb in enumerate(notebooks, 1):

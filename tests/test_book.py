@@ -196,3 +196,15 @@ def test_smoke_book_builds_and_every_page_passes_the_browser_check(tmp_path, smo
     dest = ROOT / "_build" / "test-book-screenshots"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(out / "screenshots", dest)
+
+
+def test_stale_executed_notebooks_are_pruned(tmp_path):
+    """An executed copy of a notebook no longer in the toc (renamed, removed) is deleted before a
+    build, so the browser check expects no page for it; the others stay."""
+    for stem in ("01_features", "07_appendix_records", "08_appendix_records"):
+        (tmp_path / f"{stem}.ipynb").write_text("{}")
+    (tmp_path / "notes.txt").write_text("kept")
+    gone = build_book.prune_stale_executed(tmp_path, ["01_features", "08_appendix_records"])
+    assert [p.name for p in gone] == ["07_appendix_records.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "01_features.ipynb", "08_appendix_records.ipynb", "notes.txt"]

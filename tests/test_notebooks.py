@@ -6,6 +6,7 @@ on any cell error.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def test_source_is_clean(path):
     assert "papermill" not in nb.metadata
     assert "widgets" not in nb.metadata
     _parameters_cell(nb)
+    # nbformat 4.5 cells carry ids in the file (nbformat.read adds missing ones silently)
+    raw = json.loads(path.read_text())
+    assert all("id" in cell for cell in raw["cells"]), f"{path.name}: a cell without an id"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
