@@ -137,3 +137,10 @@ def test_seed_agreement_reading_states_all_three_levels_beside_chance():
         assert f"{100 * chance_agreement(space, level=level):.1f} %" in text
     with pytest.raises(ValueError, match="two"):
         readings.seed_agreement_reading(genos[:1], space)
+    # with their alphas: the mean pairwise rank correlation (here 1 and -1 against the first)
+    a = {c: [[0.1, 0.2, 0.3, 0.4]] for c in ("normal", "reduce", "seq")}
+    rev = {c: [[0.4, 0.3, 0.2, 0.1]] for c in ("normal", "reduce", "seq")}
+    ranked = readings.seed_agreement_reading(genos, space, alphas=[a, a, rev])
+    assert ranked.startswith(text) and "Spearman correlation of -0.33 on average" in ranked
+    with pytest.raises(ValueError, match="one alpha set per genotype"):
+        readings.seed_agreement_reading(genos, space, alphas=[a, a])

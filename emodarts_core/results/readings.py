@@ -20,6 +20,7 @@ returns plain text (Markdown) with the numbers filled in; none of them draws any
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -31,7 +32,8 @@ import numpy as np
 from emodarts_core.nas.genotype import CellGenotype, Genotype
 from emodarts_core.results.plots import (edge_labels, history_alphas, load_history,
                                          resolve_primitives)
-from emodarts_core.search.quality import GATE_ENTROPY, chance_agreement, mean_pairwise_agreement
+from emodarts_core.search.quality import (GATE_ENTROPY, alpha_rank_correlation, chance_agreement,
+                                          mean_pairwise_agreement)
 
 __all__ = ["feature_stages_reading", "agreement_reading", "speaker_means_reading",
            "alpha_init_reading", "alpha_evolution_reading", "curves_reading", "collapse_reading",
@@ -259,8 +261,11 @@ def quality_reading(history: Mapping[str, Any] | str | Path) -> str:
     return text
 
 
-def seed_agreement_reading(genotypes: Sequence[Genotype | Mapping[str, Any]], space: Any) -> str:
-    """How much searches that differ only in their seed agree, against two random draws."""
+def seed_agreement_reading(genotypes: Sequence[Genotype | Mapping[str, Any]], space: Any,
+                           alphas: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """How much searches that differ only in their seed agree, against two random draws; with
+    their final softmaxed ``alphas``, also how alike they rank each edge's operations
+    (:func:`emodarts_core.search.quality.alpha_rank_correlation`, mean over pairs)."""
 
     if len(genotypes) < 2:
         raise ValueError("seed_agreement_reading needs at least two genotypes")
@@ -269,5 +274,14 @@ def seed_agreement_reading(genotypes: Sequence[Genotype | Mapping[str, Any]], sp
                         ("edge", "edges")):
         parts.append(f"{_pct(mean_pairwise_agreement(genotypes, level=level))} of their {what} "
                      f"(two random draws: {_pct(chance_agreement(space, level=level))})")
-    return (f"The {len(genotypes)} searches that differ only in their seed share, pair by pair, "
+    text = (f"The {len(genotypes)} searches that differ only in their seed share, pair by pair, "
             + "; ".join(parts) + ".")
+    if alphas is not None:
+        if len(alphas) != len(genotypes):
+            raise ValueError("seed_agreement_reading: one alpha set per genotype")
+        rho = float(np.mean([alpha_rank_correlation(a, b)
+                             for a, b in itertools.combinations(alphas, 2)]))
+        text += (f" They rank the operations of an edge with a Spearman correlation of "
+                 f"{rho:.2f} on average (1: the same order everywhere; about 0: unrelated "
+                 "preferences, so the choices differ by more than near-ties).")
+    return text
