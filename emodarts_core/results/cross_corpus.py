@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emodarts_core.results.collect import _mean_std
+from emodarts_core.train.metrics import confusion_recall
 
 #: The methods of the cross-corpus batch and the run directory of each inside a fold's job.
 METHOD_DIRS = {"emodarts": "train", "random": "baseline_random/final",
@@ -102,8 +103,7 @@ def _percent(values: Sequence[float]) -> str:
 
 def _recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-class recall of a confusion matrix (0 for a class with no utterance) and row sums."""
-    rows = cm.sum(axis=1)
-    return np.divide(np.diag(cm), rows, out=np.zeros(len(cm)), where=rows > 0), rows
+    return np.nan_to_num(confusion_recall(cm)), cm.sum(axis=1)
 
 
 def chance_verdict(uas: Sequence[float], chance: float) -> str:

@@ -105,17 +105,24 @@ def tuning_points(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def _bilstm_config(cfg: RunConfig, data: FoldData, point: dict[str, Any]) -> RunConfig:
+def _size_target(cfg: RunConfig, data: FoldData) -> tuple[int, str]:
+    """The parameter count the CNN-BiLSTM-attention is matched to, and the rule that gave it."""
+    target = cfg.options.get("target_parameters")
+    if target:
+        return int(target), "options.target_parameters"
+    return (typical_searched_size(cfg.profile, data.n_classes, data.input_shape),
+            "mean size of the profile's networks for 5 uniformly drawn genotypes (seed 0)")
+
+
+def _bilstm_config(cfg: RunConfig, data: FoldData, point: dict[str, Any],
+                   size: tuple[int, str]) -> RunConfig:
     """``cfg`` for one CNN-BiLSTM-attention training: the network settings of ``point`` with the
-    width matched to the target size, its learning rate in the profile; both recorded."""
+    width matched to the target ``size`` (:func:`_size_target`), its learning rate in the
+    profile; both recorded."""
     arch = dict(cfg.options.get("cnn_bilstm_att", {}))
     arch.pop("width", None)
     arch.update({k: v for k, v in point.items() if k in ("blocks", "dropout")})
-    target = cfg.options.get("target_parameters")
-    rule = ("options.target_parameters" if target else
-            "mean size of the profile's networks for 5 uniformly drawn genotypes (seed 0)")
-    target = int(target) if target else typical_searched_size(cfg.profile, data.n_classes,
-                                                              data.input_shape)
+    target, rule = size
     width = match_size(target, data.n_classes, data.input_shape, **arch)
     size = size_of(width, data.n_classes, data.input_shape, **arch)
     options = {k: v for k, v in cfg.options.items() if k != "tune"}
@@ -159,15 +166,16 @@ def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
     announce = data is None
     data = data if data is not None else load_data(cfg, progress)   # bad data: no run dir
     tune = cfg.options.get("tune", TUNE_GRID)
+    size = _size_target(cfg, data)          # once: it builds the profile's sample networks
     if not tune:
-        return _fit_bilstm(_bilstm_config(cfg, data, {}), data, progress, announce)
+        return _fit_bilstm(_bilstm_config(cfg, data, {}, size), data, progress, announce)
     if cfg.profile.train.fit_valid:
         raise ValueError("cnn_bilstm_att: tuning scores the validation speakers, which "
                          "train.fit_valid trains on; set options tune=False or fit_valid=false")
     points = tuning_points(tune)
     scored = []
     for i, point in enumerate(points):
-        sub = _bilstm_config(cfg, data, point)
+        sub = _bilstm_config(cfg, data, point, size)
         sub = dataclasses.replace(sub, out_dir=str(Path(cfg.out_dir) / TUNING_DIR / f"point_{i:02d}"))
         res = _fit_bilstm(sub, data, progress, False)
         history = RunDir(res.run_dir).history()["epochs"]
@@ -177,7 +185,7 @@ def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
                        "selection": rule, "width": sub.options["cnn_bilstm_att"]["width"],
                        "cost": RunDir(res.run_dir).cost().to_dict(), "run_dir": str(res.run_dir)})
     best = min(scored, key=lambda c: (-c["valid_ua"], c["index"]))
-    chosen = _bilstm_config(cfg, data, best["point"])
+    chosen = _bilstm_config(cfg, data, best["point"], size)
     chosen = dataclasses.replace(chosen, options={**chosen.options, "tuned": best["point"]})
     res = _fit_bilstm(chosen, data, progress, announce)
     run = RunDir(res.run_dir)

@@ -19,7 +19,7 @@ from emodarts_core.common.progress import progress as progress_bar
 from emodarts_core.common.seeding import seed_everything
 from emodarts_core.config import TrainConfig
 from emodarts_core.data.datasets import DataError, FoldData, batch_indices, class_weights
-from emodarts_core.train.metrics import Metrics, evaluate_predictions
+from emodarts_core.train.metrics import Metrics, confusion, evaluate_predictions
 from emodarts_core.train.metrics import ua as ua_score
 from emodarts_core.train.metrics import wa as wa_score
 from emodarts_core.train.runs import RunDir, rng_state, set_rng_state
@@ -149,11 +149,10 @@ def confusion_by_speaker(y: torch.Tensor, pred: np.ndarray, speakers: list[str],
                          n_classes: int) -> dict[str, list[list[int]]]:
     """One confusion matrix (rows true, columns predicted) per speaker of a split: what
     :mod:`emodarts_core.train.selection` needs to judge an epoch rule on validation speakers."""
-    out: dict[str, np.ndarray] = {}
-    for t, p_, spk in zip(y.tolist(), pred.tolist(), speakers):
-        cm = out.setdefault(spk, np.zeros((n_classes, n_classes), dtype=int))
-        cm[t, p_] += 1
-    return {spk: cm.tolist() for spk, cm in sorted(out.items())}
+    who = np.asarray(speakers)
+    truth = y.numpy()
+    return {spk: confusion(truth[who == spk], pred[who == spk], n_classes).tolist()
+            for spk in sorted(set(speakers))}
 
 
 def _forward_train(model: nn.Module, x: torch.Tensor):

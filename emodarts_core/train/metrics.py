@@ -37,12 +37,26 @@ def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def per_class_recall(y_true, y_pred, n_classes: int) -> np.ndarray:
-    """Recall of each class; ``nan`` for a class absent from ``y_true``."""
-    cm = confusion(y_true, y_pred, n_classes)
+def confusion_recall(cm: np.ndarray) -> np.ndarray:
+    """Recall of each class of a confusion matrix (rows true); ``nan`` for a class with no
+    utterance."""
+    cm = np.asarray(cm)
     support = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+
+
+def confusion_ua(cm: np.ndarray) -> float:
+    """UA of a confusion matrix: mean recall over the classes it holds utterances of."""
+    recall = confusion_recall(cm)
+    if np.all(np.isnan(recall)):
+        raise ValueError("cannot compute UA of an empty set")
+    return float(np.nanmean(recall))
+
+
+def per_class_recall(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Recall of each class; ``nan`` for a class absent from ``y_true``."""
+    return confusion_recall(confusion(y_true, y_pred, n_classes))
 
 
 def wa(y_true, y_pred) -> float:
@@ -58,10 +72,7 @@ def wa(y_true, y_pred) -> float:
 
 def ua(y_true, y_pred, n_classes: int) -> float:
     """Unweighted accuracy: mean recall over the classes present in ``y_true``."""
-    recall = per_class_recall(y_true, y_pred, n_classes)
-    if np.all(np.isnan(recall)):
-        raise ValueError("cannot compute UA of an empty set")
-    return float(np.nanmean(recall))
+    return confusion_ua(confusion(y_true, y_pred, n_classes))
 
 
 @dataclass

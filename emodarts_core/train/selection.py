@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emodarts_core.train.metrics import confusion_ua
 from emodarts_core.train.runs import RunDir
 
 
@@ -32,13 +33,6 @@ class RuleEstimate:
     last: float          # the last epoch, scored on the same held-out speakers
     speakers: int        # validation speakers (held out one at a time)
     epochs: int
-
-
-def _ua(cm: np.ndarray) -> float:
-    """Mean recall over the classes present in ``cm`` (rows true)."""
-    rows = cm.sum(axis=1)
-    present = rows > 0
-    return float((np.diag(cm)[present] / rows[present]).mean()) if present.any() else float("nan")
 
 
 def rule_estimate(epochs: Sequence[dict[str, Any]], run_dir: str = "") -> RuleEstimate | None:
@@ -54,10 +48,10 @@ def rule_estimate(epochs: Sequence[dict[str, Any]], run_dir: str = "") -> RuleEs
     best, last = [], []
     for held in speakers:
         others = sum(cms[s] for s in speakers if s != held)
-        scores = [_ua(cm) for cm in others]
+        scores = [confusion_ua(cm) for cm in others]
         pick = int(np.nanargmax(scores))      # the earliest of equal scores, as fit() keeps it
-        best.append(_ua(cms[held][pick]))
-        last.append(_ua(cms[held][-1]))
+        best.append(confusion_ua(cms[held][pick]))
+        last.append(confusion_ua(cms[held][-1]))
     return RuleEstimate(run_dir=run_dir, best=float(np.mean(best)), last=float(np.mean(last)),
                         speakers=len(speakers), epochs=len(per))
 
