@@ -194,3 +194,77 @@ def test_summary_table_holds_every_direction_as_its_own_table_does(root):
         expected += [f"| {source} -> {target} |{row[1:]}"
                      for row in direction_table(evals, source, target).splitlines()[2:]]
     assert body == expected and "(16.7 % UA)" in lines[0]
+
+
+# --------------------------------------------------------------------------- the secondary arms
+@pytest.fixture
+def arms_root(tmp_path):
+    """Arms ``training`` (searched 0.4, 0.5, 0.3; CNN-LSTM 0.3 each seed), ``corpus`` (searched
+    0.6, 0.7, 0.5; CNN-LSTM 0.3, 0.4, 0.2) and ``cut2s`` (CNN-LSTM only, 0.5 each seed)."""
+    spec = {"training": {"emodarts": (0.4, 0.5, 0.3), "cnn_lstm": (0.3, 0.3, 0.3)},
+            "corpus": {"emodarts": (0.6, 0.7, 0.5), "cnn_lstm": (0.3, 0.4, 0.2)},
+            "cut2s": {"cnn_lstm": (0.5, 0.5, 0.5)}}
+    for arm, methods in spec.items():
+        for method, accs in methods.items():
+            for seed, acc in enumerate(accs):
+                y, p, _ = _predictions(acc, seed)
+                _write(tmp_path / arm, "ravdess-to-emodb", method, seed, y, p)
+                y, p, _ = _predictions(0.8, seed)
+                _write(tmp_path / arm, "ravdess-in-corpus", method, seed, y, p)
+    (tmp_path / "speaker").mkdir()          # an arm folder without evaluations is left out
+    return tmp_path
+
+
+def test_load_arms_keeps_the_plans_order_and_takes_the_primary_as_given(root, arms_root):
+    arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
+    assert list(arms) == ["speaker", "training", "corpus", "cut2s"]
+    assert {e.method for e in arms["cut2s"]} == {"cnn_lstm"}
+    assert list(xc.load_arms(arms_root)) == ["training", "corpus", "cut2s"]   # speaker/ empty
+    assert xc.load_arms(arms_root / "absent") == {}
+
+
+def test_arms_table_gives_every_arm_its_mean_and_in_corpus_ua(root, arms_root):
+    arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
+    lines = xc.arms_table(arms).splitlines()
+    assert lines[0] == ("| direction | method | per speaker | training side | per corpus "
+                        "| 2-s cut |")
+    searched = next(line for line in lines if "| searched" in line)
+    # primary 60 ± 10 (in-corpus 80); training 40 ± 10; corpus 60 ± 10; no searched 2-s cut
+    assert searched == ("| ravdess -> emodb | searched (emodarts) | 60.00 ± 10.00 (80.00) | "
+                        "40.00 ± 10.00 (80.00) | 60.00 ± 10.00 (80.00) | – |")
+    cnn = next(line for line in lines if "| CNN-LSTM" in line)
+    assert cnn.endswith("| 50.00 ± 0.00 (80.00) |")
+    assert not any("random search" in line for line in lines)       # no arm has it
+
+
+def test_arms_verdicts_compare_each_arm_with_its_reference(root, arms_root):
+    arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
+    verdicts = xc.arms_verdicts(arms)
+    assert len(verdicts) == 5      # speaker and corpus vs training (2 methods each), cut vs speaker
+    # per speaker vs training, searched: +20 on every seed -> better
+    assert any(v.startswith("ravdess -> emodb, searched (emodarts): per speaker better than "
+                            "training side (+20.00") for v in verdicts)
+    # per corpus vs training, CNN-LSTM: 0, +10, -10 -> not distinguishable
+    assert any("CNN-LSTM: per corpus and training side not distinguishable" in v
+               for v in verdicts)
+    # the 2-s cut vs per speaker, CNN-LSTM (30, 30, 40 at 4 s): ahead on all seeds
+    assert any(v.startswith("ravdess -> emodb, CNN-LSTM: 2-s cut better than per "
+                            "speaker (+16.67") for v in verdicts)
+
+
+def test_plot_arms_draws_one_panel_per_direction_and_names_the_extremes(root, arms_root):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
+    fig, sentences = xc.plot_arms(arms)
+    assert len(fig.axes) == 1 and len(sentences) == 1
+    assert sentences[0] == ("ravdess -> emodb: the highest mean UA is 60.0 % (searched "
+                            "(emodarts), per speaker), the lowest 30.0 % (CNN-LSTM, training "
+                            "side), against 16.7 % chance.")
+    # bars: searched in 3 arms, CNN-LSTM in 4
+    assert len(fig.axes[0].patches) == 7
+    with pytest.raises(ValueError):
+        xc.plot_arms({})
+    with pytest.raises(ValueError):
+        xc.arms_table({})

@@ -358,3 +358,138 @@ def plot_direction(evals: Sequence[Evaluation], source: str, target: str):
     fig.suptitle(f"{source} -> {target}, confusion summed over seeds "
                  f"(chance UA {100 * chance:.1f} %)")
     return fig, sentences
+
+
+# --------------------------------------------------------------------------- the secondary arms
+#: The plan's arms (``benchmarks/cross_corpus_plan.md``, "Secondary arms"): the folder of each
+#: under the records root and its name. ``speaker`` is the primary grid.
+ARMS = {"speaker": "per speaker", "training": "training side", "corpus": "per corpus",
+        "cut2s": "2-s cut"}
+#: What each arm is compared with by the method rule: the normalisations with the paper's
+#: (one mean and spread from the training side, the plan's "Normalisation" rule); the 2-s cut
+#: with the same normalisation over the 4-s window.
+ARM_REFERENCE = {"speaker": "training", "corpus": "training", "cut2s": "speaker"}
+
+
+def load_arms(root: str | Path, primary: Sequence[Evaluation] | None = None
+              ) -> dict[str, list[Evaluation]]:
+    """The evaluations of every arm found under ``root`` (``root/<arm>/``, each laid out as
+    :func:`load_evaluations` reads), in :data:`ARMS` order; arms without files are left out.
+    ``primary``, when given, stands for the ``speaker`` arm (the chapter's main records)."""
+    arms: dict[str, list[Evaluation]] = {}
+    for arm in ARMS:
+        if arm == "speaker" and primary is not None:
+            if primary:
+                arms[arm] = list(primary)
+            continue
+        try:
+            arms[arm] = load_evaluations(Path(root) / arm)
+        except FileNotFoundError:
+            continue
+    return arms
+
+
+def _arm_uas(evals: Sequence[Evaluation], source: str, target: str, method: str
+             ) -> dict[int, float]:
+    return {s: e.ua for s, e in _select(evals, source, target, method).items()}
+
+
+def arms_table(arms: dict[str, list[Evaluation]]) -> str:
+    """Every direction and method of the arms as one Markdown table: per arm, the cross-corpus
+    UA (mean ± std over seeds, %) and, in brackets, the same networks' in-corpus UA over the
+    same classes; ``–`` where an arm has no such network (the 2-s cut trains CNN-LSTMs only)."""
+    if not arms:
+        raise ValueError("no arm has evaluations")
+    names = list(arms)
+    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    lines = []
+    for source, target in pairs:
+        for method, name in METHOD_NAMES.items():
+            cells = []
+            for arm in names:
+                cross = _arm_uas(arms[arm], source, target, method)
+                own = _arm_uas(arms[arm], source, source, method)
+                if not cross:
+                    cells.append("–")
+                    continue
+                cell = _percent([cross[s] for s in sorted(cross)])
+                if own:
+                    mean, _ = _mean_std([100 * v for v in own.values()])
+                    cell += f" ({mean:.2f})"
+                cells.append(cell)
+            if any(c != "–" for c in cells):
+                lines.append(f"| {source} -> {target} | {name} | " + " | ".join(cells) + " |")
+    head = ("| direction | method | " + " | ".join(ARMS[a] for a in names) + " |\n|---|---|"
+            + "---|" * len(names))
+    return head + "\n" + "\n".join(lines)
+
+
+def arms_verdicts(arms: dict[str, list[Evaluation]]) -> list[str]:
+    """The method rule (:func:`method_verdict`, paired by seed) for each arm against its
+    reference (:data:`ARM_REFERENCE`), per direction and method where both have networks."""
+    out = []
+    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    for source, target in pairs:
+        for arm, ref in ARM_REFERENCE.items():
+            if arm not in arms or ref not in arms:
+                continue
+            for method, name in METHOD_NAMES.items():
+                a = _arm_uas(arms[arm], source, target, method)
+                b = _arm_uas(arms[ref], source, target, method)
+                if a and b:
+                    out.append(f"{source} -> {target}, {name}: "
+                               + method_verdict(a, b, ARMS[arm], ARMS[ref]))
+    return out
+
+
+def plot_arms(arms: dict[str, list[Evaluation]]):
+    """One panel per direction: each method's cross-corpus UA per arm (bars: the mean over
+    seeds; dots: the seeds), the chance UA as a line. Returns ``(figure, sentences)``, one
+    sentence per direction naming its best and worst arm-and-method by mean UA."""
+    import matplotlib.pyplot as plt
+
+    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    if not pairs:
+        raise ValueError("no arm has a cross-corpus evaluation")
+    names = list(arms)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6.2 * len(pairs), 4.2),
+                             layout="constrained", squeeze=False, sharey=True)
+    width = 0.8 / len(names)
+    colours = plt.get_cmap("tab10").colors
+    sentences = []
+    for ax, (source, target) in zip(axes[0], pairs):
+        means, chance, labelled = {}, None, set()
+        for i, arm in enumerate(names):
+            for j, method in enumerate(METHOD_NAMES):
+                sel = _select(arms[arm], source, target, method)
+                if not sel:
+                    continue
+                chance = next(iter(sel.values())).chance_ua
+                uas = [100 * sel[s].ua for s in sorted(sel)]
+                x = j + (i - (len(names) - 1) / 2) * width
+                ax.bar(x, np.mean(uas), width * 0.9, color=colours[i % len(colours)],
+                       label=None if arm in labelled else ARMS[arm], alpha=0.8)
+                labelled.add(arm)
+                ax.plot([x] * len(uas), uas, "o", color="black", markersize=3)
+                means[(arm, method)] = float(np.mean(uas))
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1,
+                   label=f"chance ({100 * chance:.1f} %)")
+        ax.set_xticks(range(len(METHOD_NAMES)), list(METHOD_NAMES.values()))
+        ax.set_title(f"{source} -> {target}")
+        ax.set_ylabel("UA % on the target corpus")
+        best, worst = max(means, key=means.get), min(means, key=means.get)
+        sentences.append(
+            f"{source} -> {target}: the highest mean UA is {means[best]:.1f} % "
+            f"({METHOD_NAMES[best[1]]}, {ARMS[best[0]]}), the lowest {means[worst]:.1f} % "
+            f"({METHOD_NAMES[worst[1]]}, {ARMS[worst[0]]}), against {100 * chance:.1f} % "
+            "chance.")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:                  # arms a first panel lacks, once each
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9)
+    fig.suptitle("Cross-corpus UA by normalisation and input length (bars: mean over seeds; "
+                 "dots: seeds)")
+    return fig, sentences
