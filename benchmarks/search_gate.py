@@ -14,6 +14,11 @@ cross-seed (edge, op) agreement of the chosen genotypes beside its exact chance 
 supernet's final validation UA (alpha split), the minutes per search and the gate's verdict
 (agreement >= 0.4 and mean entropy <= 0.75; ``emodarts_core.search.quality``). The JSON of the
 table goes to ``OUT/summary.json``.
+
+With ``--perturbation`` every finished search is also read by perturbation-based selection
+(``emodarts_core.search.perturbation``: each operation and edge taken out of the final supernet
+in turn, its strength the rise of the loss on the alpha split; ``perturbation.json`` in the run
+directory), and the table gains a row ``NAME+pt`` judging those genotypes.
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ from emodarts_core.batch.reproduce import export_records  # noqa: E402
 from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
 from emodarts_core.search.loop import run_search  # noqa: E402
-from emodarts_core.search.quality import (gate_table, load_record,  # noqa: E402
-                                          summarise_setting)
+from emodarts_core.search.perturbation import select_by_perturbation  # noqa: E402
+from emodarts_core.search.quality import (PT_FILE, PT_SUFFIX, gate_table,  # noqa: E402
+                                          load_record, summarise_setting)
 from emodarts_core.train.fit import load_data  # noqa: E402
 from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
 
@@ -60,6 +66,8 @@ def main() -> None:
     ap.add_argument("--export", default=None, metavar="DIR",
                     help="copy each finished search's record (its small JSON files) to "
                          "DIR/<setting>/fold<k>/seed<s> (for benchmarks/records)")
+    ap.add_argument("--perturbation", action="store_true",
+                    help="also select each search's genotype by perturbation (row NAME+pt)")
     args = ap.parse_args()
     configure_threads()                  # $EMODARTS_THREADS, as the command line honours it
     folds = [int(f) for f in args.folds.split(",")]
@@ -71,7 +79,7 @@ def main() -> None:
     for name, overrides in settings:
         items = [*args.common, *overrides, f"search.split_seed={args.split_seed}"]
         profile = apply_overrides(get_profile(args.profile), items)
-        records = []
+        records, pt_records = [], []
         for fold in folds:
             data = None
             for seed in seeds:
@@ -90,8 +98,21 @@ def main() -> None:
                     print(f"[gate] {name} fold {fold} seed {seed}: "
                           f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
                 records.append(load_record(out))
+                if args.perturbation:
+                    if not (out / PT_FILE).is_file() and not args.summary_only:
+                        if data is None:
+                            data = load_data(cfg, progress=False)
+                        t0 = time.perf_counter()
+                        select_by_perturbation(out, progress=False, data=data)
+                        print(f"[gate] {name} fold {fold} seed {seed}: perturbation "
+                              f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+                    if (out / PT_FILE).is_file():
+                        pt_records.append(load_record(out, "perturbation"))
         if records:
             summaries[name] = (overrides, summarise_setting(records, profile.space))
+        if pt_records:
+            summaries[name + PT_SUFFIX] = (overrides,
+                                           summarise_setting(pt_records, profile.space))
 
     print()
     print(gate_table({name: summary for name, (_, summary) in summaries.items()}))

@@ -314,12 +314,16 @@ def test_gate_summary_and_plot_from_the_committed_records():
     from pathlib import Path
 
     from emodarts_core.results.evidence_plots import plot_gate
-    from emodarts_core.search.quality import GATE_ORDER, summarise_gate
+    from emodarts_core.search.quality import GATE_ORDER, PT_SUFFIX, summarise_gate
 
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "records" / "gate-ravdess"
     summaries = summarise_gate(root)
     names = list(summaries)
-    assert names[0] == "long" and names == [n for n in GATE_ORDER if n in summaries]
+    settings = [n for n in names if not n.endswith(PT_SUFFIX)]
+    assert names[0] == "long" and settings == [n for n in GATE_ORDER if n in summaries]
+    for i, name in enumerate(names):          # a +pt row right after its own setting
+        if name.endswith(PT_SUFFIX):
+            assert names[i - 1] == name.removesuffix(PT_SUFFIX)
     assert all(s.n_runs == 6 and s.n_folds == 2 for s in summaries.values())
     fig = plot_gate(summaries)
     left, right = fig.axes[:2]
@@ -371,3 +375,35 @@ def test_the_gate_needs_every_fold():
     assert replace(base, agreement_by_fold={0: 0.6, 1: 0.4}).passes
     assert not replace(base, agreement_by_fold={0: 0.6, 1: 0.4},
                        entropy_by_fold={0: 0.5, 1: 0.8}).passes
+
+
+def test_gate_rows_for_perturbation_selection_judge_their_own_genotypes(tmp_path):
+    """A setting whose searches all carry perturbation.json gains a ``+pt`` row right after
+    it: the same alphas (entropy), the perturbation genotypes (agreement)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from emodarts_core.search.quality import gate_reading, load_record, summarise_gate
+
+    records = Path(__file__).resolve().parents[1] / "benchmarks" / "records" / "gate-ravdess"
+    shutil.copytree(records / "long", tmp_path / "long",
+                    ignore=shutil.ignore_patterns("perturbation.json"))
+    assert list(summarise_gate(tmp_path)) == ["long"]            # none has the file yet
+    runs = sorted((tmp_path / "long").glob("fold*/seed*"))
+    one = json.loads((runs[0] / "genotype.json").read_text())
+    for run in runs:                          # every search "selects" the same genotype
+        (run / "perturbation.json").write_text(json.dumps({"genotype": one}))
+    summaries = summarise_gate(tmp_path)
+    assert list(summaries) == ["long", "long+pt"]
+    pt, base = summaries["long+pt"], summaries["long"]
+    assert pt.agreement == pytest.approx(1.0) and base.agreement < 0.5
+    assert pt.entropy_by_fold == base.entropy_by_fold
+    assert load_record(runs[1], "perturbation").genotype == one
+    assert "genotypes selected by perturbation" in gate_reading(summaries)
+    with pytest.raises(ValueError, match="selection"):
+        load_record(runs[0], "magic")
+    (runs[0] / "perturbation.json").unlink()
+    with pytest.raises(FileNotFoundError, match="perturbation.json"):
+        load_record(runs[0], "perturbation")
+    assert list(summarise_gate(tmp_path)) == ["long"]

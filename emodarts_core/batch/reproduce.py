@@ -28,6 +28,7 @@ from emodarts_core.common.progress import progress as progress_bar
 from emodarts_core.data.datasets import load_records
 from emodarts_core.data.folds import make_folds
 from emodarts_core.results.collect import collect
+from emodarts_core.search.quality import PT_FILE
 from emodarts_core.train.baselines import FINAL_DIR
 from emodarts_core.train.evaluate import run_evaluate
 
@@ -259,7 +260,7 @@ def run_grid(jobs: Iterable[GridJob], job_fn: Callable[[GridJob], str] = run_not
 
 # Files of a run directory that make up its record: small JSON, no checkpoints or notebooks.
 RECORD_FILES = ("config.json", "environment.json", "metrics.json", "genotype.json", "history.json",
-                "candidates.json", "tuning.json", "data_report.json")
+                "candidates.json", "tuning.json", "data_report.json", PT_FILE)
 # Where :func:`evaluate_ensembles` writes below a batch directory.
 ENSEMBLE_DIR = "ensembles"
 

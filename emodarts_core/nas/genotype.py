@@ -103,12 +103,24 @@ def derive_cell(alpha: torch.Tensor, primitives: Sequence[str], n_nodes: int, k:
         raise ValueError(f"alpha of shape {tuple(alpha.shape)} does not fit {n_nodes} nodes x "
                          f"{len(primitives)} ops")
     weights = torch.softmax(alpha.detach().float(), dim=-1)[:, :-1]     # drop `none`
+    return top_k_cell(weights, primitives, n_nodes, k)
+
+
+def top_k_cell(op_scores: torch.Tensor, primitives: Sequence[str], n_nodes: int, k: int = 2,
+               edge_scores: torch.Tensor | None = None) -> CellGenotype:
+    """A cell from scores (rows = edges, columns = ``primitives`` without ``none``; higher is
+    stronger): each node keeps its ``k`` edges of highest ``edge_scores`` (by default each
+    edge's best op score, the DARTS rule), each with its highest-scoring op."""
+    if op_scores.shape != (n_edges(n_nodes), len(primitives) - 1):
+        raise ValueError(f"op scores of shape {tuple(op_scores.shape)} do not fit {n_nodes} "
+                         f"nodes x {len(primitives) - 1} ops other than 'none'")
+    best_score, best_op = op_scores.max(dim=-1)
+    edge_scores = best_score if edge_scores is None else edge_scores
     nodes = []
     for j in range(n_nodes):
-        rows = weights[list(edges_of_node(j))]
-        best_w, best_op = rows.max(dim=-1)
-        keep = torch.topk(best_w, min(k, rows.shape[0])).indices.tolist()
-        nodes.append(tuple((primitives[int(best_op[e])], int(e)) for e in sorted(keep)))
+        edges = list(edges_of_node(j))
+        keep = torch.topk(edge_scores[edges], min(k, len(edges))).indices.tolist()
+        nodes.append(tuple((primitives[int(best_op[edges[e]])], int(e)) for e in sorted(keep)))
     return CellGenotype(nodes=tuple(nodes), concat=tuple(range(2, 2 + n_nodes)))
 
 

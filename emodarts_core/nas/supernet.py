@@ -191,15 +191,35 @@ class SuperNet(nn.Module):
             cell.checkpoint_edges = self._memory_efficient
 
     # -- the forward pass ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for ``x`` of shape ``(B, 1, n_mfcc, n_frames)``."""
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` for ``x`` of shape ``(B, 1, n_mfcc, n_frames)``.
+
+        ``weights``: operation weights ``{"normal", "reduce", "seq"}`` to mix with instead of
+        :meth:`mixing_weights` (perturbation-based selection masks one operation or edge)."""
         check_batch(x, "SuperNet")
-        w = self.mixing_weights()
-        s0 = s1 = self.stem(x)
+        w = self.mixing_weights() if weights is None else weights
+        return self.seq_part(*self.run_cells(*self.stem_states(x), w), w)
+
+    # The forward pass in three parts, so that a caller can start it at a later cell with the
+    # states of an earlier pass (emodarts_core.search.perturbation).
+    def stem_states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two input states of the first cell: the stem's output, twice."""
+        s = self.stem(x)
         if self.channels_last:
-            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
-        for cell in self.cells:
+            s = s.contiguous(memory_format=torch.channels_last)
+        return s, s
+
+    def run_cells(self, s0: torch.Tensor, s1: torch.Tensor, w: dict[str, torch.Tensor],
+                  cells: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CNN cells ``self.cells[cells]`` from the states ``(s0, s1)``: the last two states."""
+        for cell in self.cells[cells]:
             s0, s1 = s1, cell(s0, s1, w["reduce"] if cell.reduction else w["normal"])
+        return s0, s1
+
+    def seq_part(self, s0: torch.Tensor, s1: torch.Tensor, w: dict[str, torch.Tensor]
+                 ) -> torch.Tensor:
+        """The logits from the last two CNN states: the sequential cells and the head."""
         q0, q1 = self.seq_in(s0, s1)
         for cell in self.seq_cells:
             q0, q1 = q1, cell(q0, q1, w["seq"])

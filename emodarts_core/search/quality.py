@@ -220,6 +220,10 @@ GATE_ENTROPY = 0.75
 #: The RAVDESS gate's settings in the order its plan runs them (``benchmarks/RESULTS.md``);
 #: the first that passes becomes the ``cpu`` profile's search.
 GATE_ORDER = ("long", "long-acc2", "drnas", "sdarts", "beta")
+#: A gate row named ``<setting>+pt`` judges the genotypes perturbation-based selection
+#: (:mod:`emodarts_core.search.perturbation`) reads off the same searches as ``<setting>``.
+PT_SUFFIX = "+pt"
+PT_FILE = "perturbation.json"             # emodarts_core.search.perturbation.FILE
 
 
 @dataclass(frozen=True)
@@ -266,16 +270,24 @@ class SettingSummary:
         return {**asdict(self), "passes": self.passes}
 
 
-def load_record(run_dir: str | Path) -> SearchRecord:
-    """A finished search's :class:`SearchRecord` from its run directory (or exported record)."""
+def load_record(run_dir: str | Path, selection: str = "alphas") -> SearchRecord:
+    """A finished search's :class:`SearchRecord` from its run directory (or exported record).
+    ``selection``: the genotype the search chose from its alphas (``genotype.json``) or the one
+    perturbation-based selection chose from its supernet (``perturbation.json``)."""
+    if selection not in ("alphas", "perturbation"):
+        raise ValueError(f"selection must be 'alphas' or 'perturbation', got {selection!r}")
     run = RunDir.open(run_dir)
     cfg = run.config
     epochs = run.history()["epochs"]
     if not epochs or "quality" not in epochs[-1]:
         raise ValueError(f"{run_dir}: no per-epoch search quality in history.json (a search run "
                          f"made before the diagnostics existed, or not a search)")
-    return SearchRecord(fold=cfg.fold, seed=cfg.seed,
-                        genotype=run.read_json(RunDir.GENOTYPE), epochs=epochs,
+    if selection == "perturbation" and not run.file(PT_FILE).exists():
+        raise FileNotFoundError(f"{run_dir}: no {PT_FILE} (run benchmarks/search_gate.py "
+                                "with --perturbation)")
+    genotype = (run.read_json(PT_FILE)["genotype"] if selection == "perturbation"
+                else run.read_json(RunDir.GENOTYPE))
+    return SearchRecord(fold=cfg.fold, seed=cfg.seed, genotype=genotype, epochs=epochs,
                         minutes=sum(e["seconds"] for e in epochs) / 60.0)
 
 
@@ -357,7 +369,8 @@ def gate_table(summaries: dict[str, SettingSummary]) -> str:
 def summarise_gate(root: str | Path) -> dict[str, SettingSummary]:
     """Every setting exported below ``root`` (``<setting>/fold<k>/seed<s>``, as
     ``benchmarks/search_gate.py --export`` writes), summarised, in :data:`GATE_ORDER` (others
-    after, by name)."""
+    after, by name); right after a setting whose every search has a ``perturbation.json``, the
+    same searches with perturbation-based selection as ``<setting>+pt``."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no gate records at {root}")
@@ -369,6 +382,9 @@ def summarise_gate(root: str | Path) -> dict[str, SettingSummary]:
         runs = sorted(setting.glob("fold*/seed*"))
         space = RunDir.open(runs[0]).config.profile.space
         out[setting.name] = summarise_setting([load_record(r) for r in runs], space)
+        if all((r / PT_FILE).is_file() for r in runs):
+            out[setting.name + PT_SUFFIX] = summarise_setting(
+                [load_record(r, "perturbation") for r in runs], space)
     if not out:
         raise FileNotFoundError(f"no gate records at {root}")
     return out
@@ -381,8 +397,10 @@ def gate_reading(summaries: dict[str, SettingSummary]) -> str:
     lines = []
     for name, s in summaries.items():
         folds = ", ".join(f"fold {f}: {a:.2f}" for f, a in s.agreement_by_fold.items())
+        how = (f" (the searches of `{name.removesuffix(PT_SUFFIX)}`, genotypes selected by "
+               "perturbation)" if name.endswith(PT_SUFFIX) else "")
         lines.append(
-            f"- `{name}` **{'passes' if s.passes else 'fails'}**: seeds of a fold share "
+            f"- `{name}`{how} **{'passes' if s.passes else 'fails'}**: seeds of a fold share "
             f"{s.agreement:.2f} of their (edge, operation) choices ({folds}; "
             f"{s.chance:.3f} by chance, {GATE_AGREEMENT} needed) and the alphas end at "
             f"{s.entropy_mean:.2f} of the uniform entropy ({GATE_ENTROPY} at most); on operation "
