@@ -88,26 +88,23 @@ def main() -> None:
                                 out_dir=str(out), protocol=args.protocol, fold=fold, seed=seed,
                                 profile=profile, device="cpu", overrides=tuple(items),
                                 cache_dir=args.cache_dir)
+                steps = []                   # what this search still needs, in order
                 if not (out / RunDir.GENOTYPE).is_file():
-                    if args.summary_only:
-                        continue
-                    if data is None:
-                        data = load_data(cfg, progress=False)
+                    steps.append(("", lambda d: run_search(cfg, progress=False, data=d)))
+                if args.perturbation and not (out / PT_FILE).is_file():
+                    steps.append((" perturbation",
+                                  lambda d: select_by_perturbation(out, progress=False, data=d)))
+                for what, step in [] if args.summary_only else steps:
+                    data = data if data is not None else load_data(cfg, progress=False)
                     t0 = time.perf_counter()
-                    run_search(cfg, progress=False, data=data)
-                    print(f"[gate] {name} fold {fold} seed {seed}: "
+                    step(data)
+                    print(f"[gate] {name} fold {fold} seed {seed}{what}: "
                           f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+                if not (out / RunDir.GENOTYPE).is_file():
+                    continue
                 records.append(load_record(out))
-                if args.perturbation:
-                    if not (out / PT_FILE).is_file() and not args.summary_only:
-                        if data is None:
-                            data = load_data(cfg, progress=False)
-                        t0 = time.perf_counter()
-                        select_by_perturbation(out, progress=False, data=data)
-                        print(f"[gate] {name} fold {fold} seed {seed}: perturbation "
-                              f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-                    if (out / PT_FILE).is_file():
-                        pt_records.append(load_record(out, "perturbation"))
+                if args.perturbation and (out / PT_FILE).is_file():
+                    pt_records.append(load_record(out, "perturbation"))
         if records:
             summaries[name] = (overrides, summarise_setting(records, profile.space))
         if pt_records:
