@@ -72,6 +72,14 @@ def test_direction_table_means_falls_and_chance(root):
     assert "33.33 ± 5.77" in cnn
 
 
+def test_paired_verdict_names_the_direction_of_a_clear_difference():
+    a, b = {0: 0.50, 1: 0.52, 2: 0.49}, {0: 0.45, 1: 0.47, 2: 0.45}
+    assert xc.paired_verdict(a, b) == (pytest.approx(14 / 3), 3, "better")
+    assert xc.paired_verdict(b, a)[2] == "worse"
+    assert xc.paired_verdict(a, {0: 0.49, 1: 0.53, 2: 0.40})[2] == "n.d."   # one seed behind
+    assert xc.paired_verdict(a, {5: 0.1})[1:] == (0, "n.d.")
+
+
 def test_verdicts_follow_the_plans_rules():
     chance = 1 / 6
     assert xc.chance_verdict([0.30, 0.28, 0.27], chance) == "well above chance"
@@ -227,29 +235,20 @@ def test_arms_table_gives_every_arm_its_mean_and_in_corpus_ua(root, arms_root):
     arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
     lines = xc.arms_table(arms).splitlines()
     assert lines[0] == ("| direction | method | per speaker | training side | per corpus "
-                        "| 2-s cut |")
+                        "| 2-s cut | per speaker − training side | per corpus − training side "
+                        "| 2-s cut − per speaker |")
     searched = next(line for line in lines if "| searched" in line)
-    # primary 60 ± 10 (in-corpus 80); training 40 ± 10; corpus 60 ± 10; no searched 2-s cut
+    # primary 60 ± 10 (in-corpus 80); training 40 ± 10; corpus 60 ± 10; no searched 2-s cut;
+    # per speaker and per corpus each +20 on every seed against training: better
     assert searched == ("| ravdess -> emodb | searched (emodarts) | 60.00 ± 10.00 (80.00) | "
-                        "40.00 ± 10.00 (80.00) | 60.00 ± 10.00 (80.00) | – |")
+                        "40.00 ± 10.00 (80.00) | 60.00 ± 10.00 (80.00) | – | +20.00 (better) "
+                        "| +20.00 (better) | – |")
     cnn = next(line for line in lines if "| CNN-LSTM" in line)
-    assert cnn.endswith("| 50.00 ± 0.00 (80.00) |")
+    # speaker - training: 0, 0, +10 (n.d.); corpus - training: 0, +10, -10 (n.d.);
+    # the cut - speaker: +20, +20, +10 (better)
+    assert cnn.endswith("| 50.00 ± 0.00 (80.00) | +3.33 (n.d.) | +0.00 (n.d.) "
+                        "| +16.67 (better) |")
     assert not any("random search" in line for line in lines)       # no arm has it
-
-
-def test_arms_verdicts_compare_each_arm_with_its_reference(root, arms_root):
-    arms = xc.load_arms(arms_root, primary=xc.load_evaluations(root))
-    verdicts = xc.arms_verdicts(arms)
-    assert len(verdicts) == 5      # speaker and corpus vs training (2 methods each), cut vs speaker
-    # per speaker vs training, searched: +20 on every seed -> better
-    assert any(v.startswith("ravdess -> emodb, searched (emodarts): per speaker better than "
-                            "training side (+20.00") for v in verdicts)
-    # per corpus vs training, CNN-LSTM: 0, +10, -10 -> not distinguishable
-    assert any("CNN-LSTM: per corpus and training side not distinguishable" in v
-               for v in verdicts)
-    # the 2-s cut vs per speaker, CNN-LSTM (30, 30, 40 at 4 s): ahead on all seeds
-    assert any(v.startswith("ravdess -> emodb, CNN-LSTM: 2-s cut better than per "
-                            "speaker (+16.67") for v in verdicts)
 
 
 def test_plot_arms_draws_one_panel_per_direction_and_names_the_extremes(root, arms_root):

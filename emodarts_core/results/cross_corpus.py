@@ -117,19 +117,35 @@ def chance_verdict(uas: Sequence[float], chance: float) -> str:
     return "above chance"
 
 
-def method_verdict(a: dict[int, float], b: dict[int, float], name_a: str, name_b: str) -> str:
-    """The plan's rule: A is better than B when ahead on every shared seed and by more than
-    3 points on average; otherwise the two are not distinguishable on this evidence."""
+def paired_verdict(a: dict[int, float], b: dict[int, float]) -> tuple[float, int, str]:
+    """The plan's rule on two sets of UAs paired by seed: the mean difference A - B in points,
+    the number of shared seeds, and ``"better"`` (A ahead on every seed and by more than 3
+    points on average), ``"worse"`` (the reverse) or ``"n.d."`` (not distinguishable)."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
-        return f"{name_a} and {name_b} share no seed"
+        return float("nan"), 0, "n.d."
     diff = [100 * (a[s] - b[s]) for s in seeds]
-    if all(d > 0 for d in diff) and np.mean(diff) > BETTER_BY_POINTS:
-        return f"{name_a} better than {name_b} (+{np.mean(diff):.2f} points, {len(seeds)} seeds)"
-    if all(d < 0 for d in diff) and -np.mean(diff) > BETTER_BY_POINTS:
-        return f"{name_b} better than {name_a} (+{-np.mean(diff):.2f} points, {len(seeds)} seeds)"
+    mean = round(float(np.mean(diff)), 6) + 0.0      # no "-0.00" for a tie
+    if all(d > 0 for d in diff) and mean > BETTER_BY_POINTS:
+        return mean, len(seeds), "better"
+    if all(d < 0 for d in diff) and -mean > BETTER_BY_POINTS:
+        return mean, len(seeds), "worse"
+    return mean, len(seeds), "n.d."
+
+
+def method_verdict(a: dict[int, float], b: dict[int, float], name_a: str, name_b: str) -> str:
+    """The plan's rule in words (:func:`paired_verdict`): A is better than B when ahead on every
+    shared seed and by more than 3 points on average; otherwise the two are not
+    distinguishable on this evidence."""
+    mean, n, word = paired_verdict(a, b)
+    if not n:
+        return f"{name_a} and {name_b} share no seed"
+    if word == "better":
+        return f"{name_a} better than {name_b} (+{mean:.2f} points, {n} seeds)"
+    if word == "worse":
+        return f"{name_b} better than {name_a} (+{-mean:.2f} points, {n} seeds)"
     return (f"{name_a} and {name_b} not distinguishable on this evidence "
-            f"({np.mean(diff):+.2f} points, {len(seeds)} seeds)")
+            f"({mean:+.2f} points, {n} seeds)")
 
 
 def _direction_rows(evals: Sequence[Evaluation], source: str, target: str
@@ -397,11 +413,14 @@ def _arm_uas(evals: Sequence[Evaluation], source: str, target: str, method: str
 def arms_table(arms: dict[str, list[Evaluation]]) -> str:
     """Every direction and method of the arms as one Markdown table: per arm, the cross-corpus
     UA (mean ± std over seeds, %) and, in brackets, the same networks' in-corpus UA over the
-    same classes; ``–`` where an arm has no such network (the 2-s cut trains CNN-LSTMs only)."""
+    same classes (``–`` where an arm has no such network: the 2-s cut trains CNN-LSTMs only);
+    then, for each arm against its reference (:data:`ARM_REFERENCE`), the mean paired
+    difference in points and the plan's verdict (:func:`paired_verdict`)."""
     if not arms:
         raise ValueError("no arm has evaluations")
     names = list(arms)
     pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    comparisons = [(a, r) for a, r in ARM_REFERENCE.items() if a in arms and r in arms]
     lines = []
     for source, target in pairs:
         for method, name in METHOD_NAMES.items():
@@ -417,29 +436,17 @@ def arms_table(arms: dict[str, list[Evaluation]]) -> str:
                     mean, _ = _mean_std([100 * v for v in own.values()])
                     cell += f" ({mean:.2f})"
                 cells.append(cell)
-            if any(c != "–" for c in cells):
-                lines.append(f"| {source} -> {target} | {name} | " + " | ".join(cells) + " |")
-    head = ("| direction | method | " + " | ".join(ARMS[a] for a in names) + " |\n|---|---|"
-            + "---|" * len(names))
-    return head + "\n" + "\n".join(lines)
-
-
-def arms_verdicts(arms: dict[str, list[Evaluation]]) -> list[str]:
-    """The method rule (:func:`method_verdict`, paired by seed) for each arm against its
-    reference (:data:`ARM_REFERENCE`), per direction and method where both have networks."""
-    out = []
-    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
-    for source, target in pairs:
-        for arm, ref in ARM_REFERENCE.items():
-            if arm not in arms or ref not in arms:
+            if all(c == "–" for c in cells):
                 continue
-            for method, name in METHOD_NAMES.items():
-                a = _arm_uas(arms[arm], source, target, method)
-                b = _arm_uas(arms[ref], source, target, method)
-                if a and b:
-                    out.append(f"{source} -> {target}, {name}: "
-                               + method_verdict(a, b, ARMS[arm], ARMS[ref]))
-    return out
+            for arm, ref in comparisons:
+                mean, n, word = paired_verdict(_arm_uas(arms[arm], source, target, method),
+                                               _arm_uas(arms[ref], source, target, method))
+                cells.append(f"{mean:+.2f} ({word})" if n else "–")
+            lines.append(f"| {source} -> {target} | {name} | " + " | ".join(cells) + " |")
+    head = ("| direction | method | " + " | ".join(ARMS[a] for a in names)
+            + "".join(f" | {ARMS[a]} − {ARMS[r]}" for a, r in comparisons) + " |\n|---|---|"
+            + "---|" * (len(names) + len(comparisons)))
+    return head + "\n" + "\n".join(lines)
 
 
 def plot_arms(arms: dict[str, list[Evaluation]]):
