@@ -72,6 +72,7 @@ def _require(checks: Sequence[tuple[bool, str]], cls: str) -> None:
 
 NORMALIZATIONS: tuple[str, ...] = ("training", "speaker", "corpus")
 RELAXATIONS: tuple[str, ...] = ("softmax", "dirichlet")     # emodarts_core.nas.relaxation
+SEARCH_SELECTIONS: tuple[str, ...] = ("alphas", "perturbation")  # SearchConfig.selection
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +245,11 @@ class SearchConfig:
     #   of logsumexp(alpha) for each alpha matrix, lambda rising linearly from 0 to beta_decay over
     #   the epochs after the warm-up (0 = off).
     beta_decay: float = 0.0
+    # How the final genotype is read off the search: "alphas" (DARTS: the largest alphas of the
+    # epoch with the best alpha-split UA) or "perturbation" (Wang et al. 2021: each operation and
+    # edge of the final supernet taken out in turn, the strongest kept by the rise of the
+    # alpha-split loss; emodarts_core.search.perturbation; about a quarter of a `cpu` search more).
+    selection: str = "alphas"
 
     def __post_init__(self) -> None:
         _require([
@@ -276,6 +282,8 @@ class SearchConfig:
              f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}"),
             (0 <= self.smoothing_eps < 1, f"smoothing_eps must lie in [0, 1), got {self.smoothing_eps}"),
             (self.beta_decay >= 0, f"beta_decay must be >= 0, got {self.beta_decay}"),
+            (self.selection in SEARCH_SELECTIONS,
+             f"selection must be one of {', '.join(SEARCH_SELECTIONS)}, got {self.selection!r}"),
         ], "SearchConfig")
 
 

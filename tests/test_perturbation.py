@@ -105,3 +105,30 @@ def test_select_by_perturbation_refuses_what_it_cannot_score(tmp_path):
         pt.select_by_perturbation(res.run_dir, progress=False, data=fold)
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         pt.select_by_perturbation(tmp_path / "nothing", progress=False, data=fold)
+
+
+def test_search_selection_perturbation_makes_its_genotype_the_searchs(tmp_path):
+    fold = tiny_fold()
+    cfg = search_cfg(tmp_path, search={"epochs": 1, "order": "first",
+                                       "selection": "perturbation"})
+    res = run_search(cfg, progress=False, data=fold)
+    run = RunDir.open(res.run_dir)
+    chosen = pt.load_perturbation(res.run_dir)
+    assert res.genotype == chosen.genotype
+    assert Genotype.from_dict(run.read_json(RunDir.GENOTYPE)) == chosen.genotype
+    assert run.read_json(RunDir.METRICS)["selection"].startswith("perturbation")
+    # the same search with the alphas' rule: the same supernet, its own genotype file only
+    alphas = run_search(search_cfg(tmp_path, "a", search={"epochs": 1, "order": "first"}),
+                        progress=False, data=fold)
+    assert not (alphas.run_dir / pt.FILE).exists()
+    assert (RunDir.open(alphas.run_dir).history()["epochs"][-1]["alphas"]
+            == run.history()["epochs"][-1]["alphas"])
+    # a finished run reopened reads its choice back
+    assert run_search(cfg, progress=False, data=fold).genotype == chosen.genotype
+
+
+def test_unknown_selection_is_a_clear_error():
+    from emodarts_core.config import UsageError, apply_overrides
+
+    with pytest.raises(UsageError, match="selection must be one of alphas, perturbation"):
+        apply_overrides(get_profile("smoke"), ["search.selection=magic"])

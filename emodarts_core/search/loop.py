@@ -38,7 +38,9 @@ validation loss, then the earlier epoch; warm-up epochs are not candidates), not
 epoch's. Long DARTS searches drift
 towards parameter-free cells (skip-connect collapse) while the supernet's validation accuracy
 falls, so the best-UA epoch is the natural early-stopping point; every epoch's genotype stays in
-``history.json`` for anyone who prefers another rule.
+``history.json`` for anyone who prefers another rule. With ``search.selection="perturbation"``
+the genotype is instead read off the final supernet by perturbation-based selection
+(:mod:`~emodarts_core.search.perturbation`, written to ``perturbation.json``).
 
 A checkpoint after every epoch (and every ``options["checkpoint_every"]`` steps) holds the
 weights and alphas, both optimisers, the scheduler, the gradient scaler, the step and epoch
@@ -73,7 +75,8 @@ from emodarts_core.nas.genotype import Genotype
 from emodarts_core.nas.supernet import SuperNet
 from emodarts_core.search.architect import Architect
 from emodarts_core.search.guards import collapse_stats, make_guard
-from emodarts_core.search.quality import epoch_quality
+from emodarts_core.search.perturbation import perturbation_scores
+from emodarts_core.search.quality import PT_FILE, epoch_quality
 from emodarts_core.train.engine import (autocast_context, make_scaler, predict,
                                         recalibrate_batchnorm, sgd_cosine, to_device)
 from emodarts_core.train.fit import load_data, start_run
@@ -304,9 +307,20 @@ def _run_search(cfg: RunConfig, progress: bool, data: FoldData | None) -> Search
         raise RuntimeError(f"{run.path}: the search ran no epoch (search.epochs = {scfg.epochs})")
     best = _select_best(history["epochs"], scfg.alpha_warmup_epochs)
     genotype = Genotype.from_dict(best["genotype"])
+    if scfg.selection == "perturbation":            # read off the final supernet instead
+        if run.file(PT_FILE).exists():               # a finished run reopened
+            genotype = Genotype.from_dict(run.read_json(PT_FILE)["genotype"])
+        else:
+            chosen = perturbation_scores(net, x_a, y_a, scfg.batch_size, device, progress)
+            run.write_json(PT_FILE, chosen.to_dict())
+            genotype = chosen.genotype
     run.write_json(RunDir.GENOTYPE, genotype.to_dict())
     run.write_json(RunDir.METRICS, {
-        "kind": "search", "selection": "best validation UA (alpha split); ties: lower loss",
+        "kind": "search",
+        "selection": ("best validation UA (alpha split); ties: lower loss"
+                      if scfg.selection == "alphas" else
+                      "perturbation of the final supernet (perturbation.json); best_epoch: "
+                      "the best validation UA's, for the supernet's figures"),
         "best_epoch": best["epoch"], "valid_wa": best["valid_wa"], "valid_ua": best["valid_ua"],
         "valid_loss": best["valid_loss"], "epochs_run": len(history["epochs"]),
         "stopped_early": bool(state["stopped"]), "stop_reason": state["stop_reason"],
