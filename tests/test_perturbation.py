@@ -45,30 +45,35 @@ def _net(seed: int = 0) -> tuple[SuperNet, torch.Tensor, torch.Tensor]:
     return net, x, y
 
 
-def test_cached_passes_give_the_full_forward_pass_loss_for_every_masked_cell():
-    net, x, y = _net()
-    base = {k: v.detach() for k, v in net.alpha_weights().items()}
-    passes = pt._CachedPasses(net, base, x, y, batch_size=4, device=torch.device("cpu"))
-    for cell in pt.CELLS:
-        masked = base[cell].clone()
-        masked[1] = 0.0
-        w = {**base, cell: masked}
-        with torch.no_grad():
-            full = float(F.cross_entropy(net(x, w), y))
-        assert passes.mean_loss(w, cell) == pytest.approx(full, rel=1e-5)
-        assert passes.mean_loss(w, cell) != pytest.approx(passes.mean_loss(base, cell))
-
-
-def test_scores_are_loss_rises_and_select_the_genotype():
+def test_scores_are_the_full_forward_passes_loss_rises_for_every_cell_and_edge():
+    """Each variant's pass starts at a later cell with the states of the unmasked pass; its loss
+    must be the full forward pass's with that mask, in every cell type, op and whole edge."""
     net, x, y = _net()
     res = pt.perturbation_scores(net, x, y, batch_size=4)
     base = {k: v.detach() for k, v in net.alpha_weights().items()}
-    with torch.no_grad():
-        assert res.base_loss == pytest.approx(float(F.cross_entropy(net(x, base), y)), rel=1e-5)
-        masked = base["seq"].clone()
-        masked[2, 0] = 0.0
-        rise = float(F.cross_entropy(net(x, {**base, "seq": masked}), y)) - res.base_loss
-    assert res.op_scores["seq"][2][0] == pytest.approx(rise, abs=1e-5)
+
+    def full(w) -> float:
+        with torch.no_grad():
+            return float(F.cross_entropy(net(x, w), y))
+
+    assert res.base_loss == pytest.approx(full(base), rel=1e-5)
+    for cell in pt.CELLS:
+        for edge, op in ((1, 0), (2, 2)):
+            masked = base[cell].clone()
+            masked[edge, op] = 0.0
+            rise = full({**base, cell: masked}) - res.base_loss
+            assert res.op_scores[cell][edge][op] == pytest.approx(rise, abs=1e-5), cell
+            assert abs(rise) > 1e-6                 # the mask really changes the output
+        masked = base[cell].clone()
+        masked[0] = 0.0
+        assert res.edge_scores[cell][0] == pytest.approx(
+            full({**base, cell: masked}) - res.base_loss, abs=1e-5), cell
+
+
+def test_scores_select_the_genotype():
+    net, x, y = _net()
+    res = pt.perturbation_scores(net, x, y, batch_size=4)
+    base = {k: v.detach() for k, v in net.alpha_weights().items()}
     space, prims = net.space, net.primitives
     for cell, nodes in (("normal", space.cnn_nodes), ("seq", space.seq_nodes)):
         ops, edges = torch.tensor(res.op_scores[cell]), torch.tensor(res.edge_scores[cell])

@@ -58,44 +58,43 @@ class PerturbationResult:
                 "edge_scores": self.edge_scores, "genotype": self.genotype.to_dict()}
 
 
-class _CachedPasses:
-    """Evaluation passes of a supernet over ``(x, y)`` that start where a mask can first act:
-    a mask on the ``seq`` weights leaves every CNN state as it was, one on the ``reduce``
-    weights every state before the first reduction cell; those states are computed once, with
-    the unmasked weights, and kept."""
+def _masked(base: Mapping[str, torch.Tensor], cell: str, edge: int, op: int | None
+            ) -> dict[str, torch.Tensor]:
+    """``base`` with one operation (``op``) or a whole edge (``op=None``) of ``cell`` at 0."""
+    w = base[cell].clone()
+    if op is None:
+        w[edge] = 0.0
+    else:
+        w[edge, op] = 0.0
+    return {**base, cell: w}
 
-    @torch.no_grad()
-    def __init__(self, net: SuperNet, weights: Mapping[str, torch.Tensor], x: torch.Tensor,
-                 y: torch.Tensor, batch_size: int, device: torch.device) -> None:
-        self.net, self.y, self.device = net, y, device
-        self.first_reduce = next((i for i, c in enumerate(net.cells) if c.reduction),
-                                 len(net.cells))
-        self.stem, self.before_reduce, self.cnn_out, self.labels = [], [], [], []
-        net.eval()
-        w = dict(weights)
-        for start in range(0, len(x), batch_size):
-            xb = to_device(x[start:start + batch_size], device)
-            stem = net.stem_states(xb)
-            before = net.run_cells(*stem, w, slice(0, self.first_reduce))
-            self.stem.append(stem)
-            self.before_reduce.append(before)
-            self.cnn_out.append(net.run_cells(*before, w, slice(self.first_reduce, None)))
-            self.labels.append(y[start:start + batch_size].to(device))
 
-    @torch.no_grad()
-    def mean_loss(self, weights: Mapping[str, torch.Tensor], changed: str) -> float:
-        """Mean cross-entropy with ``weights``, of which only cell type ``changed`` differs
-        from the weights the cache was built with."""
-        w, net, total = dict(weights), self.net, 0.0
-        for stem, before, out, yb in zip(self.stem, self.before_reduce, self.cnn_out,
-                                         self.labels):
-            if changed == "normal":
-                out = net.run_cells(*stem, w)
-            elif changed == "reduce":
-                out = net.run_cells(*before, w, slice(self.first_reduce, None))
-            logits = net.seq_part(*out, w)
-            total += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
-        return total / max(1, len(self.y))
+@torch.no_grad()
+def _batch_loss_sums(net: SuperNet, xb: torch.Tensor, yb: torch.Tensor,
+                     base: Mapping[str, torch.Tensor],
+                     variants: list[tuple[str, dict[str, torch.Tensor]]]) -> torch.Tensor:
+    """Summed cross-entropy of one batch under ``base`` (entry 0) and under each variant
+    ``(cell changed, weights)``. Each pass starts where its change can first act: a change of
+    the ``seq`` weights leaves every CNN state as it was, one of the ``reduce`` weights every
+    state before the first reduction cell; those states are computed once per batch."""
+    first_reduce = next((i for i, c in enumerate(net.cells) if c.reduction), len(net.cells))
+    stem = net.stem_states(xb)
+    before = net.run_cells(*stem, base, slice(0, first_reduce))
+    out = net.run_cells(*before, base, slice(first_reduce, None))
+
+    def loss(states, w) -> float:
+        return float(F.cross_entropy(net.seq_part(*states, w).float(), yb, reduction="sum"))
+
+    sums = [loss(out, base)]
+    for cell, w in variants:
+        if cell == "normal":
+            states = net.run_cells(*stem, w)
+        elif cell == "reduce":
+            states = net.run_cells(*before, w, slice(first_reduce, None))
+        else:
+            states = out
+        sums.append(loss(states, w))
+    return torch.tensor(sums, dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -103,22 +102,26 @@ def perturbation_scores(net: SuperNet, x: torch.Tensor, y: torch.Tensor, batch_s
                         device: torch.device | str = "cpu", progress: bool = False
                         ) -> PerturbationResult:
     """Score every (edge, operation other than ``none``) and every edge of ``net`` on
-    ``(x, y)`` by the loss rise when it is taken out, and the genotype those scores select."""
+    ``(x, y)`` by the rise of the mean loss when it is taken out, and the genotype those scores
+    select. Batch by batch, every variant in turn: the memory of one batch's states."""
     device = torch.device(device)
-    base_w = {k: v.detach() for k, v in net.alpha_weights().items()}
-    passes = _CachedPasses(net, base_w, x, y, batch_size, device)
-    base = passes.mean_loss(base_w, "seq")
-    jobs = [(cell, e, o) for cell in CELLS for e in range(base_w[cell].shape[0])
-            for o in [*range(base_w[cell].shape[1] - 1), None]]          # None: the whole edge
-    ops = {c: torch.zeros(base_w[c].shape[0], base_w[c].shape[1] - 1) for c in CELLS}
-    edges = {c: torch.zeros(base_w[c].shape[0]) for c in CELLS}
-    for cell, e, o in progress_bar(jobs, desc="perturbation scores", enabled=progress):
-        masked = base_w[cell].clone()
-        if o is None:
-            masked[e] = 0.0
-        else:
-            masked[e, o] = 0.0
-        rise = passes.mean_loss({**base_w, cell: masked}, cell) - base
+    net.eval()
+    base = {k: v.detach() for k, v in net.alpha_weights().items()}
+    jobs = [(cell, e, o) for cell in CELLS for e in range(base[cell].shape[0])
+            for o in [*range(base[cell].shape[1] - 1), None]]          # None: the whole edge
+    variants = [(cell, _masked(base, cell, e, o)) for cell, e, o in jobs]
+    sums = torch.zeros(len(jobs) + 1, dtype=torch.float64)
+    starts = range(0, len(x), batch_size)
+    for start in progress_bar(starts, desc=f"perturbation ({len(jobs)} variants)",
+                              enabled=progress):
+        xb = to_device(x[start:start + batch_size], device)
+        yb = y[start:start + batch_size].to(device)
+        sums += _batch_loss_sums(net, xb, yb, base, variants)
+    means = sums / max(1, len(x))
+    base_loss, rises = float(means[0]), (means[1:] - means[0]).tolist()
+    ops = {c: torch.zeros(base[c].shape[0], base[c].shape[1] - 1) for c in CELLS}
+    edges = {c: torch.zeros(base[c].shape[0]) for c in CELLS}
+    for (cell, e, o), rise in zip(jobs, rises):
         if o is None:
             edges[cell][e] = rise
         else:
@@ -127,7 +130,7 @@ def perturbation_scores(net: SuperNet, x: torch.Tensor, y: torch.Tensor, batch_s
     nodes = {"normal": space.cnn_nodes, "reduce": space.cnn_nodes, "seq": space.seq_nodes}
     genotype = Genotype(**{c: top_k_cell(ops[c], prims[c], nodes[c], 2, edges[c])
                            for c in CELLS})
-    return PerturbationResult(base_loss=base, n=len(y), genotype=genotype,
+    return PerturbationResult(base_loss=base_loss, n=len(y), genotype=genotype,
                               op_scores={c: ops[c].tolist() for c in CELLS},
                               edge_scores={c: edges[c].tolist() for c in CELLS})
 
