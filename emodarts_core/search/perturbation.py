@@ -18,7 +18,8 @@ it always changes the loss. The held-out data is the search's own alpha split (t
 trained on it; the fold's validation and test speakers stay unseen).
 
 :func:`select_by_perturbation` does it for a finished search run directory and writes
-``perturbation.json`` beside its ``genotype.json``.
+``perturbation.json`` beside its ``genotype.json``; with ``search.selection="perturbation"``
+the search loop does it at its end and makes that genotype the search's.
 """
 from __future__ import annotations
 
