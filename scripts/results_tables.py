@@ -141,6 +141,18 @@ def cross_corpus(root: Path = RECORDS) -> str:
     return xc.summary_table(xc.load_evaluations(root / CROSS_CORPUS))
 
 
+CROSS_CORPUS_ARMS = "cross-corpus"       # one benchmarks/cross_corpus.py --out per arm below it
+
+
+def cross_corpus_arms(root: Path = RECORDS) -> str:
+    """The cross-corpus plan's arms side by side (per speaker, training side, per corpus, the
+    2-s cut), with each arm against its reference by the plan's rule
+    (emodarts_core.results.cross_corpus.arms_table)."""
+    from emodarts_core.results import cross_corpus as xc
+
+    return xc.arms_table(xc.load_arms(root / CROSS_CORPUS_ARMS))
+
+
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:
     """The figures README.md quotes, by what they are, as the records give them (the README's
     ``mean ± std`` and ``p = ...`` figures must be among these: tests/test_results_doc.py).
@@ -173,6 +185,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "cnn-lstm": cnn_lstm,
     "gate-ravdess": gate,
     "cross-corpus": cross_corpus,
+    "cross-corpus-arms": cross_corpus_arms,
 }
 
 

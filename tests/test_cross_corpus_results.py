@@ -78,6 +78,8 @@ def test_paired_verdict_names_the_direction_of_a_clear_difference():
     assert xc.paired_verdict(b, a)[2] == "worse"
     assert xc.paired_verdict(a, {0: 0.49, 1: 0.53, 2: 0.40})[2] == "n.d."   # one seed behind
     assert xc.paired_verdict(a, {5: 0.1})[1:] == (0, "n.d.")
+    # fewer than the plan's three seeds decide nothing, however clear
+    assert xc.paired_verdict({0: 0.9, 1: 0.9}, {0: 0.1, 1: 0.1}) == (pytest.approx(80), 2, "n.d.")
 
 
 def test_verdicts_follow_the_plans_rules():

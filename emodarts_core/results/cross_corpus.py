@@ -34,6 +34,7 @@ _DIR = re.compile(r"(?P<source>[a-z_]+)-(?:to-(?P<target>[a-z_]+)|in-corpus)")
 
 # The plan's reading rules (benchmarks/cross_corpus_plan.md, "How it will be read").
 BETTER_BY_POINTS = 3.0          # a method is better when ahead on every seed and by > 3 points
+BETTER_MIN_SEEDS = 3            # ... of the plan's 3 seeds: fewer shared seeds decide nothing
 WELL_ABOVE_MEAN_POINTS = 10.0   # well above chance: mean >= chance + 10 points ...
 WELL_ABOVE_SEED_POINTS = 5.0    # ... and every seed >= chance + 5 points
 NEAR_CHANCE_POINTS = 5.0        # near chance: mean below chance + 5 points
@@ -120,10 +121,14 @@ def chance_verdict(uas: Sequence[float], chance: float) -> str:
 def paired_verdict(a: dict[int, float], b: dict[int, float]) -> tuple[float, int, str]:
     """The plan's rule on two sets of UAs paired by seed: the mean difference A - B in points,
     the number of shared seeds, and ``"better"`` (A ahead on every seed and by more than 3
-    points on average), ``"worse"`` (the reverse) or ``"n.d."`` (not distinguishable)."""
+    points on average), ``"worse"`` (the reverse) or ``"n.d."`` (not distinguishable; always
+    with fewer than :data:`BETTER_MIN_SEEDS` shared seeds)."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return float("nan"), 0, "n.d."
+    if len(seeds) < BETTER_MIN_SEEDS:
+        diff = [100 * (a[s] - b[s]) for s in seeds]
+        return round(float(np.mean(diff)), 6) + 0.0, len(seeds), "n.d."
     diff = [100 * (a[s] - b[s]) for s in seeds]
     mean = round(float(np.mean(diff)), 6) + 0.0      # no "-0.00" for a tie
     if all(d > 0 for d in diff) and mean > BETTER_BY_POINTS:
@@ -441,7 +446,8 @@ def arms_table(arms: dict[str, list[Evaluation]]) -> str:
             for arm, ref in comparisons:
                 mean, n, word = paired_verdict(_arm_uas(arms[arm], source, target, method),
                                                _arm_uas(arms[ref], source, target, method))
-                cells.append(f"{mean:+.2f} ({word})" if n else "–")
+                short = f", {n} seed{'s' if n > 1 else ''}" if n < BETTER_MIN_SEEDS else ""
+                cells.append(f"{mean:+.2f} ({word}{short})" if n else "–")
             lines.append(f"| {source} -> {target} | {name} | " + " | ".join(cells) + " |")
     head = ("| direction | method | " + " | ".join(ARMS[a] for a in names)
             + "".join(f" | {ARMS[a]} − {ARMS[r]}" for a, r in comparisons) + " |\n|---|---|"
