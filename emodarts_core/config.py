@@ -248,7 +248,7 @@ class SearchConfig:
     # How the final genotype is read off the search: "alphas" (DARTS: the largest alphas of the
     # epoch with the best alpha-split UA) or "perturbation" (Wang et al. 2021: each operation and
     # edge of the final supernet taken out in turn, the strongest kept by the rise of the
-    # alpha-split loss; emodarts_core.search.perturbation; about a quarter of a `cpu` search more).
+    # alpha-split loss; emodarts_core.search.perturbation; about half a `cpu` search's time more).
     selection: str = "alphas"
 
     def __post_init__(self) -> None:

@@ -126,14 +126,12 @@ def paired_verdict(a: dict[int, float], b: dict[int, float]) -> tuple[float, int
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return float("nan"), 0, "n.d."
-    if len(seeds) < BETTER_MIN_SEEDS:
-        diff = [100 * (a[s] - b[s]) for s in seeds]
-        return round(float(np.mean(diff)), 6) + 0.0, len(seeds), "n.d."
     diff = [100 * (a[s] - b[s]) for s in seeds]
     mean = round(float(np.mean(diff)), 6) + 0.0      # no "-0.00" for a tie
-    if all(d > 0 for d in diff) and mean > BETTER_BY_POINTS:
+    enough = len(seeds) >= BETTER_MIN_SEEDS
+    if enough and all(d > 0 for d in diff) and mean > BETTER_BY_POINTS:
         return mean, len(seeds), "better"
-    if all(d < 0 for d in diff) and -mean > BETTER_BY_POINTS:
+    if enough and all(d < 0 for d in diff) and -mean > BETTER_BY_POINTS:
         return mean, len(seeds), "worse"
     return mean, len(seeds), "n.d."
 
@@ -410,6 +408,11 @@ def load_arms(root: str | Path, primary: Sequence[Evaluation] | None = None
     return arms
 
 
+def _arm_directions(arms: dict[str, list[Evaluation]]) -> list[tuple[str, str]]:
+    """The cross-corpus directions any arm has, sorted."""
+    return sorted({d for evals in arms.values() for d in directions(evals)})
+
+
 def _arm_uas(evals: Sequence[Evaluation], source: str, target: str, method: str
              ) -> dict[int, float]:
     return {s: e.ua for s, e in _select(evals, source, target, method).items()}
@@ -424,7 +427,7 @@ def arms_table(arms: dict[str, list[Evaluation]]) -> str:
     if not arms:
         raise ValueError("no arm has evaluations")
     names = list(arms)
-    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    pairs = _arm_directions(arms)
     comparisons = [(a, r) for a, r in ARM_REFERENCE.items() if a in arms and r in arms]
     lines = []
     for source, target in pairs:
@@ -461,7 +464,7 @@ def plot_arms(arms: dict[str, list[Evaluation]]):
     sentence per direction naming its best and worst arm-and-method by mean UA."""
     import matplotlib.pyplot as plt
 
-    pairs = sorted({d for evals in arms.values() for d in directions(evals)})
+    pairs = _arm_directions(arms)
     if not pairs:
         raise ValueError("no arm has a cross-corpus evaluation")
     names = list(arms)

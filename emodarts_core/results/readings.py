@@ -20,7 +20,6 @@ returns plain text (Markdown) with the numbers filled in; none of them draws any
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections import Counter
@@ -32,8 +31,9 @@ import numpy as np
 from emodarts_core.nas.genotype import CellGenotype, Genotype
 from emodarts_core.results.plots import (edge_labels, history_alphas, load_history,
                                          resolve_primitives)
-from emodarts_core.search.quality import (GATE_ENTROPY, alpha_rank_correlation, chance_agreement,
-                                          mean_pairwise_agreement)
+from emodarts_core.search.quality import (GATE_ENTROPY, chance_agreement,
+                                          mean_pairwise_agreement,
+                                          mean_pairwise_rank_correlation)
 
 __all__ = ["feature_stages_reading", "agreement_reading", "speaker_means_reading",
            "alpha_init_reading", "alpha_evolution_reading", "curves_reading", "collapse_reading",
@@ -279,8 +279,7 @@ def seed_agreement_reading(genotypes: Sequence[Genotype | Mapping[str, Any]], sp
     if alphas is not None:
         if len(alphas) != len(genotypes):
             raise ValueError("seed_agreement_reading: one alpha set per genotype")
-        rho = float(np.mean([alpha_rank_correlation(a, b)
-                             for a, b in itertools.combinations(alphas, 2)]))
+        rho = mean_pairwise_rank_correlation(alphas)
         text += (f" They rank the operations of an edge with a Spearman correlation of "
                  f"{rho:.2f} on average (1: the same order everywhere; about 0: unrelated "
                  "preferences, so the choices differ by more than near-ties).")

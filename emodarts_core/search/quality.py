@@ -189,6 +189,14 @@ def alpha_rank_correlation(a: Mapping[str, Any], b: Mapping[str, Any],
     return float(np.mean(rho))
 
 
+def mean_pairwise_rank_correlation(alphas: Sequence[Mapping[str, Any]]) -> float:
+    """Mean :func:`alpha_rank_correlation` over all pairs of ``alphas`` (at least two)."""
+    if len(alphas) < 2:
+        raise ValueError("mean_pairwise_rank_correlation needs at least two alpha sets")
+    return float(np.mean([alpha_rank_correlation(a, b)
+                          for a, b in itertools.combinations(alphas, 2)]))
+
+
 @dataclass(frozen=True)
 class EpochQuality:
     """One epoch's diagnostics, per cell type (``normal``, ``reduce``, ``seq``)."""
@@ -334,9 +342,8 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         family_chance=chance_agreement(space, level="family"),
         edge_agreement=float(np.mean(list(over_folds("edge").values()))),
         edge_chance=chance_agreement(space, level="edge"),
-        rank_correlation=float(np.mean([
-            np.mean([alpha_rank_correlation(x, y) for x, y in itertools.combinations(a, 2)])
-            for a in alphas_by_fold.values() if len(a) >= 2])),
+        rank_correlation=float(np.mean([mean_pairwise_rank_correlation(a)
+                                        for a in alphas_by_fold.values() if len(a) >= 2])),
         valid_ua=float(np.mean([r.epochs[-1]["valid_ua"] for r in records])),
         minutes=float(np.mean([r.minutes for r in records])),
     )
