@@ -197,3 +197,38 @@ def plot_gate(summaries: dict[str, Any]) -> Figure:
     axes[0, 1].set_title("alphas commit? (lower: better)", fontsize=10)
     axes[0, 0].legend(fontsize=8, loc="upper right")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the architecture matter?
+def plot_architecture_effect(scores: Any) -> Figure:
+    """Each genotype's trainings (``scores`` from
+    :func:`emodarts_core.results.architecture_effect.load_architecture_scores`): one column per
+    genotype, sorted by its mean validation UA, a dot per seed and a bar at the mean; random
+    genotypes blue, searched ones orange. Left the validation UA random search ranks by, right
+    the test UA. Where the columns' dots overlap from one genotype to the next, the seed moves
+    a score as much as the architecture does."""
+    genos = sorted(scores.genotypes, key=lambda g: np.mean(g.valid_ua))
+    if not genos:
+        raise ValueError("plot_architecture_effect: no finished training to draw")
+    fig, axes = new_figure(1, 2, size=(max(3.6, 0.35 * len(genos) + 2.0), 3.6), sharey=True)
+    colours = {"random": "tab:blue", "searched": "tab:orange"}
+    for ax, metric, title in ((axes[0, 0], "valid_ua", "validation UA (best epoch)"),
+                              (axes[0, 1], "test_ua", "test UA")):
+        for x, g in enumerate(genos):
+            values = 100 * np.asarray(g.scores(metric))
+            colour = colours.get(g.kind, "grey")
+            ax.scatter(np.full(len(values), x), values, s=16, color=colour, alpha=0.75,
+                       zorder=3)
+            ax.hlines(values.mean(), x - 0.35, x + 0.35, color=colour, linewidth=2)
+        ax.set_xticks(range(len(genos)), [g.name for g in genos], rotation=90, fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("UA % after the brief training")
+    for kind, colour in colours.items():
+        if any(g.kind == kind for g in genos):
+            axes[0, 0].scatter([], [], color=colour, s=16, label=f"{kind} genotype")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{scores.corpus} fold {scores.fold}: genotypes x seeds, "
+                 f"{scores.epochs} epochs each", fontsize=10)
+    return fig

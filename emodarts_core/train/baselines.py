@@ -51,7 +51,7 @@ import torch
 
 from emodarts_core.common.files import atomic_write_json
 from emodarts_core.common.seeding import seed_everything
-from emodarts_core.config import override
+from emodarts_core.config import Profile, override
 from emodarts_core.data.datasets import FoldData
 from emodarts_core.nas.genotype import Genotype, sample_genotype
 from emodarts_core.train.egemaps import run_egemaps_svm
@@ -196,6 +196,15 @@ def run_cnn_bilstm_att(cfg: RunConfig, progress: bool = True,
     return res
 
 
+def brief_profile(profile: Profile, epochs: int) -> Profile:
+    """``profile`` for random search's brief trainings: ``epochs`` epochs without early stopping,
+    at the search space's width like the DARTS supernet (``train.init_channels`` widens only the
+    winner's final training) and without the validation speakers (they choose the winner)."""
+    return dataclasses.replace(
+        profile, train=override(profile.train, epochs=epochs, patience=0,
+                                init_channels=None, fit_valid=False))
+
+
 def random_search_budget(options: dict[str, Any],
                          run_dir: str | Path = ".") -> tuple[str, float, RunCost | None]:
     """What stops random search's candidate draws: ``("k", k, None)`` for a fixed number, or
@@ -252,11 +261,7 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
     run = start_run(cfg, data, announce)
     gen = torch.Generator().manual_seed(int(cfg.seed) + 104729)
 
-    # the brief trainings are random search's search: at the search space's width, like the
-    # DARTS supernet; only the winner's final training takes ``train.init_channels``
-    brief_profile = dataclasses.replace(
-        cfg.profile, train=override(cfg.profile.train, epochs=brief, patience=0,
-                                    init_channels=None, fit_valid=False))
+    brief_prof = brief_profile(cfg.profile, brief)
     candidates: list[dict[str, Any]] = []
     spent = {"seconds": 0.0, "steps": 0}
     while len(candidates) < k_max:
@@ -267,7 +272,7 @@ def run_random_search(cfg: RunConfig, progress: bool = True,
         i = len(candidates)
         geno = sample_genotype(cfg.profile.space, gen)
         sub = dataclasses.replace(
-            cfg, kind="train", profile=brief_profile,
+            cfg, kind="train", profile=brief_prof,
             out_dir=str(Path(cfg.out_dir) / "candidates" / f"cand_{i:02d}"),
             options={k_: v for k_, v in cfg.options.items() if k_ in ("amp",)})
         res = run_train(sub, geno, progress=progress, data=data)
