@@ -407,3 +407,45 @@ def test_gate_rows_for_perturbation_selection_judge_their_own_genotypes(tmp_path
     with pytest.raises(FileNotFoundError, match="perturbation.json"):
         load_record(runs[0], "perturbation")
     assert list(summarise_gate(tmp_path)) == ["long"]
+
+
+def test_search_gate_script_end_to_end(tmp_path):
+    """benchmarks/search_gate.py with --perturbation on a tiny generated corpus: a row per
+    setting and its +pt row, the export read back by summarise_gate (what chapter 6 and
+    RESULTS read) gives the script's own summary, a rerun keeps every search, and a malformed
+    --setting is a one-line error."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from emodarts_core.data.corpora.generated import generate_corpus
+    from emodarts_core.search.quality import summarise_gate
+
+    data = generate_corpus(tmp_path / "gen", n_speakers=6, per_class=2, seed=0)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "search_gate.py"
+    out, rec = tmp_path / "runs", tmp_path / "records"
+    base = [sys.executable, str(script), "--corpus", "generated", "--data-root", str(data),
+            "--profile", "smoke", "--folds", "0", "--seeds", "0,1", "--out", str(out),
+            "--perturbation"]
+    env = {"EMODARTS_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    first = subprocess.run([*base, "--setting", "quick=", "--export", str(rec)],
+                           capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("perturbation:") == 2            # each search read by PT
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == ["quick", "quick+pt"]
+    assert all((rec / "quick" / "fold0" / f"seed{s}" / "perturbation.json").is_file()
+               for s in (0, 1))
+    from_records = summarise_gate(rec)
+    for name, row in summary.items():
+        assert from_records[name].to_dict() == {k: v for k, v in row.items()
+                                                if k != "overrides"} | {
+            "agreement_by_fold": {0: row["agreement_by_fold"]["0"]},
+            "entropy_by_fold": {0: row["entropy_by_fold"]["0"]}}
+    again = subprocess.run([*base, "--setting", "quick="], capture_output=True, text=True,
+                           env=env, check=True)
+    assert "[gate]" not in again.stdout and "| quick+pt |" in again.stdout
+    bad = subprocess.run([*base, "--setting", "noequals"], capture_output=True, text=True,
+                         env=env)
+    assert bad.returncode != 0 and "expected NAME=OVERRIDES" in bad.stderr
