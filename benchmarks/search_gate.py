@@ -48,6 +48,12 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     return name, [o.strip() for o in rest.split(";") if o.strip()]
 
 
+def comparable(records: list) -> bool:
+    """Whether some fold has two finished searches (agreement is between seeds of a fold)."""
+    folds = [r.fold for r in records]
+    return any(folds.count(f) >= 2 for f in set(folds))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="generated")
@@ -105,9 +111,12 @@ def main() -> None:
                 records.append(load_record(out))
                 if args.perturbation and (out / PT_FILE).is_file():
                     pt_records.append(load_record(out, "perturbation"))
-        if records:
-            summaries[name] = (overrides, summarise_setting(records, profile.space))
-        if pt_records:
+        if not comparable(records):      # a row needs two seeds of one fold
+            print(f"[gate] {name}: {len(records)} finished search(es), no two of one fold "
+                  "yet: no row", flush=True)
+            continue
+        summaries[name] = (overrides, summarise_setting(records, profile.space))
+        if comparable(pt_records):
             summaries[name + PT_SUFFIX] = (overrides,
                                            summarise_setting(pt_records, profile.space))
 

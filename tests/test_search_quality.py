@@ -446,6 +446,12 @@ def test_search_gate_script_end_to_end(tmp_path):
     again = subprocess.run([*base, "--setting", "quick="], capture_output=True, text=True,
                            env=env, check=True)
     assert "[gate]" not in again.stdout and "| quick+pt |" in again.stdout
+    one_seed = list(base)
+    one_seed[one_seed.index("--seeds") + 1] = "0"
+    one = subprocess.run([*one_seed, "--setting", "quick=", "--summary-only"],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr                  # one seed: no row, no crash
+    assert "no two of one fold yet" in one.stdout and "| quick |" not in one.stdout
     bad = subprocess.run([*base, "--setting", "noequals"], capture_output=True, text=True,
                          env=env)
     assert bad.returncode != 0 and "expected NAME=OVERRIDES" in bad.stderr
