@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
     ap.add_argument("--export", default=None, metavar="DIR",
                     help="copy each finished search's record (its small JSON files) to "
-                         "DIR/<setting>/fold<k>/seed<s> (for benchmarks/records)")
+                         "DIR/<setting>/fold<k>/seed<s> (for benchmarks/records); searches "
+                         "still running are left out")
     ap.add_argument("--perturbation", action="store_true",
                     help="also select each search's genotype by perturbation (row NAME+pt)")
     args = ap.parse_args()
@@ -81,7 +82,7 @@ def main() -> None:
     settings = [parse_setting(s) for s in args.setting]
     data_root = str(Path(args.data_root).resolve())
 
-    summaries = {}
+    summaries, finished = {}, []
     for name, overrides in settings:
         items = [*args.common, *overrides, f"search.split_seed={args.split_seed}"]
         profile = apply_overrides(get_profile(args.profile), items)
@@ -108,6 +109,7 @@ def main() -> None:
                           f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
                 if not (out / RunDir.GENOTYPE).is_file():
                     continue
+                finished.append(out)
                 records.append(load_record(out))
                 if args.perturbation and (out / PT_FILE).is_file():
                     pt_records.append(load_record(out, "perturbation"))
@@ -122,8 +124,9 @@ def main() -> None:
 
     print()
     print(gate_table({name: summary for name, (_, summary) in summaries.items()}))
-    if args.export:                      # each search's small JSON files, as reproduce exports
-        export_records(args.out, args.export)
+    if args.export:    # each finished search's small JSON files, as reproduce exports them
+        for run in finished:
+            export_records(run, Path(args.export) / run.relative_to(args.out))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(
         {n: {"overrides": o, **s.to_dict()} for n, (o, s) in summaries.items()}, indent=2))

@@ -443,9 +443,13 @@ def test_search_gate_script_end_to_end(tmp_path):
                                                 if k != "overrides"} | {
             "agreement_by_fold": {0: row["agreement_by_fold"]["0"]},
             "entropy_by_fold": {0: row["entropy_by_fold"]["0"]}}
-    again = subprocess.run([*base, "--setting", "quick="], capture_output=True, text=True,
-                           env=env, check=True)
+    running = out / "later" / "fold0" / "seed0"             # another setting, unfinished
+    running.mkdir(parents=True)
+    (running / "environment.json").write_text("{}")
+    again = subprocess.run([*base, "--setting", "quick=", "--export", str(tmp_path / "rec2")],
+                           capture_output=True, text=True, env=env, check=True)
     assert "[gate]" not in again.stdout and "| quick+pt |" in again.stdout
+    assert sorted(p.name for p in (tmp_path / "rec2").iterdir()) == ["quick"]
     one_seed = list(base)
     one_seed[one_seed.index("--seeds") + 1] = "0"
     one = subprocess.run([*one_seed, "--setting", "quick=", "--summary-only"],
