@@ -153,6 +153,17 @@ def cross_corpus_arms(root: Path = RECORDS) -> str:
     return xc.arms_table(xc.load_arms(root / CROSS_CORPUS_ARMS))
 
 
+ARCHITECTURE_EFFECT = "architecture-effect"   # benchmarks/architecture_effect.py --export
+
+
+def architecture_effect(root: Path = RECORDS) -> str:
+    """Genotypes x seeds on one fold: the genotype's share of a brief training's score and the
+    searched genotypes against random ones (emodarts_core.results.architecture_effect)."""
+    from emodarts_core.results.architecture_effect import effect_table, load_architecture_scores
+
+    return effect_table(load_architecture_scores(root / ARCHITECTURE_EFFECT))
+
+
 def quoted_figures(root: Path = RECORDS) -> dict[str, str]:
     """The figures README.md quotes, by what they are, as the records give them (the README's
     ``mean ± std`` and ``p = ...`` figures must be among these: tests/test_results_doc.py).
@@ -186,6 +197,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "gate-ravdess": gate,
     "cross-corpus": cross_corpus,
     "cross-corpus-arms": cross_corpus_arms,
+    "architecture-effect": architecture_effect,
 }
 
 

@@ -106,7 +106,8 @@ def test_reading_an_experiment_and_saying_what_it_found(tmp_path):
                                                 "searched-0"]     # the unfinished one left out
     assert flat.genotypes[0].test_ua == pytest.approx((0.45, 0.51, 0.39))
     text = effect_reading(flat)
-    assert "cannot be told apart" in text and "not distinguishable from" in text
+    assert "flat at this budget" in text and "not distinguishable from" in text
+    assert "more by its seed than by its architecture" in text
     table = effect_table(flat).splitlines()
     assert len(table) == 4 and table[2].startswith("| validation UA (best epoch) | 3 (9) |")
 
@@ -115,6 +116,7 @@ def test_reading_an_experiment_and_saying_what_it_found(tmp_path):
         "random-02": ("random", [0.70, 0.71, 0.69])}))
     text = effect_reading(steep, "test_ua")
     assert "matters beyond the noise" in text and "searched" not in text
+    assert "mostly by their architecture" in text
     assert "| – |" in effect_table(steep)           # no searched genotype to compare
 
 

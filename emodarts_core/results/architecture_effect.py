@@ -212,14 +212,20 @@ def effect_reading(scores: ArchitectureScores, metric: str = "valid_ua") -> str:
     if e.between_sd == 0 and e.within_sd == 0:
         text += (f"Every training scored {100 * e.grand_mean:.1f} %: they did not learn, or "
                  "learned alike, so there is nothing to tell apart. ")
-    elif e.p >= 0.05:
-        text += ("At this budget the architectures of this space cannot be told apart from the "
-                 "noise of training them: neither a search's alphas nor random search's "
-                 "ranking has a difference to find, and a search that does not decide is what "
-                 "a flat space predicts. ")
     else:
-        text += ("The architecture matters beyond the noise of training at this budget: a "
-                 "search has differences to find. ")
+        if e.p >= 0.05:
+            text += ("The genotypes cannot be told apart from the noise of training them at the "
+                     "5 % level: the space is flat at this budget. ")
+        else:
+            text += "The architecture matters beyond the noise of training at this budget. "
+        if e.between_sd < e.within_sd:
+            text += ("Their true means differ by less than one training's seed moves it, so a "
+                     "single brief training ranks genotypes more by its seed than by its "
+                     "architecture, and random search's ranking of its candidates has little "
+                     "more to go on than that. ")
+        else:
+            text += ("Their true means differ by more than one training's seed moves it: a "
+                     "single brief training ranks genotypes mostly by their architecture. ")
     vs = _searched_vs_random(scores, metric)
     if vs is not None:
         n_s = len(scores.of_kind("searched"))
