@@ -26,6 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from corpus_args import add_corpus_arguments  # noqa: E402  (benchmarks/corpus_args.py)
+
 from emodarts_core.batch.reproduce import export_records  # noqa: E402
 from emodarts_core.common.files import atomic_write_json  # noqa: E402
 from emodarts_core.common.threads import configure_threads  # noqa: E402
@@ -56,10 +58,7 @@ def genotype_list(args, profile) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="generated")
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--protocol", default=None)
-    ap.add_argument("--profile", default="cpu")
+    add_corpus_arguments(ap)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--random", type=int, default=8, help="random genotypes to draw")
@@ -69,7 +68,6 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=6, help="epochs of each brief training")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
     ap.add_argument("--export", default=None, metavar="DIR")
     args = ap.parse_args()

@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from corpus_args import add_corpus_arguments  # noqa: E402  (benchmarks/corpus_args.py)
+
 from emodarts_core.batch.reproduce import export_records  # noqa: E402
 from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
@@ -56,10 +58,7 @@ def comparable(records: list) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="generated")
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--protocol", default=None)
-    ap.add_argument("--profile", default="cpu")
+    add_corpus_arguments(ap)
     ap.add_argument("--set", dest="common", action="append", default=[],
                     help="an override every setting gets (repeatable)")
     ap.add_argument("--folds", default="0,1")
@@ -67,7 +66,6 @@ def main() -> None:
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--setting", action="append", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--summary-only", action="store_true", help="tabulate existing runs only")
     ap.add_argument("--export", default=None, metavar="DIR",
                     help="copy each finished search's record (its small JSON files) to "
