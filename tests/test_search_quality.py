@@ -297,6 +297,8 @@ def test_gate_reading_follows_the_plans_stopping_rule():
     assert "- `long` **fails**: seeds of a fold share 0.18" in one
     assert "with a correlation of 0.05" in one
     assert "still to run: `long-acc2`, `drnas`, `sdarts`, `beta`." in one
+    with_pt = gate_reading({"long": fail, "long+pt": fail})      # a +pt row is no setting
+    assert "(1 of the plan's 5)" in with_pt
     adopted = gate_reading({"long": fail, "long-acc2": fail, "drnas": ok, "sdarts": ok})
     assert "`drnas` is the first setting that passes" in adopted
     flat = gate_reading({name: fail for name in GATE_ORDER})

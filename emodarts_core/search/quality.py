@@ -420,7 +420,8 @@ def gate_reading(summaries: dict[str, SettingSummary]) -> str:
         verdict = (f"`{passing[0]}` is the first setting that passes on every fold: by the plan "
                    "it becomes the `cpu` profile's search.")
     elif todo:
-        verdict = (f"No setting run so far passes ({len(summaries)} of {len(GATE_ORDER)}); "
+        run = len([n for n in GATE_ORDER if n in summaries])
+        verdict = (f"No setting run so far passes ({run} of the plan's {len(GATE_ORDER)}); "
                    f"still to run: {', '.join(f'`{n}`' for n in todo)}.")
     else:
         verdict = ("**No setting passes: on this corpus, at this budget, the search space is "
