@@ -34,7 +34,7 @@ from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
 from emodarts_core.nas.genotype import Genotype, sample_genotype  # noqa: E402
 from emodarts_core.results.architecture_effect import (  # noqa: E402
-    GENOTYPES_FILE, architecture_effect, effect_reading, effect_table, load_architecture_scores)
+    GENOTYPES_FILE, METRICS, effect_of, effect_reading, effect_table, load_architecture_scores)
 from emodarts_core.train.baselines import brief_profile  # noqa: E402
 from emodarts_core.train.fit import load_data, run_train  # noqa: E402
 from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
@@ -113,8 +113,7 @@ def main() -> None:
     print()
     print(effect_reading(scores))
     summary = {"epochs": args.epochs, "fold": args.fold,
-               "effect": {m: architecture_effect([g.scores(m) for g in scores.of_kind("random")])
-                          .to_dict() for m in ("valid_ua", "test_ua")},
+               "effect": {m: effect_of(scores, m).to_dict() for m in METRICS},
                "genotypes": [dataclasses.asdict(g) for g in scores.genotypes]}
     atomic_write_json(out / "summary.json", summary)
     if args.export:

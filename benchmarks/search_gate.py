@@ -37,8 +37,8 @@ from emodarts_core.common.threads import configure_threads  # noqa: E402
 from emodarts_core.config import apply_overrides, get_profile  # noqa: E402
 from emodarts_core.search.loop import run_search  # noqa: E402
 from emodarts_core.search.perturbation import select_by_perturbation  # noqa: E402
-from emodarts_core.search.quality import (PT_FILE, PT_SUFFIX, gate_table,  # noqa: E402
-                                          load_record, summarise_setting)
+from emodarts_core.search.quality import (PT_FILE, PT_SUFFIX, comparable,  # noqa: E402
+                                          gate_table, load_record, summarise_setting)
 from emodarts_core.train.fit import load_data  # noqa: E402
 from emodarts_core.train.runs import RunConfig, RunDir  # noqa: E402
 
@@ -48,12 +48,6 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     if not sep or not name:
         raise SystemExit(f"--setting {text!r}: expected NAME=OVERRIDES (OVERRIDES may be empty)")
     return name, [o.strip() for o in rest.split(";") if o.strip()]
-
-
-def comparable(records: list) -> bool:
-    """Whether some fold has two finished searches (agreement is between seeds of a fold)."""
-    folds = [r.fold for r in records]
-    return any(folds.count(f) >= 2 for f in set(folds))
 
 
 def main() -> None:

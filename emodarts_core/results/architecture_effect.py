@@ -163,7 +163,8 @@ def load_architecture_scores(root: str | Path) -> ArchitectureScores:
                               epochs=int(spec["epochs"]), genotypes=tuple(genotypes))
 
 
-def _effect_of(scores: ArchitectureScores, metric: str) -> ArchitectureEffect:
+def effect_of(scores: ArchitectureScores, metric: str) -> ArchitectureEffect:
+    """:func:`architecture_effect` of ``metric`` over the experiment's random genotypes."""
     return architecture_effect([g.scores(metric) for g in scores.of_kind("random")])
 
 
@@ -189,7 +190,7 @@ def effect_table(scores: ArchitectureScores) -> str:
              "(df) | p | searched − random (points, p) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for metric, label in METRICS.items():
-        e = _effect_of(scores, metric)
+        e = effect_of(scores, metric)
         vs = _searched_vs_random(scores, metric)
         vs_text = "–" if vs is None else f"{100 * vs[0]:+.2f} (p = {vs[1]:.3f})"
         lines.append(f"| {label} | {len(random)} ({runs}) | {100 * e.grand_mean:.2f} | "
@@ -200,7 +201,7 @@ def effect_table(scores: ArchitectureScores) -> str:
 
 def effect_reading(scores: ArchitectureScores, metric: str = "valid_ua") -> str:
     """Two or three sentences saying what the experiment found, from its numbers."""
-    e = _effect_of(scores, metric)
+    e = effect_of(scores, metric)
     label = METRICS[metric]
     per = e.n_runs // e.n_genotypes if e.n_runs % e.n_genotypes == 0 else "several"
     epochs = f"{scores.epochs} epoch{'s' if scores.epochs != 1 else ''}"

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from emodarts_core.results.architecture_effect import ArchitectureScores
 from emodarts_core.results.evidence_tables import (check_metric, ensemble_records, fold_means,
                                                    paired_jobs, setting_fold_pairs)
 from emodarts_core.results.plots import new_figure
@@ -201,7 +202,7 @@ def plot_gate(summaries: dict[str, Any]) -> Figure:
 
 # ---------------------------------------------------------------------------------------------
 # Does the architecture matter?
-def plot_architecture_effect(scores: Any) -> Figure:
+def plot_architecture_effect(scores: ArchitectureScores) -> Figure:
     """Each genotype's trainings (``scores`` from
     :func:`emodarts_core.results.architecture_effect.load_architecture_scores`): one column per
     genotype, sorted by its mean validation UA, a dot per seed and a bar at the mean; random

@@ -299,6 +299,13 @@ def load_record(run_dir: str | Path, selection: str = "alphas") -> SearchRecord:
                         minutes=sum(e["seconds"] for e in epochs) / 60.0)
 
 
+def comparable(records: Sequence[SearchRecord]) -> bool:
+    """Whether some fold has two searches: agreement, and so a summary, is between seeds of a
+    fold."""
+    folds = [r.fold for r in records]
+    return any(folds.count(f) >= 2 for f in set(folds))
+
+
 def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig) -> SettingSummary:
     """Diagnostics of one setting's searches: final-epoch entropy and margin, flip rate over the
     second half of the epochs, and cross-seed agreement of the genotypes the searches chose
@@ -306,6 +313,8 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
     their split), averaged over the folds that have at least two seeds."""
     if not records:
         raise ValueError("summarise_setting: no searches")
+    if not comparable(records):
+        raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
     finals = [r.epochs[-1]["quality"] for r in records]
     ent = {c: float(np.mean([q["entropy_fraction"][c] for q in finals])) for c in CELLS}
     margin = {c: float(np.mean([q["top2_margin"][c] for q in finals])) for c in CELLS}
@@ -329,8 +338,6 @@ def summarise_setting(records: Sequence[SearchRecord], space: SearchSpaceConfig)
         f: float(np.mean([np.mean([r.epochs[-1]["quality"]["entropy_fraction"][c] for c in CELLS])
                           for r in records if r.fold == f]))
         for f in agree}
-    if not agree:
-        raise ValueError("summarise_setting: agreement needs two seeds on at least one fold")
     return SettingSummary(
         n_runs=len(records), n_folds=len(by_fold), entropy_fraction=ent,
         entropy_mean=float(np.mean(list(ent.values()))), top2_margin=margin,
